@@ -1,0 +1,204 @@
+//! The graph driver contract: what every storage backend (overlay2, vfs, btrfs, ...) provides.
+//!
+//! Layers are named by opaque ids (the layer store uses random cache ids). A layer is created
+//! read-only (an image layer) or read-write (a container layer) on top of an optional parent;
+//! `get` returns a path to its full tree, mounted if the driver needs to, with reference
+//! counting; `put` releases it. The diff half turns layers into tars and back. Drivers without a
+//! native diff inherit the generic one, which compares trees ("naive diff").
+
+use crate::archive::{self, apply_layer, ApplyError, ApplyOptions, Change, WhiteoutFormat};
+use crate::options::{OptionError, StorageOpts};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors of a graph driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{driver}: layer {id} does not exist")]
+    NotFound { driver: &'static str, id: String },
+    #[error("{driver}: layer {id} already exists")]
+    Exists { driver: &'static str, id: String },
+    #[error("{driver}: layer {id} is in use ({mounts} active mount(s))")]
+    Busy { driver: &'static str, id: String, mounts: u32 },
+    #[error("{driver} is not supported on this host: {reason}")]
+    NotSupported { driver: &'static str, reason: String },
+    #[error(transparent)]
+    Options(#[from] OptionError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("{driver}: {context}: {source}")]
+    Io { driver: &'static str, context: String, source: io::Error },
+    #[error("{driver}: {message}")]
+    Invalid { driver: &'static str, message: String },
+}
+
+/// Result of driver calls.
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// Builds an `Io` error with context.
+pub fn io_err(driver: &'static str, context: impl Into<String>) -> impl FnOnce(io::Error) -> DriverError {
+    let context = context.into();
+    move |source| DriverError::Io { driver, context, source }
+}
+
+/// Options for creating one layer.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// Per-layer `--storage-opt` (e.g. `size=10G` for a container).
+    pub storage_opt: StorageOpts,
+    /// SELinux mount label, if any.
+    pub mount_label: String,
+}
+
+/// Where and how a layer's tar is unpacked.
+#[derive(Debug, Clone)]
+pub struct ApplyTarget {
+    /// The directory that receives the entries.
+    pub root: PathBuf,
+    pub whiteouts: WhiteoutFormat,
+    /// Lower layers' own directories, top first (for hard links to lower files).
+    pub lowers: Vec<PathBuf>,
+}
+
+/// A graph driver. All methods may be called from several threads at once.
+pub trait Driver: Send + Sync {
+    /// The driver's name as `--storage-driver` spells it.
+    fn name(&self) -> &'static str;
+
+    /// The driver's home directory under the data root.
+    fn home(&self) -> &Path;
+
+    /// Creates a read-only (image) layer `id` on top of `parent`.
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()>;
+
+    /// Creates a read-write (container) layer `id` on top of `parent`.
+    fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()>;
+
+    /// Removes a layer; an error while it is mounted.
+    fn remove(&self, id: &str) -> DriverResult<()>;
+
+    /// Returns the path of the layer's full tree, mounting it on first use.
+    fn get(&self, id: &str, mount_label: &str) -> DriverResult<PathBuf>;
+
+    /// Releases one `get`; the last one unmounts.
+    fn put(&self, id: &str) -> DriverResult<()>;
+
+    /// Whether the layer exists.
+    fn exists(&self, id: &str) -> bool;
+
+    /// Ids of all layers with data in the driver (for reconciling the store).
+    fn list(&self) -> DriverResult<Vec<String>>;
+
+    /// Key/value pairs for `docker info`'s Driver Status.
+    fn status(&self) -> Vec<(String, String)>;
+
+    /// Key/value pairs for `inspect`'s GraphDriver.Data.
+    fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>>;
+
+    /// Unmounts everything the driver mounted; called at shutdown.
+    fn cleanup(&self) -> DriverResult<()>;
+
+    /// Where `apply_diff` unpacks a tar for layer `id` (created with `parent`).
+    fn apply_target(&self, id: &str, parent: Option<&str>) -> DriverResult<ApplyTarget>;
+
+    /// Releases what `apply_target` acquired (e.g. a mount); nothing by default.
+    fn release_apply_target(&self, _id: &str) -> DriverResult<()> {
+        Ok(())
+    }
+
+    /// Where the layer's own files are for reading them back (exact re-export).
+    fn export_root(&self, id: &str) -> DriverResult<PathBuf> {
+        self.apply_target(id, None).map(|t| t.root)
+    }
+
+    /// Releases what `export_root` acquired; nothing by default.
+    fn release_export_root(&self, id: &str) -> DriverResult<()> {
+        self.release_apply_target(id)
+    }
+
+    /// True when the driver computes diffs from its own bookkeeping rather than by comparing
+    /// trees.
+    fn native_diff(&self) -> bool {
+        false
+    }
+
+    /// Writes the changes of `id` relative to `parent` as a layer tar.
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> DriverResult<()> {
+        naive::diff(self, id, parent, out)
+    }
+
+    /// Lists the changes of `id` relative to `parent`.
+    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+        naive::changes(self, id, parent)
+    }
+
+    /// Unpacks a layer tar into `id`; returns the size of the unpacked files.
+    fn apply_diff(&self, id: &str, parent: Option<&str>, input: &mut dyn Read) -> DriverResult<u64> {
+        let t = self.apply_target(id, parent)?;
+        let mut o = ApplyOptions::new(t.whiteouts);
+        o.lowers = t.lowers;
+        let res = apply_layer(&t.root, input, o);
+        self.release_apply_target(id)?;
+        Ok(res?.size)
+    }
+
+    /// Size of the changes of `id` relative to `parent`.
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        naive::diff_size(self, id, parent)
+    }
+}
+
+/// The generic diff: mount both layers and compare their trees.
+pub mod naive {
+    use super::*;
+
+    fn with_trees<D: Driver + ?Sized, T>(
+        d: &D,
+        id: &str,
+        parent: Option<&str>,
+        f: impl FnOnce(&Path, Option<&Path>) -> io::Result<T>,
+    ) -> DriverResult<T> {
+        let layer = d.get(id, "")?;
+        let parent_dir = match parent.map(|p| d.get(p, "")).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = d.put(id);
+                return Err(e);
+            }
+        };
+        let res = f(&layer, parent_dir.as_deref());
+        let r1 = d.put(id);
+        let r2 = parent.map(|p| d.put(p)).transpose();
+        let out = res.map_err(io_err(d.name(), format!("comparing layer {id} with its parent")))?;
+        r1?;
+        r2?;
+        Ok(out)
+    }
+
+    pub fn changes<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+        with_trees(d, id, parent, |l, p| archive::changes_dirs(l, p))
+    }
+
+    pub fn diff<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>, out: &mut dyn Write) -> DriverResult<()> {
+        with_trees(d, id, parent, |l, p| {
+            let changes = archive::changes_dirs(l, p)?;
+            archive::export_changes(l, &changes, out).map(|_| ())
+        })
+    }
+
+    pub fn diff_size<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        with_trees(d, id, parent, |l, p| {
+            let changes = archive::changes_dirs(l, p)?;
+            archive::changes_size(l, &changes)
+        })
+    }
+}
+
+/// Validates a layer id: drivers use ids as directory names.
+pub fn check_id(driver: &'static str, id: &str) -> DriverResult<()> {
+    if id.is_empty() || id.len() > 128 || id.starts_with('.') || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return Err(DriverError::Invalid { driver, message: format!("invalid layer id {id:?}") });
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! What the layer store keeps on disk, and where.
+//!
+//! ```text
+//! <root>/sha256/<chainID hex>/layer.json      committed layer (the commit record)
+//!                            /tar-split.zst   non-content bytes of its tar
+//!                            /shadow          content the tar itself overwrote (optional)
+//! <root>/tmp/<cache id>/                      a registration in progress
+//! <root>/removing/<chainID hex>/              a removal in progress
+//! <root>/quarantine/<name>/                   records set aside by reconciliation
+//! <root>/mounts/<name>.json                   container (read-write) layers
+//! ```
+//! A layer is visible only once its directory has been renamed into `sha256/`, which happens
+//! after its data and records are durable.
+
+use crate::archive::tarsplit::Override;
+use crate::digest::{ChainId, DiffId};
+use std::path::{Path, PathBuf};
+
+/// The commit record of an image layer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LayerRecord {
+    pub chain_id: ChainId,
+    pub diff_id: DiffId,
+    pub parent: Option<ChainId>,
+    /// The driver's id for this layer's data.
+    pub cache_id: String,
+    /// Sum of the layer's regular file sizes, recorded at commit.
+    pub size: u64,
+    /// References held by users of the store (images); children are counted separately.
+    pub references: u64,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// Length of the uncompressed tar.
+    pub tar_bytes: u64,
+    #[serde(default)]
+    pub overrides: Vec<Override>,
+}
+
+/// The record of a container (read-write) layer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RwRecord {
+    pub name: String,
+    pub cache_id: String,
+    pub parent: Option<ChainId>,
+    pub created: u64,
+}
+
+/// Paths inside the store's root.
+#[derive(Debug, Clone)]
+pub struct StorePaths {
+    pub root: PathBuf,
+}
+
+impl StorePaths {
+    pub fn committed(&self) -> PathBuf {
+        self.root.join("sha256")
+    }
+    pub fn layer_dir(&self, chain: &ChainId) -> PathBuf {
+        self.committed().join(chain.hex())
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn removing(&self) -> PathBuf {
+        self.root.join("removing")
+    }
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    pub fn mounts(&self) -> PathBuf {
+        self.root.join("mounts")
+    }
+    pub fn mount_record(&self, name: &str) -> PathBuf {
+        self.mounts().join(format!("{name}.json"))
+    }
+    pub fn all_dirs(&self) -> [PathBuf; 5] {
+        [self.committed(), self.tmp(), self.removing(), self.quarantine(), self.mounts()]
+    }
+}
+
+pub const LAYER_JSON: &str = "layer.json";
+pub const TAR_SPLIT: &str = "tar-split.zst";
+pub const SHADOW: &str = "shadow";
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Reads a JSON record.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&data).map_err(|e| e.to_string())
+}

@@ -1,0 +1,701 @@
+//! The layer store: content-addressed image layers and container layers over a graph driver.
+
+use super::record::*;
+use crate::archive::tarsplit::{TarSplitReader, TarSplitWriter};
+use crate::archive::{apply_layer, ApplyError, ApplyOptions, Change, TarSplitSink};
+use crate::digest::{chain_id, ChainId, DiffId, DigestReader};
+use crate::driver::{CreateOpts, Driver, DriverError};
+use crate::fsutil::{self, atomic_write, fsync_dir, mkdir_all, random_id, remove_tree, rename_durable};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Errors of the layer store.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer {0} does not exist")]
+    NotFound(ChainId),
+    #[error("parent layer {0} does not exist")]
+    ParentNotFound(ChainId),
+    #[error("layer digest mismatch: expected {expected}, the data has {actual}")]
+    DigestMismatch { expected: DiffId, actual: DiffId },
+    #[error("container layer {0:?} already exists")]
+    RwExists(String),
+    #[error("container layer {0:?} does not exist")]
+    RwNotFound(String),
+    #[error("invalid container layer name {0:?}")]
+    BadName(String),
+    #[error("layer {0} has no references to release")]
+    NotReferenced(ChainId),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("layer store: {context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> LayerError {
+    let context = context.into();
+    move |source| LayerError::Io { context, source }
+}
+
+/// A committed image layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub chain_id: ChainId,
+    pub diff_id: DiffId,
+    pub parent: Option<ChainId>,
+    pub cache_id: String,
+    pub size: u64,
+    pub references: u64,
+    pub created: u64,
+}
+
+/// A container layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RwLayer {
+    pub name: String,
+    pub cache_id: String,
+    pub parent: Option<ChainId>,
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Default, Clone)]
+pub struct ReconcileReport {
+    /// Registrations that were interrupted and have been removed.
+    pub removed_temp: Vec<String>,
+    /// Removals that were interrupted and have been finished.
+    pub finished_removals: Vec<String>,
+    /// Driver data no record owns, removed.
+    pub orphans_removed: Vec<String>,
+    /// Records set aside, with the reason.
+    pub quarantined: Vec<(String, String)>,
+}
+
+impl ReconcileReport {
+    pub fn is_clean(&self) -> bool {
+        self.removed_temp.is_empty() && self.finished_removals.is_empty() && self.orphans_removed.is_empty() && self.quarantined.is_empty()
+    }
+}
+
+/// Options of one registration.
+#[derive(Default)]
+pub struct RegisterOpts<'a> {
+    /// The diffID the caller expects (from an image config): a layer that already exists is
+    /// then reused without reading the input, and data with another digest is refused.
+    pub expected: Option<DiffId>,
+    /// Called with the number of uncompressed bytes unpacked so far.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+struct Entry {
+    rec: LayerRecord,
+    children: u64,
+}
+
+#[derive(Default)]
+struct State {
+    layers: HashMap<ChainId, Entry>,
+    mounts: HashMap<String, RwRecord>,
+    /// Layers being used as a parent by a registration in progress.
+    pins: HashMap<ChainId, u32>,
+}
+
+/// Content-addressed layers over one graph driver.
+pub struct LayerStore {
+    paths: StorePaths,
+    driver: Arc<dyn Driver>,
+    state: Mutex<State>,
+    /// One lock per chainID: two registrations of the same layer extract it once.
+    chain_locks: Mutex<HashMap<ChainId, Arc<Mutex<()>>>>,
+}
+
+impl LayerStore {
+    /// Opens (creating if needed) the store at `root` and reconciles it with the driver.
+    pub fn open(root: &Path, driver: Arc<dyn Driver>) -> Result<(LayerStore, ReconcileReport), LayerError> {
+        let paths = StorePaths { root: root.to_path_buf() };
+        for d in paths.all_dirs() {
+            mkdir_all(&d, 0o700).map_err(io_ctx(format!("creating {}", d.display())))?;
+        }
+        let store = LayerStore { paths, driver, state: Mutex::new(State::default()), chain_locks: Mutex::new(HashMap::new()) };
+        let report = store.reconcile()?;
+        Ok((store, report))
+    }
+
+    /// The driver under the store.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn chain_lock(&self, chain: &ChainId) -> Arc<Mutex<()>> {
+        let mut locks = self.chain_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(*chain).or_default().clone()
+    }
+
+    fn reconcile(&self) -> Result<ReconcileReport, LayerError> {
+        let mut report = ReconcileReport::default();
+        let p = &self.paths;
+        // Interrupted registrations: their records never became visible.
+        for e in fs::read_dir(p.tmp()).map_err(io_ctx("reading tmp"))? {
+            let e = e.map_err(io_ctx("reading tmp"))?;
+            remove_tree(&e.path()).map_err(io_ctx("removing an interrupted registration"))?;
+            report.removed_temp.push(e.file_name().to_string_lossy().into_owned());
+        }
+        // Interrupted removals: finish them.
+        for e in fs::read_dir(p.removing()).map_err(io_ctx("reading removing"))? {
+            let e = e.map_err(io_ctx("reading removing"))?;
+            if let Ok(rec) = read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
+                match self.driver.remove(&rec.cache_id) {
+                    Ok(()) | Err(DriverError::NotFound { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            remove_tree(&e.path()).map_err(io_ctx("finishing a removal"))?;
+            report.finished_removals.push(e.file_name().to_string_lossy().into_owned());
+        }
+        for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
+            let e = e.map_err(io_ctx("reading mounts"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".removing") {
+                if let Ok(rec) = read_json::<RwRecord>(&e.path()) {
+                    match self.driver.remove(&rec.cache_id) {
+                        Ok(()) | Err(DriverError::NotFound { .. }) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+                fs::remove_file(e.path()).map_err(io_ctx("finishing a container layer removal"))?;
+                report.finished_removals.push(name);
+            } else if name.starts_with('.') {
+                // A temp file of an interrupted atomic write.
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let mut st = self.state();
+        for e in fs::read_dir(p.committed()).map_err(io_ctx("reading layers"))? {
+            let e = e.map_err(io_ctx("reading layers"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            match read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
+                Ok(rec) if rec.chain_id.hex() == name => {
+                    st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
+                }
+                Ok(_) => self.quarantine(&e.path(), &name, "record does not match its directory name", &mut report)?,
+                Err(why) => self.quarantine(&e.path(), &name, &format!("unreadable record: {why}"), &mut report)?,
+            }
+        }
+        for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
+            let e = e.map_err(io_ctx("reading mounts"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_suffix(".json") {
+                match read_json::<RwRecord>(&e.path()) {
+                    Ok(rec) if rec.name == n => {
+                        st.mounts.insert(rec.name.clone(), rec);
+                    }
+                    _ => self.quarantine(&e.path(), &name, "unreadable container layer record", &mut report)?,
+                }
+            }
+        }
+        // Records whose data is gone, or whose parent is gone, are set aside, never used.
+        loop {
+            let mut bad: Vec<(ChainId, String)> = Vec::new();
+            for (c, e) in &st.layers {
+                if !self.driver.exists(&e.rec.cache_id) {
+                    bad.push((*c, format!("driver data {} is missing", e.rec.cache_id)));
+                } else if let Some(par) = &e.rec.parent {
+                    if !st.layers.contains_key(par) {
+                        bad.push((*c, format!("parent layer {par} is missing")));
+                    }
+                }
+            }
+            if bad.is_empty() {
+                break;
+            }
+            for (c, why) in bad {
+                st.layers.remove(&c);
+                tracing::error!(layer = %c, "quarantining layer: {why}");
+                self.quarantine(&p.layer_dir(&c), &c.hex(), &why, &mut report)?;
+            }
+        }
+        let bad_mounts: Vec<(String, String)> = st
+            .mounts
+            .values()
+            .filter_map(|m| {
+                if !self.driver.exists(&m.cache_id) {
+                    Some((m.name.clone(), format!("driver data {} is missing", m.cache_id)))
+                } else {
+                    m.parent.filter(|par| !st.layers.contains_key(par)).map(|par| (m.name.clone(), format!("parent layer {par} is missing")))
+                }
+            })
+            .collect();
+        for (name, why) in bad_mounts {
+            st.mounts.remove(&name);
+            self.quarantine(&p.mount_record(&name), &format!("{name}.json"), &why, &mut report)?;
+        }
+        let parents: Vec<ChainId> =
+            st.layers.values().filter_map(|e| e.rec.parent).chain(st.mounts.values().filter_map(|m| m.parent)).collect();
+        for par in parents {
+            if let Some(e) = st.layers.get_mut(&par) {
+                e.children += 1;
+            }
+        }
+        // Driver data that no record owns: half-applied layers.
+        let owned: std::collections::HashSet<&str> =
+            st.layers.values().map(|e| e.rec.cache_id.as_str()).chain(st.mounts.values().map(|m| m.cache_id.as_str())).collect();
+        for id in self.driver.list()? {
+            if !owned.contains(id.as_str()) {
+                tracing::warn!(id, "removing driver data that no layer owns");
+                self.driver.remove(&id)?;
+                report.orphans_removed.push(id);
+            }
+        }
+        Ok(report)
+    }
+
+    fn quarantine(&self, path: &Path, name: &str, why: &str, report: &mut ReconcileReport) -> Result<(), LayerError> {
+        let dest = self.paths.quarantine().join(format!("{name}.{}", random_id(4)));
+        rename_durable(path, &dest).map_err(io_ctx(format!("quarantining {}", path.display())))?;
+        let _ = fs::write(dest.with_extension("reason"), why);
+        report.quarantined.push((name.to_string(), why.to_string()));
+        Ok(())
+    }
+
+    fn to_layer(e: &Entry) -> Layer {
+        Layer {
+            chain_id: e.rec.chain_id,
+            diff_id: e.rec.diff_id,
+            parent: e.rec.parent,
+            cache_id: e.rec.cache_id.clone(),
+            size: e.rec.size,
+            references: e.rec.references,
+            created: e.rec.created,
+        }
+    }
+
+    /// A committed layer.
+    pub fn get(&self, chain: &ChainId) -> Option<Layer> {
+        self.state().layers.get(chain).map(Self::to_layer)
+    }
+
+    /// All committed layers.
+    pub fn list(&self) -> Vec<Layer> {
+        let mut v: Vec<Layer> = self.state().layers.values().map(Self::to_layer).collect();
+        v.sort_by_key(|l| l.chain_id);
+        v
+    }
+
+    fn persist(&self, rec: &LayerRecord) -> Result<(), LayerError> {
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        atomic_write(&self.paths.layer_dir(&rec.chain_id).join(LAYER_JSON), &data).map_err(io_ctx("writing a layer record"))
+    }
+
+    /// Adds a reference to an existing layer.
+    pub fn retain(&self, chain: &ChainId) -> Result<Layer, LayerError> {
+        let mut st = self.state();
+        let e = st.layers.get_mut(chain).ok_or(LayerError::NotFound(*chain))?;
+        e.rec.references += 1;
+        let rec = e.rec.clone();
+        let layer = Self::to_layer(e);
+        drop(st);
+        if let Err(err) = self.persist(&rec) {
+            if let Some(e) = self.state().layers.get_mut(chain) {
+                e.rec.references -= 1;
+            }
+            return Err(err);
+        }
+        Ok(layer)
+    }
+
+    /// Unpacks `input` (a layer tar, compressed or not) as a child of `parent` and commits it;
+    /// the returned layer carries one more reference, which the caller must release.
+    pub fn register<R: Read>(&self, parent: Option<&ChainId>, input: R, opts: RegisterOpts<'_>) -> Result<Layer, LayerError> {
+        let parent_cache = match parent {
+            None => None,
+            Some(p) => {
+                let mut st = self.state();
+                let cache = st.layers.get(p).map(|e| e.rec.cache_id.clone()).ok_or(LayerError::ParentNotFound(*p))?;
+                *st.pins.entry(*p).or_default() += 1;
+                Some(cache)
+            }
+        };
+        let res = self.register_pinned(parent, parent_cache.as_deref(), input, opts);
+        if let Some(p) = parent {
+            let mut st = self.state();
+            if let Some(n) = st.pins.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    st.pins.remove(p);
+                }
+            }
+        }
+        res
+    }
+
+    fn register_pinned<R: Read>(
+        &self,
+        parent: Option<&ChainId>,
+        parent_cache: Option<&str>,
+        input: R,
+        opts: RegisterOpts<'_>,
+    ) -> Result<Layer, LayerError> {
+        // With a known digest, lock first: a layer that exists (or is being registered by
+        // someone else) is extracted once.
+        let early = opts.expected.map(|d| chain_id(parent, &d));
+        let early_lock = early.map(|c| self.chain_lock(&c));
+        let _early_guard = early_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(c) = &early {
+            if self.get(c).is_some() {
+                // Drain nothing: the caller's stream is simply not needed.
+                return self.retain(c);
+            }
+        }
+        let cache_id = random_id(32);
+        let tmp = self.paths.tmp().join(&cache_id);
+        fs::create_dir(&tmp).map_err(io_ctx("creating a registration directory"))?;
+        let result = self.extract(&tmp, &cache_id, parent, parent_cache, input, &opts);
+        let (diff_id, size, tar_bytes, overrides) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard(&tmp, &cache_id);
+                return Err(e);
+            }
+        };
+        if let Some(exp) = opts.expected {
+            if exp != diff_id {
+                self.discard(&tmp, &cache_id);
+                return Err(LayerError::DigestMismatch { expected: exp, actual: diff_id });
+            }
+        }
+        let chain = chain_id(parent, &diff_id);
+        let late_lock = if early.is_none() { Some(self.chain_lock(&chain)) } else { None };
+        let _late_guard = late_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.get(&chain).is_some() {
+            self.discard(&tmp, &cache_id);
+            return self.retain(&chain);
+        }
+        let rec = LayerRecord {
+            chain_id: chain,
+            diff_id,
+            parent: parent.copied(),
+            cache_id: cache_id.clone(),
+            size,
+            references: 1,
+            created: now(),
+            tar_bytes,
+            overrides,
+        };
+        if let Err(e) = self.commit(&tmp, &rec) {
+            self.discard(&tmp, &cache_id);
+            return Err(e);
+        }
+        let mut st = self.state();
+        if let Some(p) = parent {
+            if let Some(pe) = st.layers.get_mut(p) {
+                pe.children += 1;
+            }
+        }
+        let entry = Entry { rec, children: 0 };
+        let layer = Self::to_layer(&entry);
+        st.layers.insert(chain, entry);
+        tracing::info!(layer = %chain, diff_id = %diff_id, size, "layer registered");
+        Ok(layer)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn extract<R: Read>(
+        &self,
+        tmp: &Path,
+        cache_id: &str,
+        _parent: Option<&ChainId>,
+        parent_cache: Option<&str>,
+        input: R,
+        opts: &RegisterOpts<'_>,
+    ) -> Result<(DiffId, u64, u64, Vec<crate::archive::tarsplit::Override>), LayerError> {
+        self.driver.create(cache_id, parent_cache, &CreateOpts::default())?;
+        let target = self.driver.apply_target(cache_id, parent_cache)?;
+        let ts = File::create(tmp.join(TAR_SPLIT)).map_err(io_ctx("creating tar-split"))?;
+        let shadow = File::options().create(true).read(true).append(true).open(tmp.join(SHADOW)).map_err(io_ctx("creating shadow"))?;
+        let sink = TarSplitSink { writer: TarSplitWriter::new(ts).map_err(io_ctx("creating tar-split"))?, shadow };
+        let mut o = ApplyOptions::new(target.whiteouts);
+        o.lowers = target.lowers.clone();
+        o.tarsplit = Some(sink);
+        o.progress = opts.progress;
+        let res = apply_layer(&target.root, input, o);
+        let released = self.driver.release_apply_target(cache_id);
+        let res = res?;
+        released?;
+        // The layer's data must be durable before its record says it exists.
+        fsutil::syncfs_path(self.driver.home()).map_err(io_ctx("syncing layer data"))?;
+        Ok((res.diff_id, res.size, res.tar_bytes, res.overrides))
+    }
+
+    fn commit(&self, tmp: &Path, rec: &LayerRecord) -> Result<(), LayerError> {
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        let shadow = tmp.join(SHADOW);
+        if fs::metadata(&shadow).map(|m| m.len() == 0).unwrap_or(false) {
+            fs::remove_file(&shadow).map_err(io_ctx("removing empty shadow"))?;
+        }
+        atomic_write(&tmp.join(LAYER_JSON), &data).map_err(io_ctx("writing the layer record"))?;
+        fsync_dir(tmp).map_err(io_ctx("syncing the layer record"))?;
+        rename_durable(tmp, &self.paths.layer_dir(&rec.chain_id)).map_err(io_ctx("committing the layer"))
+    }
+
+    fn discard(&self, tmp: &Path, cache_id: &str) {
+        match self.driver.remove(cache_id) {
+            Ok(()) | Err(DriverError::NotFound { .. }) => {}
+            Err(e) => tracing::error!(cache_id, "removing data of a failed registration: {e}"),
+        }
+        if let Err(e) = remove_tree(tmp) {
+            tracing::error!(path = %tmp.display(), "removing a failed registration: {e}");
+        }
+    }
+
+    /// Drops one reference; a layer with no references and no children is deleted, and so,
+    /// in turn, are parents left unreferenced. Returns the deleted layers.
+    pub fn release(&self, chain: &ChainId) -> Result<Vec<ChainId>, LayerError> {
+        let lock = self.chain_lock(chain);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state();
+        let e = st.layers.get_mut(chain).ok_or(LayerError::NotFound(*chain))?;
+        if e.rec.references == 0 {
+            return Err(LayerError::NotReferenced(*chain));
+        }
+        e.rec.references -= 1;
+        let rec = e.rec.clone();
+        self.persist(&rec)?;
+        self.collect(&mut st, *chain)
+    }
+
+    /// Deletes `chain` and its unreferenced ancestors while nothing needs them.
+    fn collect(&self, st: &mut State, mut chain: ChainId) -> Result<Vec<ChainId>, LayerError> {
+        let mut removed = Vec::new();
+        loop {
+            let Some(e) = st.layers.get(&chain) else { break };
+            if e.rec.references > 0 || e.children > 0 || st.pins.contains_key(&chain) {
+                break;
+            }
+            let rec = e.rec.clone();
+            let dir = self.paths.layer_dir(&chain);
+            let gone = self.paths.removing().join(chain.hex());
+            rename_durable(&dir, &gone).map_err(io_ctx("starting a layer removal"))?;
+            st.layers.remove(&chain);
+            match self.driver.remove(&rec.cache_id) {
+                Ok(()) | Err(DriverError::NotFound { .. }) => {}
+                Err(err) => {
+                    // Put it back: the layer is still whole.
+                    let _ = rename_durable(&gone, &dir);
+                    st.layers.insert(chain, Entry { rec, children: 0 });
+                    return Err(err.into());
+                }
+            }
+            remove_tree(&gone).map_err(io_ctx("finishing a layer removal"))?;
+            tracing::info!(layer = %chain, "layer removed");
+            removed.push(chain);
+            match rec.parent {
+                Some(p) => {
+                    if let Some(pe) = st.layers.get_mut(&p) {
+                        pe.children -= 1;
+                    }
+                    chain = p;
+                }
+                None => break,
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The layer's tar, rebuilt byte for byte from its tar-split record and its files.
+    pub fn export(&self, chain: &ChainId) -> Result<LayerExport, LayerError> {
+        let rec = self.state().layers.get(chain).map(|e| e.rec.clone()).ok_or(LayerError::NotFound(*chain))?;
+        let dir = self.paths.layer_dir(chain);
+        let records = File::open(dir.join(TAR_SPLIT)).map_err(io_ctx(format!("opening tar-split of {chain}")))?;
+        let shadow = match File::open(dir.join(SHADOW)) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_ctx("opening shadow")(e)),
+        };
+        let root = self.driver.export_root(&rec.cache_id)?;
+        let rootfd = match crate::sys::open(&root, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = self.driver.release_export_root(&rec.cache_id);
+                return Err(io_ctx("opening layer root")(e));
+            }
+        };
+        let reader = TarSplitReader::new(records, rootfd, shadow, rec.overrides.clone()).map_err(io_ctx("reading tar-split"));
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.driver.release_export_root(&rec.cache_id);
+                return Err(e);
+            }
+        };
+        Ok(LayerExport {
+            inner: DigestReader::new(reader),
+            driver: self.driver.clone(),
+            cache_id: rec.cache_id,
+            expected: rec.diff_id,
+            released: false,
+        })
+    }
+
+    /// Re-exports a layer and checks its digest against the recorded diffID.
+    pub fn verify(&self, chain: &ChainId) -> Result<(), LayerError> {
+        let mut ex = self.export(chain)?;
+        io::copy(&mut ex, &mut io::sink()).map_err(io_ctx(format!("re-exporting {chain}")))?;
+        let actual = ex.digest();
+        if actual != ex.expected {
+            return Err(LayerError::DigestMismatch { expected: ex.expected, actual });
+        }
+        Ok(())
+    }
+
+    /// Creates a container layer `name` on top of `parent`.
+    pub fn create_rw(&self, name: &str, parent: Option<&ChainId>, opts: &CreateOpts) -> Result<RwLayer, LayerError> {
+        if name.is_empty() || name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(LayerError::BadName(name.into()));
+        }
+        let mut st = self.state();
+        if st.mounts.contains_key(name) {
+            return Err(LayerError::RwExists(name.into()));
+        }
+        let parent_cache = match parent {
+            Some(p) => Some(st.layers.get(p).map(|e| e.rec.cache_id.clone()).ok_or(LayerError::ParentNotFound(*p))?),
+            None => None,
+        };
+        let cache_id = random_id(32);
+        self.driver.create_rw(&cache_id, parent_cache.as_deref(), opts)?;
+        let rec = RwRecord { name: name.into(), cache_id: cache_id.clone(), parent: parent.copied(), created: now() };
+        let data = serde_json::to_vec_pretty(&rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        if let Err(e) = atomic_write(&self.paths.mount_record(name), &data) {
+            let _ = self.driver.remove(&cache_id);
+            return Err(io_ctx("writing a container layer record")(e));
+        }
+        if let Some(p) = parent {
+            if let Some(pe) = st.layers.get_mut(p) {
+                pe.children += 1;
+            }
+        }
+        st.mounts.insert(name.into(), rec);
+        Ok(RwLayer { name: name.into(), cache_id, parent: parent.copied() })
+    }
+
+    fn rw(&self, name: &str) -> Result<(RwRecord, Option<String>), LayerError> {
+        let st = self.state();
+        let rec = st.mounts.get(name).cloned().ok_or_else(|| LayerError::RwNotFound(name.into()))?;
+        let pc = rec.parent.and_then(|p| st.layers.get(&p).map(|e| e.rec.cache_id.clone()));
+        Ok((rec, pc))
+    }
+
+    /// A container layer.
+    pub fn get_rw(&self, name: &str) -> Option<RwLayer> {
+        self.state().mounts.get(name).map(|r| RwLayer { name: r.name.clone(), cache_id: r.cache_id.clone(), parent: r.parent })
+    }
+
+    /// Mounts a container layer and returns its root.
+    pub fn mount_rw(&self, name: &str, mount_label: &str) -> Result<PathBuf, LayerError> {
+        let (rec, _) = self.rw(name)?;
+        Ok(self.driver.get(&rec.cache_id, mount_label)?)
+    }
+
+    /// Releases one mount of a container layer.
+    pub fn unmount_rw(&self, name: &str) -> Result<(), LayerError> {
+        let (rec, _) = self.rw(name)?;
+        Ok(self.driver.put(&rec.cache_id)?)
+    }
+
+    /// Changes of a container layer against its image.
+    pub fn rw_changes(&self, name: &str) -> Result<Vec<Change>, LayerError> {
+        let (rec, pc) = self.rw(name)?;
+        Ok(self.driver.changes(&rec.cache_id, pc.as_deref())?)
+    }
+
+    /// Writes a container layer's changes as a layer tar.
+    pub fn rw_diff(&self, name: &str, out: &mut dyn Write) -> Result<(), LayerError> {
+        let (rec, pc) = self.rw(name)?;
+        Ok(self.driver.diff(&rec.cache_id, pc.as_deref(), out)?)
+    }
+
+    /// Size of a container layer's changes.
+    pub fn rw_size(&self, name: &str) -> Result<u64, LayerError> {
+        let (rec, pc) = self.rw(name)?;
+        Ok(self.driver.diff_size(&rec.cache_id, pc.as_deref())?)
+    }
+
+    /// Removes a container layer (an error while it is mounted); returns image layers that
+    /// were deleted because nothing needs them any more.
+    pub fn remove_rw(&self, name: &str) -> Result<Vec<ChainId>, LayerError> {
+        let mut st = self.state();
+        let rec = st.mounts.get(name).cloned().ok_or_else(|| LayerError::RwNotFound(name.into()))?;
+        let path = self.paths.mount_record(name);
+        let gone = path.with_extension("json.removing");
+        rename_durable(&path, &gone).map_err(io_ctx("starting a container layer removal"))?;
+        if let Err(e) = self.driver.remove(&rec.cache_id) {
+            if !matches!(e, DriverError::NotFound { .. }) {
+                let _ = rename_durable(&gone, &path);
+                return Err(e.into());
+            }
+        }
+        fs::remove_file(&gone).map_err(io_ctx("finishing a container layer removal"))?;
+        st.mounts.remove(name);
+        match rec.parent {
+            Some(p) => {
+                if let Some(pe) = st.layers.get_mut(&p) {
+                    pe.children -= 1;
+                }
+                self.collect(&mut st, p)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Driver metadata of a layer (for `inspect`).
+    pub fn metadata(&self, chain: &ChainId) -> Result<std::collections::BTreeMap<String, String>, LayerError> {
+        let cache = self.get(chain).ok_or(LayerError::NotFound(*chain))?.cache_id;
+        Ok(self.driver.metadata(&cache)?)
+    }
+
+    /// Unmounts everything; called at shutdown.
+    pub fn cleanup(&self) -> Result<(), LayerError> {
+        Ok(self.driver.cleanup()?)
+    }
+}
+
+/// A layer's tar being re-exported; releases the driver's export root when dropped.
+pub struct LayerExport {
+    inner: DigestReader<TarSplitReader>,
+    driver: Arc<dyn Driver>,
+    cache_id: String,
+    /// The recorded diffID.
+    pub expected: DiffId,
+    released: bool,
+}
+
+impl LayerExport {
+    /// Digest of what has been read so far.
+    pub fn digest(&self) -> DiffId {
+        self.inner.digest()
+    }
+}
+
+impl Read for LayerExport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Drop for LayerExport {
+    fn drop(&mut self) {
+        if !self.released {
+            self.released = true;
+            if let Err(e) = self.driver.release_export_root(&self.cache_id) {
+                tracing::error!(cache_id = %self.cache_id, "releasing export root: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Strata's storage core.
+//!
+//! - [`driver`]: the graph driver contract every backend implements, with a generic diff.
+//! - [`layer`]: the content-addressed, crash-safe layer store over a driver.
+//! - [`archive`]: layer tars: streaming reader/writer, safe apply, diff, exact re-export.
+//! - [`digest`], [`options`], [`fsutil`], [`sys`], [`quota`]: the pieces underneath.
+//! - `graphtest` (feature): the conformance suite each driver crate runs against itself.
+
+pub mod archive;
+pub mod digest;
+pub mod driver;
+pub mod fsutil;
+pub mod layer;
+pub mod options;
+pub mod quota;
+pub mod sys;
+
+#[cfg(feature = "graphtest")]
+pub mod graphtest;
+
+pub use digest::{chain_id, ChainId, DiffId, Digest};
+pub use driver::{ApplyTarget, CreateOpts, Driver, DriverError, DriverResult};
+pub use layer::{Layer, LayerError, LayerStore, ReconcileReport, RegisterOpts, RwLayer};
+pub use options::{OptionError, OptionSpec, StorageOpts};
