@@ -124,6 +124,21 @@ impl ProjectQuota {
         Ok(q)
     }
 
+    /// Whether project quotas work under `base` (sets up the device node as a side effect).
+    pub fn probe(base: &Path) -> bool {
+        sys::statfs_type(base).map(|m| m == 0x58465342).unwrap_or(false) && ProjectQuota::new(base).is_ok()
+    }
+
+    /// Notes the project id of an existing directory so that it is not handed out again.
+    pub fn reserve_existing(&self, dir: &Path) {
+        if let Ok((id, _)) = get_projid(dir) {
+            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+            if id >= *next {
+                *next = id + 1;
+            }
+        }
+    }
+
     fn set_limit(&self, id: u32, bytes: u64) -> io::Result<()> {
         let blocks = bytes.div_ceil(512);
         let d = FsDiskQuota {

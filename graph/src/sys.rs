@@ -235,6 +235,29 @@ pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Sets an xattr on `name` in `dir` (or on `dir` itself when `name` is empty), never following
+/// a final symlink.
+pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8], value: &[u8]) -> io::Result<()> {
+    let p = proc_path(dir, name);
+    if name.is_empty() {
+        let p = cstr(&p)?;
+        let k = cstr(key)?;
+        // SAFETY: valid pointers and lengths; following the /proc magic link reaches `dir`.
+        return check(unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0) });
+    }
+    lsetxattr(&p, key, value)
+}
+
+/// Xattr names of `name` in `dir` (or of `dir` itself when `name` is empty).
+pub fn list_xattr_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+    xattr_list(&proc_path(dir, name), name.is_empty())
+}
+
+/// One xattr of `name` in `dir` (or of `dir` itself when `name` is empty); `None` when absent.
+pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    xattr_get(&proc_path(dir, name), key, name.is_empty())
+}
+
 pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     let n = cstr(name)?;
     // SAFETY: valid pointers and lengths.
@@ -252,11 +275,21 @@ pub fn lsetxattr(path: &[u8], name: &[u8], value: &[u8]) -> io::Result<()> {
 
 /// All xattr names of `path` (not following a final symlink).
 pub fn llistxattr(path: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+    xattr_list(path, false)
+}
+
+fn xattr_list(path: &[u8], follow: bool) -> io::Result<Vec<Vec<u8>>> {
     let p = cstr(path)?;
     let mut buf = vec![0u8; 1024];
     loop {
         // SAFETY: buffer valid for its length.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+        let n = unsafe {
+            if follow {
+                libc::listxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+            } else {
+                libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+            }
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -275,12 +308,22 @@ pub fn llistxattr(path: &[u8]) -> io::Result<Vec<Vec<u8>>> {
 
 /// The value of one xattr of `path` (not following a final symlink); `None` when absent.
 pub fn lgetxattr(path: &[u8], name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    xattr_get(path, name, false)
+}
+
+fn xattr_get(path: &[u8], name: &[u8], follow: bool) -> io::Result<Option<Vec<u8>>> {
     let p = cstr(path)?;
     let n = cstr(name)?;
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: buffer valid for its length.
-        let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        let r = unsafe {
+            if follow {
+                libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+            } else {
+                libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+            }
+        };
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {

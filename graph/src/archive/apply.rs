@@ -410,7 +410,7 @@ impl Applier {
             let Some(dfd) = self.dir_fd(e, parent, create)? else { return Ok(()) };
             match format {
                 WhiteoutFormat::Overlay => {
-                    sys::lsetxattr(&sys::proc_path(dfd, b""), OVERLAY_OPAQUE_XATTR, b"y").map_err(|x| Self::io_err(e, x))?;
+                    sys::set_xattr_at(dfd, b"", OVERLAY_OPAQUE_XATTR, b"y").map_err(|x| Self::io_err(e, x))?;
                 }
                 WhiteoutFormat::Delete => {
                     let names = crate::fsutil::list_dir(dfd).map_err(|x| Self::io_err(e, x))?;
@@ -550,13 +550,11 @@ impl Applier {
         let pfd = self.dir_fd(e, tparent, true)?.ok_or_else(|| Self::io_err(e, io::Error::other("no parent")))?;
         let dst = sys::openat(pfd, tname, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600).map_err(|x| Self::io_err(e, x))?;
         copy_file_contents(src.as_fd(), dst.as_fd(), st.st_size as u64, CopyMode::Auto).map_err(|x| Self::io_err(e, x))?;
-        let sp = sys::proc_path(src.as_fd(), b"");
-        let dp = sys::proc_path(dst.as_fd(), b"");
         sys::lchownat(dst.as_fd(), b"", st.st_uid, st.st_gid).map_err(|x| Self::io_err(e, x))?;
         sys::fchmod(dst.as_fd(), st.st_mode & 0o7777).map_err(|x| Self::io_err(e, x))?;
-        for n in sys::llistxattr(&sp)? {
-            if let Some(v) = sys::lgetxattr(&sp, &n)? {
-                let _ = sys::lsetxattr(&dp, &n, &v);
+        for n in sys::list_xattr_at(src.as_fd(), b"")? {
+            if let Some(v) = sys::get_xattr_at(src.as_fd(), b"", &n)? {
+                let _ = sys::set_xattr_at(dst.as_fd(), b"", &n, &v);
             }
         }
         sys::lutimensat(dst.as_fd(), b"", Timespec::atime_of(&st), Timespec::mtime_of(&st)).map_err(|x| Self::io_err(e, x))?;
@@ -572,12 +570,12 @@ impl Applier {
         if chmod {
             sys::fchmod(fd, e.mode & 0o7777).map_err(|x| Self::io_err(e, x))?;
         }
-        self.set_xattrs(e, &sys::proc_path(fd, b""))
+        Self::set_xattrs(e, fd, b"")
     }
 
-    fn set_xattrs(&self, e: &Entry, proc_path: &[u8]) -> Result<(), ApplyError> {
+    fn set_xattrs(e: &Entry, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), ApplyError> {
         for (k, v) in &e.xattrs {
-            match sys::lsetxattr(proc_path, k, v) {
+            match sys::set_xattr_at(dir, name, k, v) {
                 Ok(()) => {}
                 Err(x) if matches!(x.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
                     tracing::warn!(entry = %e.display(), xattr = %String::from_utf8_lossy(k), "xattr not applied: {x}");
@@ -597,9 +595,9 @@ impl Applier {
         if chmod {
             sys::fchmodat(pfd, name, e.mode & 0o7777).map_err(|x| Self::io_err(e, x))?;
         }
-        let pp = sys::proc_path(pfd, name);
         sys::lutimensat(pfd, name, e.atime.unwrap_or(e.mtime), e.mtime).map_err(|x| Self::io_err(e, x))?;
-        self.set_xattrs(e, &pp)
+        let pfd = self.dir_fd(e, parent, false)?.ok_or_else(|| Self::io_err(e, io::Error::other("no parent")))?;
+        Self::set_xattrs(e, pfd, name)
     }
 
     /// Directory times go last, deepest first: creating entries inside changes them.

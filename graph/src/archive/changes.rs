@@ -30,7 +30,7 @@ impl Change {
 }
 
 fn cap(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    sys::lgetxattr(&sys::proc_path(dir, name), b"security.capability")
+    sys::get_xattr_at(dir, name, b"security.capability")
 }
 
 fn differs(n: &libc::stat, o: &libc::stat) -> bool {

@@ -38,11 +38,10 @@ impl<W: Write> TreeArchiver<W> {
         let pfd = sys::openat2(self.root.as_fd(), parent, libc::O_PATH | libc::O_DIRECTORY, 0, res)?;
         let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW)?;
         let mut xattrs = Vec::new();
-        let pp = sys::proc_path(pfd.as_fd(), name);
         if sys::file_type(st.st_mode) != libc::S_IFLNK {
-            for n in sys::llistxattr(&pp)? {
+            for n in sys::list_xattr_at(pfd.as_fd(), name)? {
                 if keep_xattr(&n) {
-                    if let Some(v) = sys::lgetxattr(&pp, &n)? {
+                    if let Some(v) = sys::get_xattr_at(pfd.as_fd(), name, &n)? {
                         xattrs.push((n, v));
                     }
                 }

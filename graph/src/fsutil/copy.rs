@@ -150,11 +150,9 @@ impl Copier {
 
 /// Copies all xattrs of `src_dir/src_name` to `dst_dir/dst_name`.
 fn copy_meta(src_dir: BorrowedFd<'_>, src_name: &[u8], _st: &libc::stat, dst_dir: BorrowedFd<'_>, dst_name: &[u8]) -> io::Result<()> {
-    let sp = sys::proc_path(src_dir, src_name);
-    let dp = sys::proc_path(dst_dir, dst_name);
-    for name in sys::llistxattr(&sp)? {
-        if let Some(v) = sys::lgetxattr(&sp, &name)? {
-            match sys::lsetxattr(&dp, &name, &v) {
+    for name in sys::list_xattr_at(src_dir, src_name)? {
+        if let Some(v) = sys::get_xattr_at(src_dir, src_name, &name)? {
+            match sys::set_xattr_at(dst_dir, dst_name, &name, &v) {
                 Ok(()) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
                     tracing::debug!(xattr = %String::from_utf8_lossy(&name), "xattr not copied: {e}");

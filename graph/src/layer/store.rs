@@ -141,7 +141,17 @@ impl LayerStore {
 
     fn reconcile(&self) -> Result<ReconcileReport, LayerError> {
         let mut report = ReconcileReport::default();
+        // Driver data of quarantined records is kept for inspection and repair.
+        let mut keep: std::collections::HashSet<String> = std::collections::HashSet::new();
         let p = &self.paths;
+        for e in fs::read_dir(p.quarantine()).map_err(io_ctx("reading quarantine"))? {
+            let path = e.map_err(io_ctx("reading quarantine"))?.path();
+            if let Ok(rec) = read_json::<LayerRecord>(&path.join(LAYER_JSON)) {
+                keep.insert(rec.cache_id);
+            } else if let Ok(rec) = read_json::<RwRecord>(&path) {
+                keep.insert(rec.cache_id);
+            }
+        }
         // Interrupted registrations: their records never became visible.
         for e in fs::read_dir(p.tmp()).map_err(io_ctx("reading tmp"))? {
             let e = e.map_err(io_ctx("reading tmp"))?;
@@ -217,7 +227,9 @@ impl LayerStore {
                 break;
             }
             for (c, why) in bad {
-                st.layers.remove(&c);
+                if let Some(e) = st.layers.remove(&c) {
+                    keep.insert(e.rec.cache_id);
+                }
                 tracing::error!(layer = %c, "quarantining layer: {why}");
                 self.quarantine(&p.layer_dir(&c), &c.hex(), &why, &mut report)?;
             }
@@ -234,7 +246,9 @@ impl LayerStore {
             })
             .collect();
         for (name, why) in bad_mounts {
-            st.mounts.remove(&name);
+            if let Some(m) = st.mounts.remove(&name) {
+                keep.insert(m.cache_id);
+            }
             self.quarantine(&p.mount_record(&name), &format!("{name}.json"), &why, &mut report)?;
         }
         let parents: Vec<ChainId> =
@@ -248,7 +262,7 @@ impl LayerStore {
         let owned: std::collections::HashSet<&str> =
             st.layers.values().map(|e| e.rec.cache_id.as_str()).chain(st.mounts.values().map(|m| m.cache_id.as_str())).collect();
         for id in self.driver.list()? {
-            if !owned.contains(id.as_str()) {
+            if !owned.contains(id.as_str()) && !keep.contains(&id) {
                 tracing::warn!(id, "removing driver data that no layer owns");
                 self.driver.remove(&id)?;
                 report.orphans_removed.push(id);

@@ -1,0 +1,198 @@
+//! Building test layer tars, including hostile ones.
+
+use crate::archive::tar::{Header, Kind, TarWriter, BLOCK};
+use std::io::Write;
+
+/// Builds a layer tar entry by entry.
+pub struct TarBuilder {
+    w: TarWriter<Vec<u8>>,
+}
+
+impl Default for TarBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn h(path: &str, kind: Kind) -> Header {
+    Header {
+        path: path.as_bytes().to_vec(),
+        link: Vec::new(),
+        kind,
+        mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        mtime: 1_600_000_000,
+        size: 0,
+        devmajor: 0,
+        devminor: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+impl TarBuilder {
+    pub fn new() -> Self {
+        TarBuilder { w: TarWriter::new(Vec::new()) }
+    }
+
+    pub fn header(mut self, hdr: Header, data: &[u8]) -> Self {
+        let mut d = data;
+        self.w.append(&hdr, Some(&mut d)).expect("append");
+        self
+    }
+
+    pub fn file(self, path: &str, data: &[u8]) -> Self {
+        let mut hdr = h(path, Kind::Regular);
+        hdr.size = data.len() as u64;
+        self.header(hdr, data)
+    }
+
+    pub fn file_mode(self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> Self {
+        let mut hdr = h(path, Kind::Regular);
+        hdr.size = data.len() as u64;
+        hdr.mode = mode;
+        hdr.uid = uid;
+        hdr.gid = gid;
+        self.header(hdr, data)
+    }
+
+    pub fn dir(self, path: &str) -> Self {
+        self.header(h(path, Kind::Dir), b"")
+    }
+
+    pub fn symlink(self, path: &str, target: &str) -> Self {
+        let mut hdr = h(path, Kind::Symlink);
+        hdr.link = target.as_bytes().to_vec();
+        self.header(hdr, b"")
+    }
+
+    pub fn hardlink(self, path: &str, target: &str) -> Self {
+        let mut hdr = h(path, Kind::Hardlink);
+        hdr.link = target.as_bytes().to_vec();
+        self.header(hdr, b"")
+    }
+
+    /// A whiteout for `path` (`dir/.wh.name`).
+    pub fn whiteout(self, path: &str) -> Self {
+        let (dir, name) = path.rsplit_once('/').map(|(d, n)| (format!("{d}/"), n)).unwrap_or((String::new(), path));
+        self.file(&format!("{dir}.wh.{name}"), b"")
+    }
+
+    /// Marks `dir` opaque.
+    pub fn opaque(self, dir: &str) -> Self {
+        self.file(&format!("{dir}/.wh..wh..opq"), b"")
+    }
+
+    pub fn build(self) -> Vec<u8> {
+        self.w.finish().expect("finish")
+    }
+}
+
+/// One raw ustar header block with a correct checksum (for hostile cases the writer refuses to
+/// make).
+pub fn raw_header(name: &[u8], typeflag: u8, size: u64, link: &[u8]) -> [u8; BLOCK] {
+    let mut b = [0u8; BLOCK];
+    b[..name.len()].copy_from_slice(name);
+    b[100..108].copy_from_slice(b"0000644\0");
+    b[108..116].copy_from_slice(b"0000000\0");
+    b[116..124].copy_from_slice(b"0000000\0");
+    b[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    b[136..148].copy_from_slice(b"14000000000\0");
+    b[156] = typeflag;
+    b[157..157 + link.len()].copy_from_slice(link);
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    b[148..156].copy_from_slice(b"        ");
+    let sum: u64 = b.iter().map(|x| *x as u64).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    b
+}
+
+/// A tar from raw header blocks and data (data padded to blocks), with the end marker.
+pub fn raw_tar(entries: &[([u8; BLOCK], &[u8])]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (hd, data) in entries {
+        v.extend_from_slice(hd);
+        v.extend_from_slice(data);
+        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
+        v.extend(std::iter::repeat_n(0u8, pad));
+    }
+    v.extend_from_slice(&[0u8; 2 * BLOCK]);
+    v
+}
+
+/// A hostile case: a name, the tar, and a piece of text the error must contain.
+pub struct Hostile {
+    pub name: &'static str,
+    pub tar: Vec<u8>,
+    pub expect: &'static str,
+}
+
+/// Every hostile case. `escape` is a file name that must never appear outside the layer.
+pub fn hostile_cases(escape: &str) -> Vec<Hostile> {
+    let mut out = vec![
+        Hostile { name: "dotdot", tar: raw_tar(&[(raw_header(format!("../{escape}").as_bytes(), b'0', 1, b""), b"x")]), expect: "'..'" },
+        Hostile {
+            name: "nested dotdot",
+            tar: raw_tar(&[(raw_header(format!("a/../../{escape}").as_bytes(), b'0', 1, b""), b"x")]),
+            expect: "'..'",
+        },
+        Hostile { name: "absolute", tar: raw_tar(&[(raw_header(format!("/{escape}").as_bytes(), b'0', 1, b""), b"x")]), expect: "absolute" },
+        Hostile {
+            name: "absolute symlink then write through it",
+            tar: TarBuilder::new().symlink("link", "/tmp").file(&format!("link/{escape}"), b"x").build(),
+            expect: "symlink",
+        },
+        Hostile {
+            name: "relative symlink escaping then write through it",
+            tar: TarBuilder::new().symlink("up", "../../..").file(&format!("up/{escape}"), b"x").build(),
+            expect: "symlink",
+        },
+        Hostile {
+            name: "symlink chain escaping",
+            tar: TarBuilder::new().dir("d").symlink("d/a", "../b").symlink("b", "../..").file(&format!("d/a/{escape}"), b"x").build(),
+            expect: "symlink",
+        },
+        Hostile {
+            name: "hard link outside",
+            tar: raw_tar(&[(raw_header(escape.as_bytes(), b'1', 0, b"../../../../etc/passwd"), b"")]),
+            expect: "'..'",
+        },
+        Hostile {
+            name: "hard link through escaping symlink",
+            tar: TarBuilder::new().symlink("etcdir", "/etc").hardlink(escape, "etcdir/passwd").build(),
+            expect: "symlink",
+        },
+        Hostile {
+            name: "hard link to absolute path",
+            tar: raw_tar(&[(raw_header(escape.as_bytes(), b'1', 0, b"/etc/passwd"), b"")]),
+            expect: "absolute",
+        },
+        Hostile {
+            name: "whiteout of the parent",
+            tar: raw_tar(&[(raw_header(b"a/.wh...", b'0', 0, b""), b"")]),
+            expect: "whiteout",
+        },
+    ];
+    // Truncated in the middle of a file's content.
+    let big = TarBuilder::new().file("big", &vec![7u8; 100_000]).build();
+    out.push(Hostile { name: "truncated content", tar: big[..50_000].to_vec(), expect: "truncated" });
+    // No end-of-archive marker.
+    let ok = TarBuilder::new().file("f", b"abc").build();
+    out.push(Hostile { name: "missing end marker", tar: ok[..1024].to_vec(), expect: "truncated" });
+    // A flipped bit in a header.
+    let mut bad = TarBuilder::new().file("f", b"abc").file("g", b"def").build();
+    bad[1024 + 3] ^= 0x40;
+    out.push(Hostile { name: "checksum", tar: bad, expect: "checksum" });
+    // A header that declares more content than there is.
+    let mut lie = Vec::new();
+    lie.extend_from_slice(&raw_header(b"liar", b'0', 1_000_000, b""));
+    lie.extend_from_slice(&[1u8; 512]);
+    out.push(Hostile { name: "declared size larger than data", tar: lie, expect: "truncated" });
+    // A gzip stream cut short.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&TarBuilder::new().file("f", &vec![1u8; 200_000]).build()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    out.push(Hostile { name: "truncated gzip", tar: gz[..gz.len() / 2].to_vec(), expect: "" });
+    out
+}
