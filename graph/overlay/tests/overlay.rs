@@ -180,6 +180,8 @@ fn run_in_vm(test: &str) -> bool {
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env("STRATA_IN_VM", "1")
         .env("VM_ENV", "STRATA_IN_VM")
+        // Loaded at boot: on-demand loading needs /lib/modules to exist on the host.
+        .env("VM_PRELOAD", "xfs")
         .output()
         .expect("run-in-vm.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
