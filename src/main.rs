@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "A container engine built around its layered image store")]
+#[command(
+    name = "strata",
+    version,
+    about = "A container engine built around its layered image store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,12 @@ enum Command {
 #[derive(clap::Args)]
 struct DaemonArgs {
     /// Root of persistent state.
-    #[arg(long = "data-root", short = 'g', alias = "graph", default_value = "/var/lib/strata")]
+    #[arg(
+        long = "data-root",
+        short = 'g',
+        alias = "graph",
+        default_value = "/var/lib/strata"
+    )]
     data_root: PathBuf,
     /// Storage driver (overlay2, vfs, ...); default: the best this host supports.
     #[arg(long = "storage-driver", short = 's')]
@@ -49,13 +58,29 @@ fn main() {
 }
 
 fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
-    let level = if args.debug { "debug".to_string() } else { args.log_level.clone() };
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(level)).with_writer(std::io::stderr).init();
+    let level = if args.debug {
+        "debug".to_string()
+    } else {
+        args.log_level.clone()
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
     let opts = strata_graph::StorageOpts::parse(&args.storage_opt).context("--storage-opt")?;
-    std::fs::create_dir_all(&args.data_root).with_context(|| format!("creating {}", args.data_root.display()))?;
-    let driver = strata_drivers::open_default(args.storage_driver.as_deref(), &args.data_root, &opts).context("storage driver")?;
-    let (store, report) = strata_graph::LayerStore::open(&args.data_root.join("layers"), driver.clone()).context("opening the layer store")?;
-    tracing::info!(driver = driver.name(), layers = store.list().len(), "layer store open");
+    std::fs::create_dir_all(&args.data_root)
+        .with_context(|| format!("creating {}", args.data_root.display()))?;
+    let driver =
+        strata_drivers::open_default(args.storage_driver.as_deref(), &args.data_root, &opts)
+            .context("storage driver")?;
+    let (store, report) =
+        strata_graph::LayerStore::open(&args.data_root.join("layers"), driver.clone())
+            .context("opening the layer store")?;
+    tracing::info!(
+        driver = driver.name(),
+        layers = store.list().len(),
+        "layer store open"
+    );
     if !report.is_clean() {
         tracing::warn!(?report, "the store was reconciled");
     }

@@ -31,7 +31,11 @@ impl Digest {
     }
     /// Parses the bare hex form.
     pub fn from_hex(s: &str) -> Result<Self, DigestError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
         let mut out = [0u8; 32];
@@ -97,7 +101,11 @@ pub struct DigestReader<R> {
 
 impl<R: Read> DigestReader<R> {
     pub fn new(inner: R) -> Self {
-        DigestReader { inner, hasher: Sha256::new(), count: 0 }
+        DigestReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     /// Bytes read so far.
     pub fn count(&self) -> u64 {
@@ -127,7 +135,11 @@ pub struct DigestWriter<W> {
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        DigestWriter { inner, hasher: Sha256::new(), count: 0 }
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count
@@ -160,10 +172,17 @@ mod tests {
     fn parses_and_prints() {
         let d = Digest::of(b"hello");
         let s = d.to_string();
-        assert_eq!(s, "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            s,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(s.parse::<Digest>().unwrap(), d);
         assert!("sha256:ABC".parse::<Digest>().is_err());
-        assert!("md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".parse::<Digest>().is_err());
+        assert!(
+            "md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                .parse::<Digest>()
+                .is_err()
+        );
     }
 
     #[test]

@@ -20,26 +20,47 @@ pub enum DriverError {
     #[error("{driver}: layer {id} already exists")]
     Exists { driver: &'static str, id: String },
     #[error("{driver}: layer {id} is in use ({mounts} active mount(s))")]
-    Busy { driver: &'static str, id: String, mounts: u32 },
+    Busy {
+        driver: &'static str,
+        id: String,
+        mounts: u32,
+    },
     #[error("{driver} is not supported on this host: {reason}")]
-    NotSupported { driver: &'static str, reason: String },
+    NotSupported {
+        driver: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Options(#[from] OptionError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("{driver}: {context}: {source}")]
-    Io { driver: &'static str, context: String, source: io::Error },
+    Io {
+        driver: &'static str,
+        context: String,
+        source: io::Error,
+    },
     #[error("{driver}: {message}")]
-    Invalid { driver: &'static str, message: String },
+    Invalid {
+        driver: &'static str,
+        message: String,
+    },
 }
 
 /// Result of driver calls.
 pub type DriverResult<T> = Result<T, DriverError>;
 
 /// Builds an `Io` error with context.
-pub fn io_err(driver: &'static str, context: impl Into<String>) -> impl FnOnce(io::Error) -> DriverError {
+pub fn io_err(
+    driver: &'static str,
+    context: impl Into<String>,
+) -> impl FnOnce(io::Error) -> DriverError {
     let context = context.into();
-    move |source| DriverError::Io { driver, context, source }
+    move |source| DriverError::Io {
+        driver,
+        context,
+        source,
+    }
 }
 
 /// Options for creating one layer.
@@ -134,7 +155,12 @@ pub trait Driver: Send + Sync {
     }
 
     /// Unpacks a layer tar into `id`; returns the size of the unpacked files.
-    fn apply_diff(&self, id: &str, parent: Option<&str>, input: &mut dyn Read) -> DriverResult<u64> {
+    fn apply_diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        input: &mut (dyn Read + Send),
+    ) -> DriverResult<u64> {
         let t = self.apply_target(id, parent)?;
         let mut o = ApplyOptions::new(t.whiteouts);
         o.lowers = t.lowers;
@@ -170,24 +196,40 @@ pub mod naive {
         let res = f(&layer, parent_dir.as_deref());
         let r1 = d.put(id);
         let r2 = parent.map(|p| d.put(p)).transpose();
-        let out = res.map_err(io_err(d.name(), format!("comparing layer {id} with its parent")))?;
+        let out = res.map_err(io_err(
+            d.name(),
+            format!("comparing layer {id} with its parent"),
+        ))?;
         r1?;
         r2?;
         Ok(out)
     }
 
-    pub fn changes<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+    pub fn changes<D: Driver + ?Sized>(
+        d: &D,
+        id: &str,
+        parent: Option<&str>,
+    ) -> DriverResult<Vec<Change>> {
         with_trees(d, id, parent, |l, p| archive::changes_dirs(l, p))
     }
 
-    pub fn diff<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>, out: &mut dyn Write) -> DriverResult<()> {
+    pub fn diff<D: Driver + ?Sized>(
+        d: &D,
+        id: &str,
+        parent: Option<&str>,
+        out: &mut dyn Write,
+    ) -> DriverResult<()> {
         with_trees(d, id, parent, |l, p| {
             let changes = archive::changes_dirs(l, p)?;
             archive::export_changes(l, &changes, out).map(|_| ())
         })
     }
 
-    pub fn diff_size<D: Driver + ?Sized>(d: &D, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+    pub fn diff_size<D: Driver + ?Sized>(
+        d: &D,
+        id: &str,
+        parent: Option<&str>,
+    ) -> DriverResult<u64> {
         with_trees(d, id, parent, |l, p| {
             let changes = archive::changes_dirs(l, p)?;
             archive::changes_size(l, &changes)
@@ -197,8 +239,17 @@ pub mod naive {
 
 /// Validates a layer id: drivers use ids as directory names.
 pub fn check_id(driver: &'static str, id: &str) -> DriverResult<()> {
-    if id.is_empty() || id.len() > 128 || id.starts_with('.') || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(DriverError::Invalid { driver, message: format!("invalid layer id {id:?}") });
+    if id.is_empty()
+        || id.len() > 128
+        || id.starts_with('.')
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(DriverError::Invalid {
+            driver,
+            message: format!("invalid layer id {id:?}"),
+        });
     }
     Ok(())
 }

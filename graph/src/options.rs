@@ -9,9 +9,18 @@ pub enum OptionError {
     #[error("storage option {0:?} is not of the form key=value")]
     Malformed(String),
     #[error("{driver}: unknown storage option {key:?}; {driver} accepts: {accepted}")]
-    Unknown { driver: String, key: String, accepted: String },
+    Unknown {
+        driver: String,
+        key: String,
+        accepted: String,
+    },
     #[error("{driver}: invalid value {value:?} for storage option {key:?}: {reason}")]
-    BadValue { driver: String, key: String, value: String, reason: String },
+    BadValue {
+        driver: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// One accepted option: its key and a short description for error messages and docs.
@@ -31,7 +40,9 @@ impl StorageOpts {
         let mut map = BTreeMap::new();
         for item in items {
             let item = item.as_ref();
-            let (k, v) = item.split_once('=').ok_or_else(|| OptionError::Malformed(item.to_string()))?;
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| OptionError::Malformed(item.to_string()))?;
             let k = k.trim().to_ascii_lowercase();
             if k.is_empty() {
                 return Err(OptionError::Malformed(item.to_string()));
@@ -48,9 +59,17 @@ impl StorageOpts {
                 let list = if accepted.is_empty() {
                     "no options".to_string()
                 } else {
-                    accepted.iter().map(|s| format!("{} ({})", s.key, s.help)).collect::<Vec<_>>().join(", ")
+                    accepted
+                        .iter()
+                        .map(|s| format!("{} ({})", s.key, s.help))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                return Err(OptionError::Unknown { driver: driver.into(), key: key.clone(), accepted: list });
+                return Err(OptionError::Unknown {
+                    driver: driver.into(),
+                    key: key.clone(),
+                    accepted: list,
+                });
             }
         }
         Ok(())
@@ -64,12 +83,14 @@ impl StorageOpts {
     pub fn size(&self, driver: &str, key: &str) -> Result<Option<u64>, OptionError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => parse_size(v).map(Some).map_err(|reason| OptionError::BadValue {
-                driver: driver.into(),
-                key: key.into(),
-                value: v.into(),
-                reason,
-            }),
+            Some(v) => parse_size(v)
+                .map(Some)
+                .map_err(|reason| OptionError::BadValue {
+                    driver: driver.into(),
+                    key: key.into(),
+                    value: v.into(),
+                    reason,
+                }),
         }
     }
 
@@ -94,7 +115,10 @@ impl StorageOpts {
 /// Parses a size as Docker's `units.RAMInBytes` does: binary multiples, optional `b`/`ib` suffix.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
@@ -103,7 +127,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('p') => (&t[..t.len() - 1], 1 << 50),
         _ => (t, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size (e.g. 10G, 512M)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 10G, 512M)"))?;
     if !(v >= 0.0) || !v.is_finite() {
         return Err(format!("{s:?} is not a size"));
     }
@@ -128,7 +155,16 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_accepted() {
         let o = StorageOpts::parse(&["Overlay2.Bogus=1"]).unwrap();
-        let err = o.validate("overlay2", &[OptionSpec { key: "overlay2.size", help: "quota" }]).unwrap_err().to_string();
+        let err = o
+            .validate(
+                "overlay2",
+                &[OptionSpec {
+                    key: "overlay2.size",
+                    help: "quota",
+                }],
+            )
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("overlay2.bogus"), "{err}");
         assert!(err.contains("overlay2.size"), "{err}");
         assert!(StorageOpts::parse(&["novalue"]).is_err());

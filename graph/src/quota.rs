@@ -12,7 +12,9 @@ use std::sync::Mutex;
 /// Errors setting up or applying quotas.
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
-    #[error("{path} is on {fs}, which has no project quota support here (use xfs mounted with pquota)")]
+    #[error(
+        "{path} is on {fs}, which has no project quota support here (use xfs mounted with pquota)"
+    )]
     Unsupported { path: String, fs: String },
     #[error("project quota on {path}: {source}")]
     Io { path: String, source: io::Error },
@@ -106,9 +108,15 @@ fn set_projid(path: &Path, id: u32) -> io::Result<()> {
 impl ProjectQuota {
     /// Sets up quotas under `base` (the driver's home), checking that they work.
     pub fn new(base: &Path) -> Result<Self, QuotaError> {
-        let err = |source| QuotaError::Io { path: base.display().to_string(), source };
+        let err = |source| QuotaError::Io {
+            path: base.display().to_string(),
+            source,
+        };
         let magic = sys::statfs_type(base).map_err(err)?;
-        let unsupported = || QuotaError::Unsupported { path: base.display().to_string(), fs: sys::fs_name(magic).to_string() };
+        let unsupported = || QuotaError::Unsupported {
+            path: base.display().to_string(),
+            fs: sys::fs_name(magic).to_string(),
+        };
         if magic != 0x58465342 {
             return Err(unsupported());
         }
@@ -116,9 +124,19 @@ impl ProjectQuota {
         let device = base.join("backingFsBlockDev");
         let _ = std::fs::remove_file(&device);
         let dirfd = sys::open(base, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(err)?;
-        sys::mknodat(dirfd.as_fd(), b"backingFsBlockDev", libc::S_IFBLK | 0o600, st.st_dev).map_err(err)?;
+        sys::mknodat(
+            dirfd.as_fd(),
+            b"backingFsBlockDev",
+            libc::S_IFBLK | 0o600,
+            st.st_dev,
+        )
+        .map_err(err)?;
         let (base_id, _) = get_projid(base).map_err(err)?;
-        let q = ProjectQuota { base: base.to_path_buf(), device, next_id: Mutex::new(base_id + 1) };
+        let q = ProjectQuota {
+            base: base.to_path_buf(),
+            device,
+            next_id: Mutex::new(base_id + 1),
+        };
         // Probe: setting a limit of zero (none) fails where quotas are off.
         q.set_limit(base_id + 1, 0).map_err(|_| unsupported())?;
         Ok(q)
@@ -126,7 +144,10 @@ impl ProjectQuota {
 
     /// Whether project quotas work under `base` (sets up the device node as a side effect).
     pub fn probe(base: &Path) -> bool {
-        sys::statfs_type(base).map(|m| m == 0x58465342).unwrap_or(false) && ProjectQuota::new(base).is_ok()
+        sys::statfs_type(base)
+            .map(|m| m == 0x58465342)
+            .unwrap_or(false)
+            && ProjectQuota::new(base).is_ok()
     }
 
     /// Notes the project id of an existing directory so that it is not handed out again.
@@ -152,7 +173,14 @@ impl ProjectQuota {
         };
         let dev = sys::cpath(&self.device)?;
         // SAFETY: quotactl with a properly sized fs_disk_quota.
-        let r = unsafe { libc::quotactl(qcmd(Q_XSETQLIM, PRJQUOTA), dev.as_ptr(), id as libc::c_int, &d as *const FsDiskQuota as *mut libc::c_char) };
+        let r = unsafe {
+            libc::quotactl(
+                qcmd(Q_XSETQLIM, PRJQUOTA),
+                dev.as_ptr(),
+                id as libc::c_int,
+                &d as *const FsDiskQuota as *mut libc::c_char,
+            )
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -161,7 +189,10 @@ impl ProjectQuota {
 
     /// Limits `dir` (below the base) and everything created in it to `bytes`.
     pub fn set_quota(&self, dir: &Path, bytes: u64) -> Result<(), QuotaError> {
-        let err = |source| QuotaError::Io { path: dir.display().to_string(), source };
+        let err = |source| QuotaError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
         let (cur, _) = get_projid(dir).map_err(err)?;
         let (base_id, _) = get_projid(&self.base).map_err(err)?;
         let id = if cur != 0 && cur != base_id {

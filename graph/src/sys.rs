@@ -10,7 +10,8 @@ use std::path::Path;
 
 /// Turns a byte string into a C string, refusing interior NULs.
 pub fn cstr(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
+    CString::new(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
 }
 
 /// A path as a C string.
@@ -52,9 +53,19 @@ struct OpenHow {
 }
 
 /// `openat2(2)`: open `path` relative to `dir` with `resolve` restrictions.
-pub fn openat2(dir: BorrowedFd<'_>, path: &[u8], flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let c = cstr(if path.is_empty() { b"." } else { path })?;
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
     loop {
         // SAFETY: valid C string, a properly sized open_how struct.
         let ret = unsafe {
@@ -67,7 +78,12 @@ pub fn openat2(dir: BorrowedFd<'_>, path: &[u8], flags: i32, mode: u32, resolve:
             )
         };
         match check_fd(ret) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EAGAIN)
+                    || e.raw_os_error() == Some(libc::EINTR) =>
+            {
+                continue
+            }
             other => return other,
         }
     }
@@ -77,7 +93,14 @@ pub fn openat2(dir: BorrowedFd<'_>, path: &[u8], flags: i32, mode: u32, resolve:
 pub fn openat(dir: BorrowedFd<'_>, name: &[u8], flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
     // SAFETY: valid C string.
-    let ret = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    let ret = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
     check_fd(ret as libc::c_long)
 }
 
@@ -91,7 +114,11 @@ pub fn open(path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
 
 /// `fstatat(2)`; `name` empty means the descriptor itself.
 pub fn fstatat(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<libc::stat> {
-    let (c, flags) = if name.is_empty() { (cstr(b"")?, flags | libc::AT_EMPTY_PATH) } else { (cstr(name)?, flags) };
+    let (c, flags) = if name.is_empty() {
+        (cstr(b"")?, flags | libc::AT_EMPTY_PATH)
+    } else {
+        (cstr(name)?, flags)
+    };
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers.
@@ -141,7 +168,14 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     let c = cstr(name)?;
     let mut buf = vec![0u8; 4096];
     // SAFETY: buffer is valid for its length.
-    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -150,11 +184,24 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// `linkat(2)` without following a symlink at the source.
-pub fn linkat(old_dir: BorrowedFd<'_>, old: &[u8], new_dir: BorrowedFd<'_>, new: &[u8]) -> io::Result<()> {
+pub fn linkat(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> io::Result<()> {
     let o = cstr(old)?;
     let n = cstr(new)?;
     // SAFETY: valid C strings.
-    check(unsafe { libc::linkat(old_dir.as_raw_fd(), o.as_ptr(), new_dir.as_raw_fd(), n.as_ptr(), 0) })
+    check(unsafe {
+        libc::linkat(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+            0,
+        )
+    })
 }
 
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<()> {
@@ -163,11 +210,23 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<()> 
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })
 }
 
-pub fn renameat(old_dir: BorrowedFd<'_>, old: &[u8], new_dir: BorrowedFd<'_>, new: &[u8]) -> io::Result<()> {
+pub fn renameat(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> io::Result<()> {
     let o = cstr(old)?;
     let n = cstr(new)?;
     // SAFETY: valid C strings.
-    check(unsafe { libc::renameat(old_dir.as_raw_fd(), o.as_ptr(), new_dir.as_raw_fd(), n.as_ptr()) })
+    check(unsafe {
+        libc::renameat(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+        )
+    })
 }
 
 /// `fchownat` without following symlinks.
@@ -202,18 +261,32 @@ pub struct Timespec {
 
 impl Timespec {
     fn to_libc(self) -> libc::timespec {
-        libc::timespec { tv_sec: self.sec as libc::time_t, tv_nsec: self.nsec as libc::c_long }
+        libc::timespec {
+            tv_sec: self.sec as libc::time_t,
+            tv_nsec: self.nsec as libc::c_long,
+        }
     }
     pub fn mtime_of(st: &libc::stat) -> Self {
-        Timespec { sec: st.st_mtime, nsec: st.st_mtime_nsec as u32 }
+        Timespec {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec as u32,
+        }
     }
     pub fn atime_of(st: &libc::stat) -> Self {
-        Timespec { sec: st.st_atime, nsec: st.st_atime_nsec as u32 }
+        Timespec {
+            sec: st.st_atime,
+            nsec: st.st_atime_nsec as u32,
+        }
     }
 }
 
 /// `utimensat(2)` without following symlinks; `name` empty means the descriptor itself.
-pub fn lutimensat(dir: BorrowedFd<'_>, name: &[u8], atime: Timespec, mtime: Timespec) -> io::Result<()> {
+pub fn lutimensat(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    atime: Timespec,
+    mtime: Timespec,
+) -> io::Result<()> {
     let times = [atime.to_libc(), mtime.to_libc()];
     if name.is_empty() {
         // SAFETY: valid pointer to two timespecs.
@@ -221,7 +294,14 @@ pub fn lutimensat(dir: BorrowedFd<'_>, name: &[u8], atime: Timespec, mtime: Time
     }
     let c = cstr(name)?;
     // SAFETY: valid C string and pointer.
-    check(unsafe { libc::utimensat(dir.as_raw_fd(), c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
 }
 
 /// Path through `/proc/self/fd` naming `name` inside the directory `dir`, for calls that have no
@@ -243,7 +323,15 @@ pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8], value: &[u8]) 
         let p = cstr(&p)?;
         let k = cstr(key)?;
         // SAFETY: valid pointers and lengths; following the /proc magic link reaches `dir`.
-        return check(unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0) });
+        return check(unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                k.as_ptr(),
+                value.as_ptr() as *const libc::c_void,
+                value.len(),
+                0,
+            )
+        });
     }
     lsetxattr(&p, key, value)
 }
@@ -262,7 +350,13 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()
     let n = cstr(name)?;
     // SAFETY: valid pointers and lengths.
     check(unsafe {
-        libc::fsetxattr(fd.as_raw_fd(), n.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0)
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
     })
 }
 
@@ -270,7 +364,15 @@ pub fn lsetxattr(path: &[u8], name: &[u8], value: &[u8]) -> io::Result<()> {
     let p = cstr(path)?;
     let n = cstr(name)?;
     // SAFETY: valid pointers and lengths.
-    check(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0) })
+    check(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    })
 }
 
 /// All xattr names of `path` (not following a final symlink).
@@ -302,7 +404,11 @@ fn xattr_list(path: &[u8], follow: bool) -> io::Result<Vec<Vec<u8>>> {
             }
         }
         buf.truncate(n as usize);
-        return Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| s.to_vec()).collect());
+        return Ok(buf
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_vec())
+            .collect());
     }
 }
 
@@ -319,9 +425,19 @@ fn xattr_get(path: &[u8], name: &[u8], follow: bool) -> io::Result<Option<Vec<u8
         // SAFETY: buffer valid for its length.
         let r = unsafe {
             if follow {
-                libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+                libc::getxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
             } else {
-                libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+                libc::lgetxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
             }
         };
         if r < 0 {
@@ -370,7 +486,14 @@ pub fn copy_file_range_all(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -
         let want = (len - done).min(1 << 30) as usize;
         // SAFETY: null offsets use and advance the file positions.
         let n = unsafe {
-            libc::copy_file_range(src.as_raw_fd(), std::ptr::null_mut(), dst.as_raw_fd(), std::ptr::null_mut(), want, 0)
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                want,
+                0,
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -413,7 +536,13 @@ pub fn fs_name(magic: i64) -> &'static str {
     }
 }
 
-pub fn mount(source: &[u8], target: &Path, fstype: &[u8], flags: libc::c_ulong, data: Option<&[u8]>) -> io::Result<()> {
+pub fn mount(
+    source: &[u8],
+    target: &Path,
+    fstype: &[u8],
+    flags: libc::c_ulong,
+    data: Option<&[u8]>,
+) -> io::Result<()> {
     let s = cstr(source)?;
     let t = cpath(target)?;
     let f = cstr(fstype)?;
@@ -425,7 +554,9 @@ pub fn mount(source: &[u8], target: &Path, fstype: &[u8], flags: libc::c_ulong, 
             t.as_ptr(),
             f.as_ptr(),
             flags,
-            d.as_ref().map(|d| d.as_ptr() as *const libc::c_void).unwrap_or(std::ptr::null()),
+            d.as_ref()
+                .map(|d| d.as_ptr() as *const libc::c_void)
+                .unwrap_or(std::ptr::null()),
         )
     })
 }
@@ -452,7 +583,9 @@ pub mod newmount {
         pub fn open(fstype: &str) -> io::Result<Self> {
             let t = cstr(fstype.as_bytes())?;
             // SAFETY: valid C string.
-            let ret = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */) };
+            let ret = unsafe {
+                libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */)
+            };
             Ok(FsContext(check_fd(ret)?))
         }
 
@@ -462,7 +595,14 @@ pub mod newmount {
             let v = cstr(value)?;
             // SAFETY: valid C strings.
             let ret = unsafe {
-                libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    self.0.as_raw_fd(),
+                    FSCONFIG_SET_STRING,
+                    k.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                )
             };
             check(ret as libc::c_int).map_err(|e| self.annotate(e))
         }
@@ -482,7 +622,14 @@ pub mod newmount {
             };
             check(ret as libc::c_int).map_err(|e| self.annotate(e))?;
             // SAFETY: plain syscall.
-            let mnt = check_fd(unsafe { libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), FSMOUNT_CLOEXEC, attr_flags) })?;
+            let mnt = check_fd(unsafe {
+                libc::syscall(
+                    libc::SYS_fsmount,
+                    self.0.as_raw_fd(),
+                    FSMOUNT_CLOEXEC,
+                    attr_flags,
+                )
+            })?;
             let t = cpath(target)?;
             let empty = cstr(b"")?;
             // SAFETY: valid C strings.
@@ -503,9 +650,17 @@ pub mod newmount {
         fn annotate(&self, e: io::Error) -> io::Error {
             let mut buf = [0u8; 512];
             // SAFETY: reading into a valid buffer.
-            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            let n = unsafe {
+                libc::read(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
             if n > 0 {
-                let msg = String::from_utf8_lossy(&buf[..n as usize]).trim().to_string();
+                let msg = String::from_utf8_lossy(&buf[..n as usize])
+                    .trim()
+                    .to_string();
                 io::Error::new(e.kind(), format!("{e} ({msg})"))
             } else {
                 e

@@ -25,12 +25,24 @@ pub const KNOWN: &[&str] = &["overlay2", "btrfs", "zfs", "devicemapper", "aufs",
 /// The canonical name of a driver (`overlay` is an alias of `overlay2`).
 pub fn canonical(name: &str) -> Result<&'static str, RegistryError> {
     let n = name.trim().to_ascii_lowercase();
-    let n = if n == "overlay" { "overlay2".to_string() } else { n };
-    KNOWN.iter().copied().find(|k| *k == n).ok_or_else(|| RegistryError::Unknown(name.to_string()))
+    let n = if n == "overlay" {
+        "overlay2".to_string()
+    } else {
+        n
+    };
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == n)
+        .ok_or_else(|| RegistryError::Unknown(name.to_string()))
 }
 
 /// Opens the driver `name` with its home at `<data_root>/<name>`.
-pub fn open(name: &str, data_root: &Path, opts: &StorageOpts) -> Result<Arc<dyn Driver>, RegistryError> {
+pub fn open(
+    name: &str,
+    data_root: &Path,
+    opts: &StorageOpts,
+) -> Result<Arc<dyn Driver>, RegistryError> {
     let name = canonical(name)?;
     let home = data_root.join(name);
     match name {
@@ -45,13 +57,21 @@ pub fn in_use(data_root: &Path) -> Vec<&'static str> {
     KNOWN
         .iter()
         .copied()
-        .filter(|n| std::fs::read_dir(data_root.join(n)).map(|mut d| d.next().is_some()).unwrap_or(false))
+        .filter(|n| {
+            std::fs::read_dir(data_root.join(n))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        })
         .collect()
 }
 
 /// Opens the configured driver, or else the best one this host supports (overlay2, then vfs).
 /// The options apply to whichever is chosen.
-pub fn open_default(configured: Option<&str>, data_root: &Path, opts: &StorageOpts) -> Result<Arc<dyn Driver>, RegistryError> {
+pub fn open_default(
+    configured: Option<&str>,
+    data_root: &Path,
+    opts: &StorageOpts,
+) -> Result<Arc<dyn Driver>, RegistryError> {
     if let Some(name) = configured {
         return open(name, data_root, opts);
     }
@@ -85,10 +105,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let drv = open_default(None, d.path(), &StorageOpts::default()).unwrap();
         assert_eq!(drv.name(), "overlay2");
-        assert_eq!(open("overlay", d.path(), &StorageOpts::default()).unwrap().name(), "overlay2");
-        let e = open("vfs", d.path(), &StorageOpts::parse(&["overlay2.size=1G"]).unwrap()).err().unwrap().to_string();
+        assert_eq!(
+            open("overlay", d.path(), &StorageOpts::default())
+                .unwrap()
+                .name(),
+            "overlay2"
+        );
+        let e = open(
+            "vfs",
+            d.path(),
+            &StorageOpts::parse(&["overlay2.size=1G"]).unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("overlay2.size"), "{e}");
-        assert!(matches!(open("devicemapper", d.path(), &StorageOpts::default()), Err(RegistryError::NotBuilt { .. })));
+        assert!(matches!(
+            open("devicemapper", d.path(), &StorageOpts::default()),
+            Err(RegistryError::NotBuilt { .. })
+        ));
         assert_eq!(in_use(d.path()), vec!["overlay2"]);
     }
 }

@@ -26,7 +26,11 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 /// Walks `dir` depth first in name order, calling `f(parent_fd, name, rel, stat)`.
-fn walk(dir: BorrowedFd<'_>, rel: &[u8], f: &mut dyn FnMut(BorrowedFd<'_>, &[u8], &[u8], &libc::stat) -> io::Result<bool>) -> io::Result<()> {
+fn walk(
+    dir: BorrowedFd<'_>,
+    rel: &[u8],
+    f: &mut dyn FnMut(BorrowedFd<'_>, &[u8], &[u8], &libc::stat) -> io::Result<bool>,
+) -> io::Result<()> {
     let mut names = list_dir(dir)?;
     names.sort();
     for name in names {
@@ -34,7 +38,12 @@ fn walk(dir: BorrowedFd<'_>, rel: &[u8], f: &mut dyn FnMut(BorrowedFd<'_>, &[u8]
         let child = join(rel, &name);
         let descend = f(dir, &name, &child, &st)?;
         if descend && sys::is_dir(&st) {
-            let sub = sys::openat(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+            let sub = sys::openat(
+                dir,
+                &name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
             walk(sub.as_fd(), &child, f)?;
         }
     }
@@ -48,7 +57,9 @@ pub fn export_upper(upper: &Path, out: &mut dyn Write) -> io::Result<()> {
     let mut a = TreeArchiver::new(upper, out)?;
     walk(root.as_fd(), b"", &mut |dir, name, rel, st| {
         if is_whiteout(st) {
-            let parent = &rel[..rel.len() - name.len()].strip_suffix(b"/").unwrap_or(&[]);
+            let parent = &rel[..rel.len() - name.len()]
+                .strip_suffix(b"/")
+                .unwrap_or(&[]);
             a.add_whiteout(parent, name)?;
             return Ok(false);
         }
@@ -86,11 +97,18 @@ fn in_lowers(lowers: &[OwnedFd], rel: &[u8]) -> io::Result<Option<libc::stat>> {
                 return Ok(None);
             }
             let opaque = is_opaque(dir, comp)?;
-            cur = Some(sys::openat(dir, comp, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?);
+            cur = Some(sys::openat(
+                dir,
+                comp,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?);
             if opaque && i + 1 < comps.len() {
                 // Entries below an opaque directory exist only if this layer has them.
                 let rest = comps[i + 1..].join(&b'/');
-                let below = cur.as_ref().map(|c| sys::fstatat(c.as_fd(), &rest, libc::AT_SYMLINK_NOFOLLOW));
+                let below = cur
+                    .as_ref()
+                    .map(|c| sys::fstatat(c.as_fd(), &rest, libc::AT_SYMLINK_NOFOLLOW));
                 return match below {
                     Some(Ok(st)) if !is_whiteout(&st) => Ok(Some(st)),
                     _ => Ok(None),
@@ -103,13 +121,19 @@ fn in_lowers(lowers: &[OwnedFd], rel: &[u8]) -> io::Result<Option<libc::stat>> {
 
 /// Changes recorded in the upper directory, judged against the lower layers.
 pub fn upper_changes(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Change>> {
-    let lfds = lowers.iter().map(|l| sys::open(l, libc::O_PATH | libc::O_DIRECTORY, 0)).collect::<io::Result<Vec<_>>>()?;
+    let lfds = lowers
+        .iter()
+        .map(|l| sys::open(l, libc::O_PATH | libc::O_DIRECTORY, 0))
+        .collect::<io::Result<Vec<_>>>()?;
     let root = sys::open(upper, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let mut out = Vec::new();
     walk(root.as_fd(), b"", &mut |_dir, _name, rel, st| {
         let path = format!("/{}", String::from_utf8_lossy(rel));
         if is_whiteout(st) {
-            out.push(Change { path, kind: ChangeKind::Delete });
+            out.push(Change {
+                path,
+                kind: ChangeKind::Delete,
+            });
             return Ok(false);
         }
         let kind = match in_lowers(&lfds, rel)? {

@@ -23,7 +23,10 @@ use strata_graph::archive::{tree_size, Change, WhiteoutFormat};
 use strata_graph::driver::{check_id, io_err};
 use strata_graph::fsutil::{atomic_write, mkdir_all, remove_tree};
 use strata_graph::quota::ProjectQuota;
-use strata_graph::{sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionError, OptionSpec, StorageOpts};
+use strata_graph::{
+    sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionError, OptionSpec,
+    StorageOpts,
+};
 
 pub use mount::MountApi;
 
@@ -31,9 +34,18 @@ const NAME: &str = "overlay2";
 
 /// The options `overlay2` accepts.
 pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { key: "overlay2.size", help: "default size limit of container layers; needs xfs mounted with pquota" },
-    OptionSpec { key: "overlay2.mount_api", help: "auto, new (fsconfig lowerdir+) or legacy (mount(2))" },
-    OptionSpec { key: "overlay2.override_kernel_check", help: "accepted for compatibility; ignored" },
+    OptionSpec {
+        key: "overlay2.size",
+        help: "default size limit of container layers; needs xfs mounted with pquota",
+    },
+    OptionSpec {
+        key: "overlay2.mount_api",
+        help: "auto, new (fsconfig lowerdir+) or legacy (mount(2))",
+    },
+    OptionSpec {
+        key: "overlay2.override_kernel_check",
+        help: "accepted for compatibility; ignored",
+    },
 ];
 
 /// The overlay2 driver.
@@ -51,7 +63,9 @@ fn random_link() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut b = [0u8; 26];
     rand::fill(&mut b[..]);
-    b.iter().map(|x| CHARS[(*x as usize) % CHARS.len()] as char).collect()
+    b.iter()
+        .map(|x| CHARS[(*x as usize) % CHARS.len()] as char)
+        .collect()
 }
 
 impl OverlayDriver {
@@ -62,20 +76,42 @@ impl OverlayDriver {
         let magic = sys::statfs_type(home).map_err(io_err(NAME, "statfs of home"))?;
         let backing_fs = sys::fs_name(magic);
         if matches!(backing_fs, "overlayfs" | "aufs" | "zfs" | "nfs" | "fuse") {
-            return Err(DriverError::NotSupported { driver: NAME, reason: format!("{} cannot hold overlay upper directories", backing_fs) });
+            return Err(DriverError::NotSupported {
+                driver: NAME,
+                reason: format!("{} cannot hold overlay upper directories", backing_fs),
+            });
         }
-        if !std::fs::read_to_string("/proc/filesystems").map(|s| s.lines().any(|l| l.ends_with("\toverlay"))).unwrap_or(false) {
-            return Err(DriverError::NotSupported { driver: NAME, reason: "the kernel has no overlay filesystem".into() });
+        if !std::fs::read_to_string("/proc/filesystems")
+            .map(|s| s.lines().any(|l| l.ends_with("\toverlay")))
+            .unwrap_or(false)
+        {
+            return Err(DriverError::NotSupported {
+                driver: NAME,
+                reason: "the kernel has no overlay filesystem".into(),
+            });
         }
         if !mount::supports_dtype(home).map_err(io_err(NAME, "checking d_type"))? {
-            return Err(DriverError::NotSupported { driver: NAME, reason: format!("{} does not report d_type", home.display()) });
+            return Err(DriverError::NotSupported {
+                driver: NAME,
+                reason: format!("{} does not report d_type", home.display()),
+            });
         }
         let want = opts.get("overlay2.mount_api").unwrap_or("auto");
         let api = match want {
-            "auto" => mount::probe(home).map_err(|e| DriverError::NotSupported { driver: NAME, reason: e.to_string() })?,
+            "auto" => mount::probe(home).map_err(|e| DriverError::NotSupported {
+                driver: NAME,
+                reason: e.to_string(),
+            })?,
             "new" | "legacy" => {
-                let want_api = if want == "new" { MountApi::New } else { MountApi::Legacy };
-                mount::probe_one(home, want_api).map_err(|e| DriverError::NotSupported { driver: NAME, reason: format!("mount API {want}: {e}") })?;
+                let want_api = if want == "new" {
+                    MountApi::New
+                } else {
+                    MountApi::Legacy
+                };
+                mount::probe_one(home, want_api).map_err(|e| DriverError::NotSupported {
+                    driver: NAME,
+                    reason: format!("mount API {want}: {e}"),
+                })?;
                 want_api
             }
             other => {
@@ -89,7 +125,14 @@ impl OverlayDriver {
             }
         };
         let default_size = opts.size(NAME, "overlay2.size")?;
-        let d = OverlayDriver { home: home.to_path_buf(), api, backing_fs, default_size, quota: Mutex::new(None), gets: Mutex::new(HashMap::new()) };
+        let d = OverlayDriver {
+            home: home.to_path_buf(),
+            api,
+            backing_fs,
+            default_size,
+            quota: Mutex::new(None),
+            gets: Mutex::new(HashMap::new()),
+        };
         if default_size.is_some() {
             d.quota()?;
         }
@@ -107,7 +150,13 @@ impl OverlayDriver {
         if let Some(q) = q.as_ref() {
             return Ok(q.clone());
         }
-        let made = Arc::new(ProjectQuota::new(&self.home).map_err(|e| DriverError::NotSupported { driver: NAME, reason: format!("overlay2.size: {e}") })?);
+        let made =
+            Arc::new(
+                ProjectQuota::new(&self.home).map_err(|e| DriverError::NotSupported {
+                    driver: NAME,
+                    reason: format!("overlay2.size: {e}"),
+                })?,
+            );
         // Project ids already used by existing layers must not be handed out again.
         for id in self.list()? {
             made.reserve_existing(&self.dir(&id));
@@ -122,7 +171,12 @@ impl OverlayDriver {
 
     fn lower_ids(&self, id: &str) -> DriverResult<Vec<String>> {
         match std::fs::read_to_string(self.dir(id).join("lower")) {
-            Ok(s) => Ok(s.trim().split(':').filter(|x| !x.is_empty()).map(|x| x.to_string()).collect()),
+            Ok(s) => Ok(s
+                .trim()
+                .split(':')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.to_string())
+                .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(io_err(NAME, format!("reading lower of {id}"))(e)),
         }
@@ -130,43 +184,63 @@ impl OverlayDriver {
 
     /// Absolute lower directories of `id`, nearest first.
     fn lower_dirs(&self, id: &str) -> DriverResult<Vec<PathBuf>> {
-        Ok(self.lower_ids(id)?.iter().map(|l| self.home.join(l)).collect())
+        Ok(self
+            .lower_ids(id)?
+            .iter()
+            .map(|l| self.home.join(l))
+            .collect())
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, size: Option<u64>) -> DriverResult<()> {
         check_id(NAME, id)?;
         let dir = self.dir(id);
         if dir.exists() {
-            return Err(DriverError::Exists { driver: NAME, id: id.into() });
+            return Err(DriverError::Exists {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         if let Some(p) = parent {
             if !self.exists(p) {
-                return Err(DriverError::NotFound { driver: NAME, id: p.into() });
+                return Err(DriverError::NotFound {
+                    driver: NAME,
+                    id: p.into(),
+                });
             }
         }
         std::fs::create_dir(&dir).map_err(io_err(NAME, format!("creating layer {id}")))?;
         let res = (|| {
             if let Some(bytes) = size {
-                self.quota()?.set_quota(&dir, bytes).map_err(|e| DriverError::Invalid { driver: NAME, message: e.to_string() })?;
+                self.quota()?
+                    .set_quota(&dir, bytes)
+                    .map_err(|e| DriverError::Invalid {
+                        driver: NAME,
+                        message: e.to_string(),
+                    })?;
             }
             let diff = dir.join("diff");
             std::fs::create_dir(&diff).map_err(io_err(NAME, "creating diff"))?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755)).map_err(io_err(NAME, "chmod diff"))?;
+            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_err(NAME, "chmod diff"))?;
             let link = random_link();
-            std::os::unix::fs::symlink(format!("../{id}/diff"), self.home.join("l").join(&link)).map_err(io_err(NAME, "creating link"))?;
-            atomic_write(&dir.join("link"), link.as_bytes()).map_err(io_err(NAME, "writing link"))?;
+            std::os::unix::fs::symlink(format!("../{id}/diff"), self.home.join("l").join(&link))
+                .map_err(io_err(NAME, "creating link"))?;
+            atomic_write(&dir.join("link"), link.as_bytes())
+                .map_err(io_err(NAME, "writing link"))?;
             if let Some(p) = parent {
                 std::fs::create_dir(dir.join("work")).map_err(io_err(NAME, "creating work"))?;
                 std::fs::create_dir(dir.join("merged")).map_err(io_err(NAME, "creating merged"))?;
-                let plink = std::fs::read_to_string(self.dir(p).join("link")).map_err(io_err(NAME, format!("reading link of {p}")))?;
+                let plink = std::fs::read_to_string(self.dir(p).join("link"))
+                    .map_err(io_err(NAME, format!("reading link of {p}")))?;
                 let mut lower = format!("l/{}", plink.trim());
                 let plower = self.lower_ids(p)?;
                 if !plower.is_empty() {
                     lower.push(':');
                     lower.push_str(&plower.join(":"));
                 }
-                atomic_write(&dir.join("lower"), lower.as_bytes()).map_err(io_err(NAME, "writing lower"))?;
+                atomic_write(&dir.join("lower"), lower.as_bytes())
+                    .map_err(io_err(NAME, "writing lower"))?;
             }
             Ok(())
         })();
@@ -192,7 +266,12 @@ impl OverlayDriver {
     }
 
     fn counter(&self, id: &str) -> Arc<Mutex<u32>> {
-        self.gets.lock().unwrap_or_else(|p| p.into_inner()).entry(id.into()).or_default().clone()
+        self.gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.into())
+            .or_default()
+            .clone()
     }
 }
 
@@ -207,13 +286,22 @@ impl Driver for OverlayDriver {
 
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
         if opts.storage_opt.get("size").is_some() {
-            return Err(DriverError::Invalid { driver: NAME, message: "--storage-opt size is only supported for container layers".into() });
+            return Err(DriverError::Invalid {
+                driver: NAME,
+                message: "--storage-opt size is only supported for container layers".into(),
+            });
         }
         self.create_layer(id, parent, None)
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
-        opts.storage_opt.validate(NAME, &[OptionSpec { key: "size", help: "size limit of this container layer" }])?;
+        opts.storage_opt.validate(
+            NAME,
+            &[OptionSpec {
+                key: "size",
+                help: "size limit of this container layer",
+            }],
+        )?;
         let size = opts.storage_opt.size(NAME, "size")?.or(self.default_size);
         self.create_layer(id, parent, size)
     }
@@ -223,14 +311,24 @@ impl Driver for OverlayDriver {
         let c = self.counter(id);
         let n = c.lock().unwrap_or_else(|p| p.into_inner());
         if *n > 0 {
-            return Err(DriverError::Busy { driver: NAME, id: id.into(), mounts: *n });
+            return Err(DriverError::Busy {
+                driver: NAME,
+                id: id.into(),
+                mounts: *n,
+            });
         }
         if !self.dir(id).exists() {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         let res = self.remove_dirs(id);
         drop(n);
-        self.gets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         res
     }
 
@@ -238,7 +336,10 @@ impl Driver for OverlayDriver {
         check_id(NAME, id)?;
         let dir = self.dir(id);
         if !dir.join("diff").is_dir() {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         let c = self.counter(id);
         let mut n = c.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,9 +350,22 @@ impl Driver for OverlayDriver {
             return Ok(dir.join("diff"));
         }
         let merged = dir.join("merged");
-        if *n == 0 && !strata_graph::fsutil::is_mountpoint(&merged).map_err(io_err(NAME, "reading mountinfo"))? {
-            mount::mount_overlay(self.api, &self.home, &lowers, &dir.join("diff"), &dir.join("work"), &merged)
-                .map_err(io_err(NAME, format!("mounting layer {id} ({} lower layers)", lowers.len())))?;
+        if *n == 0
+            && !strata_graph::fsutil::is_mountpoint(&merged)
+                .map_err(io_err(NAME, "reading mountinfo"))?
+        {
+            mount::mount_overlay(
+                self.api,
+                &self.home,
+                &lowers,
+                &dir.join("diff"),
+                &dir.join("work"),
+                &merged,
+            )
+            .map_err(io_err(
+                NAME,
+                format!("mounting layer {id} ({} lower layers)", lowers.len()),
+            ))?;
         }
         *n += 1;
         Ok(merged)
@@ -261,7 +375,10 @@ impl Driver for OverlayDriver {
         let c = self.counter(id);
         let mut n = c.lock().unwrap_or_else(|p| p.into_inner());
         if *n == 0 {
-            return Err(DriverError::Invalid { driver: NAME, message: format!("put of layer {id}, which is not mounted") });
+            return Err(DriverError::Invalid {
+                driver: NAME,
+                message: format!("put of layer {id}, which is not mounted"),
+            });
         }
         *n -= 1;
         if *n == 0 && self.dir(id).join("lower").exists() {
@@ -270,7 +387,8 @@ impl Driver for OverlayDriver {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     tracing::warn!(id, "merged dir busy; detaching lazily");
-                    sys::umount2(&merged, libc::MNT_DETACH).map_err(io_err(NAME, format!("unmounting {id}")))?;
+                    sys::umount2(&merged, libc::MNT_DETACH)
+                        .map_err(io_err(NAME, format!("unmounting {id}")))?;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
                 Err(e) => {
@@ -291,7 +409,11 @@ impl Driver for OverlayDriver {
         for e in std::fs::read_dir(&self.home).map_err(io_err(NAME, "listing layers"))? {
             let e = e.map_err(io_err(NAME, "listing layers"))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name == "l" || name.starts_with('.') || name == "backingFsBlockDev" || !e.path().is_dir() {
+            if name == "l"
+                || name.starts_with('.')
+                || name == "backingFsBlockDev"
+                || !e.path().is_dir()
+            {
                 continue;
             }
             out.push(name);
@@ -313,19 +435,35 @@ impl Driver for OverlayDriver {
                     MountApi::Legacy => "legacy (mount(2), about 128 layers at most)".into(),
                 },
             ),
-            ("Project Quota".into(), (self.quota.lock().map(|q| q.is_some()).unwrap_or(false) || ProjectQuota::probe(&self.home)).to_string()),
+            (
+                "Project Quota".into(),
+                (self.quota.lock().map(|q| q.is_some()).unwrap_or(false)
+                    || ProjectQuota::probe(&self.home))
+                .to_string(),
+            ),
         ]
     }
 
     fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         let dir = self.dir(id);
         let mut m = BTreeMap::new();
         let lowers = self.lower_dirs(id)?;
         if !lowers.is_empty() {
-            let l: Vec<String> = lowers.iter().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string()).collect();
+            let l: Vec<String> = lowers
+                .iter()
+                .map(|p| {
+                    std::fs::canonicalize(p)
+                        .unwrap_or(p.clone())
+                        .display()
+                        .to_string()
+                })
+                .collect();
             m.insert("LowerDir".into(), l.join(":"));
         }
         m.insert("MergedDir".into(), dir.join("merged").display().to_string());
@@ -335,39 +473,63 @@ impl Driver for OverlayDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        strata_graph::fsutil::unmount_all_under(&self.home).map_err(io_err(NAME, "unmounting layers"))?;
+        strata_graph::fsutil::unmount_all_under(&self.home)
+            .map_err(io_err(NAME, "unmounting layers"))?;
         self.gets.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
     }
 
     fn apply_target(&self, id: &str, _parent: Option<&str>) -> DriverResult<ApplyTarget> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        Ok(ApplyTarget { root: self.dir(id).join("diff"), whiteouts: WhiteoutFormat::Overlay, lowers: self.lower_dirs(id)? })
+        Ok(ApplyTarget {
+            root: self.dir(id).join("diff"),
+            whiteouts: WhiteoutFormat::Overlay,
+            lowers: self.lower_dirs(id)?,
+        })
     }
 
     fn native_diff(&self) -> bool {
         true
     }
 
-    fn diff(&self, id: &str, _parent: Option<&str>, out: &mut dyn std::io::Write) -> DriverResult<()> {
+    fn diff(
+        &self,
+        id: &str,
+        _parent: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> DriverResult<()> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        changes::export_upper(&self.dir(id).join("diff"), out).map_err(io_err(NAME, format!("diff of layer {id}")))
+        changes::export_upper(&self.dir(id).join("diff"), out)
+            .map_err(io_err(NAME, format!("diff of layer {id}")))
     }
 
     fn changes(&self, id: &str, _parent: Option<&str>) -> DriverResult<Vec<Change>> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        changes::upper_changes(&self.dir(id).join("diff"), &self.lower_dirs(id)?).map_err(io_err(NAME, format!("changes of layer {id}")))
+        changes::upper_changes(&self.dir(id).join("diff"), &self.lower_dirs(id)?)
+            .map_err(io_err(NAME, format!("changes of layer {id}")))
     }
 
     fn diff_size(&self, id: &str, _parent: Option<&str>) -> DriverResult<u64> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         tree_size(&self.dir(id).join("diff")).map_err(io_err(NAME, format!("size of layer {id}")))
     }

@@ -18,10 +18,21 @@ pub enum MountApi {
 
 /// Options every mount gets: no index (layers are shared between mounts), no redirects and no
 /// metacopy (so the upper dir alone describes a layer's changes, which native diff relies on).
-const FIXED: [(&str, &str); 3] = [("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")];
+const FIXED: [(&str, &str); 3] = [
+    ("index", "off"),
+    ("redirect_dir", "off"),
+    ("metacopy", "off"),
+];
 
 /// Mounts an overlay at `target` with `lowers` (nearest first).
-pub fn mount_overlay(api: MountApi, home: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+pub fn mount_overlay(
+    api: MountApi,
+    home: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
     match api {
         MountApi::New => {
             let ctx = FsContext::open("overlay")?;
@@ -40,7 +51,11 @@ pub fn mount_overlay(api: MountApi, home: &Path, lowers: &[PathBuf], upper: &Pat
             let fixed: String = FIXED.iter().map(|(k, v)| format!(",{k}={v}")).collect();
             let abs = format!(
                 "lowerdir={},upperdir={},workdir={}{fixed}",
-                lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":"),
+                lowers
+                    .iter()
+                    .map(|l| l.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":"),
                 upper.display(),
                 work.display()
             );
@@ -49,7 +64,11 @@ pub fn mount_overlay(api: MountApi, home: &Path, lowers: &[PathBuf], upper: &Pat
             }
             // Too long for one page: relative paths from the home, mounted by a child process
             // that changes directory there (chdir would affect every thread of ours).
-            let rel = |p: &Path| p.strip_prefix(home).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
+            let rel = |p: &Path| {
+                p.strip_prefix(home)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| p.display().to_string())
+            };
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}{fixed}",
                 lowers.iter().map(|l| rel(l)).collect::<Vec<_>>().join(":"),
@@ -82,7 +101,8 @@ fn mount_from(dir: &Path, data: &str, target: &Path) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
     let cdir = sys::cpath(dir)?;
     let ctarget = sys::cpath(target)?;
-    let cdata = CString::new(data).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data"))?;
+    let cdata = CString::new(data)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data"))?;
     let ov = CString::new("overlay").map_err(|_| io::Error::other("cstring"))?;
     let mut cmd = std::process::Command::new("/bin/true");
     // SAFETY: only async-signal-safe system calls run between fork and exec.
@@ -91,7 +111,14 @@ fn mount_from(dir: &Path, data: &str, target: &Path) -> io::Result<()> {
             if libc::chdir(cdir.as_ptr()) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::mount(ov.as_ptr(), ctarget.as_ptr(), ov.as_ptr(), 0, cdata.as_ptr() as *const libc::c_void) != 0 {
+            if libc::mount(
+                ov.as_ptr(),
+                ctarget.as_ptr(),
+                ov.as_ptr(),
+                0,
+                cdata.as_ptr() as *const libc::c_void,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -99,7 +126,9 @@ fn mount_from(dir: &Path, data: &str, target: &Path) -> io::Result<()> {
     }
     let status = cmd.status()?;
     if !status.success() {
-        return Err(io::Error::other(format!("mount helper exited with {status}")));
+        return Err(io::Error::other(format!(
+            "mount helper exited with {status}"
+        )));
     }
     Ok(())
 }
@@ -113,12 +142,21 @@ pub fn probe_one(home: &Path, api: MountApi) -> io::Result<()> {
         }
         std::fs::write(base.join("l2/f"), b"probe")?;
         let merged = base.join("merged");
-        mount_overlay(api, home, &[base.join("l1"), base.join("l2")], &base.join("upper"), &base.join("work"), &merged)?;
+        mount_overlay(
+            api,
+            home,
+            &[base.join("l1"), base.join("l2")],
+            &base.join("upper"),
+            &base.join("work"),
+            &merged,
+        )?;
         let ok = std::fs::read(merged.join("f")).map(|d| d == b"probe");
         sys::umount2(&merged, libc::MNT_DETACH)?;
         match ok {
             Ok(true) => Ok(()),
-            _ => Err(io::Error::other("overlay mount did not show the lower layer")),
+            _ => Err(io::Error::other(
+                "overlay mount did not show the lower layer",
+            )),
         }
     })();
     let _ = remove_tree(&base);

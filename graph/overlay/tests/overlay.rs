@@ -11,8 +11,13 @@ fn opts(items: &[&str]) -> StorageOpts {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_TEST_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new().prefix("strata-overlay-").tempdir_in(base).expect("tempdir")
+    let base = std::env::var_os("STRATA_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
+        .prefix("strata-overlay-")
+        .tempdir_in(base)
+        .expect("tempdir")
 }
 
 /// Unmounts everything under a directory when dropped (also when a test fails).
@@ -27,10 +32,18 @@ impl Drop for Unmount {
 fn chain(d: &OverlayDriver, n: usize) -> String {
     for i in 0..n {
         let id = format!("l{i}");
-        let parent = if i == 0 { None } else { Some(format!("l{}", i - 1)) };
-        d.create(&id, parent.as_deref(), &CreateOpts::default()).expect("create");
-        let tar = TarBuilder::new().file(&format!("layer-{i}"), format!("{i}").as_bytes()).build();
-        d.apply_diff(&id, parent.as_deref(), &mut &tar[..]).expect("apply");
+        let parent = if i == 0 {
+            None
+        } else {
+            Some(format!("l{}", i - 1))
+        };
+        d.create(&id, parent.as_deref(), &CreateOpts::default())
+            .expect("create");
+        let tar = TarBuilder::new()
+            .file(&format!("layer-{i}"), format!("{i}").as_bytes())
+            .build();
+        d.apply_diff(&id, parent.as_deref(), &mut &tar[..])
+            .expect("apply");
     }
     format!("l{}", n - 1)
 }
@@ -44,7 +57,10 @@ fn new_mount_api_mounts_400_layers() {
         eprintln!("SKIPPED: this kernel has no overlay lowerdir+ (Linux 6.8+)");
         return;
     }
-    assert!(d.status().iter().any(|(k, v)| k == "Mount API" && v.starts_with("new")));
+    assert!(d
+        .status()
+        .iter()
+        .any(|(k, v)| k == "Mount API" && v.starts_with("new")));
     let top = chain(&d, 400);
     let p = d.get(&top, "").expect("mount 400 layers");
     assert_eq!(std::fs::read(p.join("layer-0")).expect("bottom"), b"0");
@@ -58,7 +74,11 @@ fn new_mount_api_mounts_400_layers() {
 fn legacy_mount_api_uses_short_relative_paths_and_refuses_too_many() {
     let dir = tempdir();
     let _u = Unmount(dir.path().to_path_buf());
-    let d = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.mount_api=legacy"])).expect("driver");
+    let d = OverlayDriver::new(
+        &dir.path().join("home"),
+        &opts(&["overlay2.mount_api=legacy"]),
+    )
+    .expect("driver");
     assert_eq!(d.mount_api(), MountApi::Legacy);
     // 120 layers: absolute paths exceed a page, the short relative ones fit.
     let top = chain(&d, 120);
@@ -69,22 +89,44 @@ fn legacy_mount_api_uses_short_relative_paths_and_refuses_too_many() {
     let mut id = top;
     for i in 120..160 {
         let next = format!("l{i}");
-        d.create(&next, Some(&id), &CreateOpts::default()).expect("create");
+        d.create(&next, Some(&id), &CreateOpts::default())
+            .expect("create");
         id = next;
     }
-    let err = d.get(&id, "").expect_err("160 layers cannot be mounted with mount(2)").to_string();
-    assert!(err.contains("lowerdir+") && err.contains("159 lower layers"), "{err}");
+    let err = d
+        .get(&id, "")
+        .expect_err("160 layers cannot be mounted with mount(2)")
+        .to_string();
+    assert!(
+        err.contains("lowerdir+") && err.contains("159 lower layers"),
+        "{err}"
+    );
     d.cleanup().expect("cleanup");
 }
 
 #[test]
 fn options_are_validated() {
     let dir = tempdir();
-    let err = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.bogus=1"])).err().expect("unknown key").to_string();
-    assert!(err.contains("overlay2.bogus") && err.contains("overlay2.size"), "{err}");
-    let err = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.mount_api=fast"])).err().expect("bad value").to_string();
+    let err = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.bogus=1"]))
+        .err()
+        .expect("unknown key")
+        .to_string();
+    assert!(
+        err.contains("overlay2.bogus") && err.contains("overlay2.size"),
+        "{err}"
+    );
+    let err = OverlayDriver::new(
+        &dir.path().join("home"),
+        &opts(&["overlay2.mount_api=fast"]),
+    )
+    .err()
+    .expect("bad value")
+    .to_string();
     assert!(err.contains("fast") && err.contains("legacy"), "{err}");
-    let err = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.size=lots"])).err().expect("bad size").to_string();
+    let err = OverlayDriver::new(&dir.path().join("home"), &opts(&["overlay2.size=lots"]))
+        .err()
+        .expect("bad size")
+        .to_string();
     assert!(err.contains("overlay2.size"), "{err}");
 }
 
@@ -98,14 +140,38 @@ fn size_is_a_clear_error_without_project_quota() {
         eprintln!("SKIPPED: the test directory is on xfs, which may have quotas");
         return;
     }
-    let err = OverlayDriver::new(&home, &opts(&["overlay2.size=10M"])).err().expect("no quota here").to_string();
+    let err = OverlayDriver::new(&home, &opts(&["overlay2.size=10M"]))
+        .err()
+        .expect("no quota here")
+        .to_string();
     assert!(err.contains("pquota") && err.contains(fs), "{err}");
     let d = OverlayDriver::new(&home, &opts(&[])).expect("driver");
-    d.create("base", None, &CreateOpts::default()).expect("base");
-    let err = d.create_rw("c", Some("base"), &CreateOpts { storage_opt: opts(&["size=10M"]), ..Default::default() }).expect_err("no quota").to_string();
+    d.create("base", None, &CreateOpts::default())
+        .expect("base");
+    let err = d
+        .create_rw(
+            "c",
+            Some("base"),
+            &CreateOpts {
+                storage_opt: opts(&["size=10M"]),
+                ..Default::default()
+            },
+        )
+        .expect_err("no quota")
+        .to_string();
     assert!(err.contains("pquota"), "{err}");
     assert!(!d.exists("c"), "a refused layer leaves nothing");
-    let err = d.create_rw("c", Some("base"), &CreateOpts { storage_opt: opts(&["color=blue"]), ..Default::default() }).expect_err("bad opt").to_string();
+    let err = d
+        .create_rw(
+            "c",
+            Some("base"),
+            &CreateOpts {
+                storage_opt: opts(&["color=blue"]),
+                ..Default::default()
+            },
+        )
+        .expect_err("bad opt")
+        .to_string();
     assert!(err.contains("color") && err.contains("size"), "{err}");
 }
 
@@ -129,18 +195,43 @@ impl XfsMount {
             return Xfs::NoTools;
         }
         let img = dir.join("xfs.img");
-        std::fs::File::create(&img).expect("img").set_len(512 << 20).expect("size");
-        let out = Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&img).output().expect("mkfs.xfs");
-        assert!(out.status.success(), "mkfs.xfs: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::File::create(&img)
+            .expect("img")
+            .set_len(512 << 20)
+            .expect("size");
+        let out = Command::new("mkfs.xfs")
+            .args(["-q", "-f"])
+            .arg(&img)
+            .output()
+            .expect("mkfs.xfs");
+        assert!(
+            out.status.success(),
+            "mkfs.xfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mnt = dir.join("mnt");
         std::fs::create_dir(&mnt).expect("mkdir");
-        let out = Command::new("mount").args(["-o", "loop,pquota"]).arg(&img).arg(&mnt).output().expect("mount");
+        let out = Command::new("mount")
+            .args(["-o", "loop,pquota"])
+            .arg(&img)
+            .arg(&mnt)
+            .output()
+            .expect("mount");
         if out.status.success() {
             return Xfs::Mounted(XfsMount { mnt });
         }
         // Mountable without quotas? Then it is the kernel that lacks them.
-        let plain = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).output().expect("mount");
-        assert!(plain.status.success(), "mount xfs: {}", String::from_utf8_lossy(&out.stderr));
+        let plain = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt)
+            .output()
+            .expect("mount");
+        assert!(
+            plain.status.success(),
+            "mount xfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = strata_graph::fsutil::unmount_all_under(&mnt);
         Xfs::NoQuota
     }
@@ -173,7 +264,9 @@ fn vm_runner() -> Option<PathBuf> {
 
 /// Re-runs the named test of this binary inside the VM; true when it ran there and passed.
 fn run_in_vm(test: &str) -> bool {
-    let Some(runner) = vm_runner() else { return false };
+    let Some(runner) = vm_runner() else {
+        return false;
+    };
     let exe = std::env::current_exe().expect("current_exe");
     let out = Command::new(runner)
         .arg(exe)
@@ -187,7 +280,11 @@ fn run_in_vm(test: &str) -> bool {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("--- in the VM ---\n{stdout}\n{stderr}");
-    assert!(out.status.success() && stdout.contains("1 passed"), "{test} failed in the VM (exit {:?})", out.status.code());
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} failed in the VM (exit {:?})",
+        out.status.code()
+    );
     true
 }
 
@@ -201,7 +298,10 @@ fn size_limits_container_layers_on_xfs_with_pquota() {
             return;
         }
         Xfs::NoQuota => {
-            assert!(std::env::var_os("STRATA_IN_VM").is_none(), "the VM kernel must have xfs quotas");
+            assert!(
+                std::env::var_os("STRATA_IN_VM").is_none(),
+                "the VM kernel must have xfs quotas"
+            );
             if !run_in_vm("size_limits_container_layers_on_xfs_with_pquota") {
                 eprintln!("SKIPPED: this kernel has no xfs quota support and the VM runner is not available");
             }
@@ -210,35 +310,73 @@ fn size_limits_container_layers_on_xfs_with_pquota() {
     };
     let home = xfs.mnt.join("overlay2");
     let d = OverlayDriver::new(&home, &opts(&["overlay2.size=24M"])).expect("driver with quota");
-    assert!(d.status().contains(&("Project Quota".to_string(), "true".to_string())), "{:?}", d.status());
-    assert!(d.status().contains(&("Backing Filesystem".to_string(), "xfs".to_string())));
-    d.create("base", None, &CreateOpts::default()).expect("base");
-    let tar = TarBuilder::new().file("lower-file", &vec![1u8; 1 << 20]).build();
+    assert!(
+        d.status()
+            .contains(&("Project Quota".to_string(), "true".to_string())),
+        "{:?}",
+        d.status()
+    );
+    assert!(d
+        .status()
+        .contains(&("Backing Filesystem".to_string(), "xfs".to_string())));
+    d.create("base", None, &CreateOpts::default())
+        .expect("base");
+    let tar = TarBuilder::new()
+        .file("lower-file", &vec![1u8; 1 << 20])
+        .build();
     d.apply_diff("base", None, &mut &tar[..]).expect("apply");
     // Per-container size.
-    d.create_rw("small", Some("base"), &CreateOpts { storage_opt: opts(&["size=8M"]), ..Default::default() }).expect("create small");
+    d.create_rw(
+        "small",
+        Some("base"),
+        &CreateOpts {
+            storage_opt: opts(&["size=8M"]),
+            ..Default::default()
+        },
+    )
+    .expect("create small");
     let p = d.get("small", "").expect("mount");
     let err = write_until_error(&p.join("big"), 64 << 20).expect_err("writing past 8M fails");
-    assert!(matches!(err.raw_os_error(), Some(libc::EDQUOT) | Some(libc::ENOSPC)), "{err}");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EDQUOT) | Some(libc::ENOSPC)),
+        "{err}"
+    );
     let used = std::fs::metadata(p.join("big")).expect("stat").len();
-    assert!(used <= 8 << 20 && used >= 4 << 20, "stopped near the limit: {used}");
+    assert!(
+        used <= 8 << 20 && used >= 4 << 20,
+        "stopped near the limit: {used}"
+    );
     d.put("small").expect("put");
     // The driver-wide default.
-    d.create_rw("dflt", Some("base"), &CreateOpts::default()).expect("create default");
+    d.create_rw("dflt", Some("base"), &CreateOpts::default())
+        .expect("create default");
     let p = d.get("dflt", "").expect("mount");
-    assert_eq!(write_until_error(&p.join("ok"), 16 << 20).expect("16M fits in 24M"), 16 << 20);
-    assert!(write_until_error(&p.join("more"), 16 << 20).is_err(), "another 16M does not");
+    assert_eq!(
+        write_until_error(&p.join("ok"), 16 << 20).expect("16M fits in 24M"),
+        16 << 20
+    );
+    assert!(
+        write_until_error(&p.join("more"), 16 << 20).is_err(),
+        "another 16M does not"
+    );
     d.put("dflt").expect("put");
     d.cleanup().expect("cleanup");
     drop(d);
     // Without overlay2.size, layers on the same filesystem are unlimited.
     let d2 = OverlayDriver::new(&home, &opts(&[])).expect("driver without default");
-    d2.create_rw("free", Some("base"), &CreateOpts::default()).expect("create");
+    d2.create_rw("free", Some("base"), &CreateOpts::default())
+        .expect("create");
     let p = d2.get("free", "").expect("mount");
-    assert_eq!(write_until_error(&p.join("big"), 40 << 20).expect("no limit"), 40 << 20);
+    assert_eq!(
+        write_until_error(&p.join("big"), 40 << 20).expect("no limit"),
+        40 << 20
+    );
     d2.put("free").expect("put");
     d2.cleanup().expect("cleanup");
-    println!("quota enforced on {}", strata_graph::sys::fs_name(strata_graph::sys::statfs_type(&home).expect("statfs")));
+    println!(
+        "quota enforced on {}",
+        strata_graph::sys::fs_name(strata_graph::sys::statfs_type(&home).expect("statfs"))
+    );
 }
 
 #[test]
@@ -247,16 +385,26 @@ fn metadata_and_status_look_like_dockers() {
     let _u = Unmount(dir.path().to_path_buf());
     let d = OverlayDriver::new(&dir.path().join("home"), &opts(&[])).expect("driver");
     let keys: Vec<String> = d.status().into_iter().map(|(k, _)| k).collect();
-    for k in ["Backing Filesystem", "Supports d_type", "Native Overlay Diff", "Mount API"] {
+    for k in [
+        "Backing Filesystem",
+        "Supports d_type",
+        "Native Overlay Diff",
+        "Mount API",
+    ] {
         assert!(keys.iter().any(|x| x == k), "status has {k}: {keys:?}");
     }
     assert!(d.native_diff());
-    d.create("base", None, &CreateOpts::default()).expect("base");
-    d.create_rw("c", Some("base"), &CreateOpts::default()).expect("c");
+    d.create("base", None, &CreateOpts::default())
+        .expect("base");
+    d.create_rw("c", Some("base"), &CreateOpts::default())
+        .expect("c");
     let m = d.metadata("c").expect("metadata");
     for k in ["LowerDir", "MergedDir", "UpperDir", "WorkDir"] {
         assert!(m.contains_key(k), "{k} in {m:?}");
     }
     assert!(m["LowerDir"].ends_with("/base/diff"), "{m:?}");
-    assert!(!d.metadata("base").expect("metadata").contains_key("LowerDir"));
+    assert!(!d
+        .metadata("base")
+        .expect("metadata")
+        .contains_key("LowerDir"));
 }

@@ -34,18 +34,30 @@ fn cap(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 }
 
 fn differs(n: &libc::stat, o: &libc::stat) -> bool {
-    if n.st_mode != o.st_mode || n.st_uid != o.st_uid || n.st_gid != o.st_gid || n.st_rdev != o.st_rdev {
+    if n.st_mode != o.st_mode
+        || n.st_uid != o.st_uid
+        || n.st_gid != o.st_gid
+        || n.st_rdev != o.st_rdev
+    {
         return true;
     }
     // Size and mtime say nothing useful about directories (moby#9874).
-    !sys::is_dir(n) && (n.st_size != o.st_size || n.st_mtime != o.st_mtime || n.st_mtime_nsec != o.st_mtime_nsec)
+    !sys::is_dir(n)
+        && (n.st_size != o.st_size
+            || n.st_mtime != o.st_mtime
+            || n.st_mtime_nsec != o.st_mtime_nsec)
 }
 
 fn path_of(rel: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(rel))
 }
 
-fn walk(new: BorrowedFd<'_>, old: Option<BorrowedFd<'_>>, rel: &[u8], out: &mut Vec<Change>) -> io::Result<()> {
+fn walk(
+    new: BorrowedFd<'_>,
+    old: Option<BorrowedFd<'_>>,
+    rel: &[u8],
+    out: &mut Vec<Change>,
+) -> io::Result<()> {
     let mut names: Vec<Vec<u8>> = list_dir(new)?;
     if let Some(o) = old {
         let seen: HashSet<Vec<u8>> = names.iter().cloned().collect();
@@ -65,30 +77,55 @@ fn walk(new: BorrowedFd<'_>, old: Option<BorrowedFd<'_>>, rel: &[u8], out: &mut 
         };
         match (n, o) {
             (None, None) => {}
-            (None, Some(_)) => out.push(Change { path: path_of(&child), kind: ChangeKind::Delete }),
+            (None, Some(_)) => out.push(Change {
+                path: path_of(&child),
+                kind: ChangeKind::Delete,
+            }),
             (Some(n), o) => {
                 let changed = match &o {
                     None => Some(ChangeKind::Add),
                     Some(o) if differs(&n, o) => Some(ChangeKind::Modify),
-                    Some(_) if !sys::is_dir(&n) && cap(new, &name)? != cap(old.unwrap_or(new), &name)? => Some(ChangeKind::Modify),
+                    Some(_)
+                        if !sys::is_dir(&n)
+                            && cap(new, &name)? != cap(old.unwrap_or(new), &name)? =>
+                    {
+                        Some(ChangeKind::Modify)
+                    }
                     Some(_) => None,
                 };
                 let mark = out.len();
                 if let Some(k) = changed {
-                    out.push(Change { path: path_of(&child), kind: k });
+                    out.push(Change {
+                        path: path_of(&child),
+                        kind: k,
+                    });
                 }
                 if sys::is_dir(&n) {
-                    let nfd = sys::openat(new, &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+                    let nfd = sys::openat(
+                        new,
+                        &name,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
                     let ofd: Option<OwnedFd> = match (&o, old) {
-                        (Some(o), Some(od)) if sys::is_dir(o) => {
-                            Some(sys::openat(od, &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?)
-                        }
+                        (Some(o), Some(od)) if sys::is_dir(o) => Some(sys::openat(
+                            od,
+                            &name,
+                            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                            0,
+                        )?),
                         _ => None,
                     };
                     walk(nfd.as_fd(), ofd.as_ref().map(|f| f.as_fd()), &child, out)?;
                     // A directory with changes inside is part of the diff, so its metadata is kept.
                     if changed.is_none() && out.len() > mark {
-                        out.insert(mark, Change { path: path_of(&child), kind: ChangeKind::Modify });
+                        out.insert(
+                            mark,
+                            Change {
+                                path: path_of(&child),
+                                kind: ChangeKind::Modify,
+                            },
+                        );
                     }
                 }
             }
@@ -100,7 +137,9 @@ fn walk(new: BorrowedFd<'_>, old: Option<BorrowedFd<'_>>, rel: &[u8], out: &mut 
 /// Changes that turn `old` (or an empty tree) into `new`, parents before children.
 pub fn changes_dirs(new: &Path, old: Option<&Path>) -> io::Result<Vec<Change>> {
     let n = sys::open(new, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-    let o = old.map(|p| sys::open(p, libc::O_RDONLY | libc::O_DIRECTORY, 0)).transpose()?;
+    let o = old
+        .map(|p| sys::open(p, libc::O_RDONLY | libc::O_DIRECTORY, 0))
+        .transpose()?;
     let mut out = Vec::new();
     walk(n.as_fd(), o.as_ref().map(|f| f.as_fd()), b"", &mut out)?;
     Ok(out)
@@ -129,7 +168,12 @@ pub fn tree_size(root: &Path) -> io::Result<u64> {
             match sys::file_type(st.st_mode) {
                 libc::S_IFREG if seen.insert((st.st_dev, st.st_ino)) => total += st.st_size as u64,
                 libc::S_IFDIR => {
-                    let d = sys::openat(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+                    let d = sys::openat(
+                        dir,
+                        &name,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
                     total += rec(d.as_fd(), seen)?;
                 }
                 _ => {}

@@ -87,7 +87,10 @@ struct FailingReader(Option<io::Error>);
 
 impl Read for FailingReader {
     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self.0.take().unwrap_or_else(|| io::Error::other("decompressor failed")))
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("decompressor failed")))
     }
 }
 
@@ -109,7 +112,13 @@ mod tests {
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&data).unwrap();
         let xz = xz.finish().unwrap();
-        for (blob, want) in [(gz, Compression::Gzip), (zs, Compression::Zstd), (bz, Compression::Bzip2), (xz, Compression::Xz), (data.clone(), Compression::None)] {
+        for (blob, want) in [
+            (gz, Compression::Gzip),
+            (zs, Compression::Zstd),
+            (bz, Compression::Bzip2),
+            (xz, Compression::Xz),
+            (data.clone(), Compression::None),
+        ] {
             let (c, mut r) = decompress(&blob[..]).unwrap();
             assert_eq!(c, want);
             let mut out = Vec::new();

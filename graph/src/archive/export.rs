@@ -25,7 +25,11 @@ pub struct TreeArchiver<W: Write> {
 
 impl<W: Write> TreeArchiver<W> {
     pub fn new(root: &Path, out: W) -> io::Result<Self> {
-        Ok(TreeArchiver { tar: TarWriter::new(out), root: sys::open(root, libc::O_PATH | libc::O_DIRECTORY, 0)?, links: HashMap::new() })
+        Ok(TreeArchiver {
+            tar: TarWriter::new(out),
+            root: sys::open(root, libc::O_PATH | libc::O_DIRECTORY, 0)?,
+            links: HashMap::new(),
+        })
     }
 
     /// Adds the entry at `rel` (relative to the root) with its metadata and content.
@@ -35,7 +39,13 @@ impl<W: Write> TreeArchiver<W> {
             Some(i) => (&rel[..i], &rel[i + 1..]),
             None => (&rel[..0], rel),
         };
-        let pfd = sys::openat2(self.root.as_fd(), parent, libc::O_PATH | libc::O_DIRECTORY, 0, res)?;
+        let pfd = sys::openat2(
+            self.root.as_fd(),
+            parent,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            res,
+        )?;
         let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW)?;
         let mut xattrs = Vec::new();
         if sys::file_type(st.st_mode) != libc::S_IFLNK {
@@ -66,7 +76,11 @@ impl<W: Write> TreeArchiver<W> {
             uid: st.st_uid as u64,
             gid: st.st_gid as u64,
             mtime: st.st_mtime,
-            size: if kind == Kind::Regular { st.st_size as u64 } else { 0 },
+            size: if kind == Kind::Regular {
+                st.st_size as u64
+            } else {
+                0
+            },
             devmajor: sys::major(st.st_rdev),
             devminor: sys::minor(st.st_rdev),
             xattrs,
@@ -85,7 +99,12 @@ impl<W: Write> TreeArchiver<W> {
             _ => {}
         }
         if h.kind == Kind::Regular && h.size > 0 {
-            let f = File::from(sys::openat(pfd.as_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?);
+            let f = File::from(sys::openat(
+                pfd.as_fd(),
+                name,
+                libc::O_RDONLY | libc::O_NOFOLLOW,
+                0,
+            )?);
             let mut r = io::BufReader::with_capacity(1 << 20, f);
             self.tar.append(&h, Some(&mut r))
         } else {
@@ -121,7 +140,19 @@ impl<W: Write> TreeArchiver<W> {
 
 /// Whiteout markers carry fixed metadata so that diffs are reproducible.
 fn marker(path: Vec<u8>) -> Header {
-    Header { path, link: Vec::new(), kind: Kind::Regular, mode: 0, uid: 0, gid: 0, mtime: 0, size: 0, devmajor: 0, devminor: 0, xattrs: Vec::new() }
+    Header {
+        path,
+        link: Vec::new(),
+        kind: Kind::Regular,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        devmajor: 0,
+        devminor: 0,
+        xattrs: Vec::new(),
+    }
 }
 
 /// Writes the changes of `root` as a layer tar (deletions as whiteouts).

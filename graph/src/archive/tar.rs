@@ -88,7 +88,12 @@ pub struct TarReader<R: Read> {
 }
 
 fn parse_octal(field: &[u8]) -> Option<u64> {
-    let s: Vec<u8> = field.iter().copied().skip_while(|b| *b == b' ' || *b == 0).take_while(|b| *b != 0 && *b != b' ').collect();
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ' || *b == 0)
+        .take_while(|b| *b != 0 && *b != b' ')
+        .collect();
     if s.is_empty() {
         return Some(0);
     }
@@ -140,20 +145,32 @@ fn c_field(f: &[u8]) -> Vec<u8> {
 
 /// Parses PAX records (`"<len> <key>=<value>\n"`).
 fn parse_pax(data: &[u8], entry: &str) -> Result<Vec<(String, Vec<u8>)>, TarError> {
-    let bad = |r: &str| TarError::Corrupt { entry: entry.to_string(), reason: format!("bad PAX record: {r}") };
+    let bad = |r: &str| TarError::Corrupt {
+        entry: entry.to_string(),
+        reason: format!("bad PAX record: {r}"),
+    };
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|b| *b == 0) {
             break;
         }
-        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(|| bad("no length"))?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad("length"))?;
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| bad("no length"))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("length"))?;
         if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
             return Err(bad("length out of range"));
         }
         let rec = &rest[sp + 1..len - 1];
-        let eq = rec.iter().position(|b| *b == b'=').ok_or_else(|| bad("no '='"))?;
+        let eq = rec
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or_else(|| bad("no '='"))?;
         let key = String::from_utf8(rec[..eq].to_vec()).map_err(|_| bad("key is not UTF-8"))?;
         out.push((key, rec[eq + 1..].to_vec()));
         rest = &rest[len..];
@@ -179,7 +196,10 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     }
     if neg {
         if ns > 0 {
-            Some(Timespec { sec: -sec - 1, nsec: 1_000_000_000 - ns })
+            Some(Timespec {
+                sec: -sec - 1,
+                nsec: 1_000_000_000 - ns,
+            })
         } else {
             Some(Timespec { sec: -sec, nsec: 0 })
         }
@@ -195,7 +215,17 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
 impl<R: Read> TarReader<R> {
     /// A reader over `r`; with `record`, non-content bytes are kept for [`TarReader::take_raw`].
     pub fn new(r: R, record: bool) -> Self {
-        TarReader { r, offset: 0, remaining: 0, pad: 0, record, raw: Vec::new(), global: Vec::new(), last: "the archive header".into(), done: false }
+        TarReader {
+            r,
+            offset: 0,
+            remaining: 0,
+            pad: 0,
+            record,
+            raw: Vec::new(),
+            global: Vec::new(),
+            last: "the archive header".into(),
+            done: false,
+        }
     }
 
     /// Non-content bytes read since the last call.
@@ -221,7 +251,9 @@ impl<R: Read> TarReader<R> {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(TarError::Truncated { entry: self.last.clone() }),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(TarError::Truncated {
+                entry: self.last.clone(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -229,7 +261,10 @@ impl<R: Read> TarReader<R> {
     /// Reads `n` bytes of an extension entry's data (plus its padding), recorded as raw.
     fn read_ext_data(&mut self, n: u64) -> Result<Vec<u8>, TarError> {
         if n > 64 << 20 {
-            return Err(TarError::Corrupt { entry: self.last.clone(), reason: format!("extension header of {n} bytes") });
+            return Err(TarError::Corrupt {
+                entry: self.last.clone(),
+                reason: format!("extension header of {n} bytes"),
+            });
         }
         let padded = (n as usize).div_ceil(BLOCK) * BLOCK;
         let mut buf = vec![0u8; padded];
@@ -245,7 +280,11 @@ impl<R: Read> TarReader<R> {
         }
         let want = (buf.len() as u64).min(self.remaining) as usize;
         let n = match self.r.read(&mut buf[..want]) {
-            Ok(0) => return Err(TarError::Truncated { entry: self.last.clone() }),
+            Ok(0) => {
+                return Err(TarError::Truncated {
+                    entry: self.last.clone(),
+                })
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e.into()),
@@ -322,7 +361,9 @@ impl<R: Read> TarReader<R> {
             match self.r.read_exact(&mut h) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(TarError::Truncated { entry: format!("{} (no end-of-archive marker)", self.last) })
+                    return Err(TarError::Truncated {
+                        entry: format!("{} (no end-of-archive marker)", self.last),
+                    })
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -332,20 +373,29 @@ impl<R: Read> TarReader<R> {
             }
             if h.iter().all(|b| *b == 0) {
                 if !pax.is_empty() || long_name.is_some() || long_link.is_some() {
-                    return Err(TarError::Corrupt { entry: self.last.clone(), reason: "extension header without an entry".into() });
+                    return Err(TarError::Corrupt {
+                        entry: self.last.clone(),
+                        reason: "extension header without an entry".into(),
+                    });
                 }
                 self.done = true;
                 self.drain()?;
                 return Ok(None);
             }
             if !checksum_ok(&h) {
-                return Err(TarError::Checksum { offset: start, after: self.last.clone() });
+                return Err(TarError::Checksum {
+                    offset: start,
+                    after: self.last.clone(),
+                });
             }
             let typeflag = h[156];
-            let hdr_size = parse_num(&h[124..136]).filter(|v| *v >= 0).ok_or_else(|| TarError::Corrupt {
-                entry: String::from_utf8_lossy(c_field(&h[0..100]).as_slice()).into_owned(),
-                reason: "bad size field".into(),
-            })? as u64;
+            let hdr_size =
+                parse_num(&h[124..136])
+                    .filter(|v| *v >= 0)
+                    .ok_or_else(|| TarError::Corrupt {
+                        entry: String::from_utf8_lossy(c_field(&h[0..100]).as_slice()).into_owned(),
+                        reason: "bad size field".into(),
+                    })? as u64;
             match typeflag {
                 b'x' => {
                     let data = self.read_ext_data(hdr_size)?;
@@ -404,11 +454,17 @@ impl<R: Read> TarReader<R> {
         let mut link = long_link.unwrap_or_else(|| c_field(&h[157..257]));
         let display = String::from_utf8_lossy(&path).into_owned();
         self.last = display.clone();
-        let corrupt = |field: &str| TarError::Corrupt { entry: display.clone(), reason: format!("bad {field} field") };
+        let corrupt = |field: &str| TarError::Corrupt {
+            entry: display.clone(),
+            reason: format!("bad {field} field"),
+        };
         let mode = parse_num(&h[100..108]).ok_or_else(|| corrupt("mode"))? as u32;
         let mut uid = parse_num(&h[108..116]).ok_or_else(|| corrupt("uid"))? as u64;
         let mut gid = parse_num(&h[116..124]).ok_or_else(|| corrupt("gid"))? as u64;
-        let mut mtime = Timespec { sec: parse_num(&h[136..148]).ok_or_else(|| corrupt("mtime"))?, nsec: 0 };
+        let mut mtime = Timespec {
+            sec: parse_num(&h[136..148]).ok_or_else(|| corrupt("mtime"))?,
+            nsec: 0,
+        };
         let mut atime = None;
         let devmajor = parse_num(&h[329..337]).ok_or_else(|| corrupt("devmajor"))? as u32;
         let devminor = parse_num(&h[337..345]).ok_or_else(|| corrupt("devminor"))? as u32;
@@ -422,7 +478,10 @@ impl<R: Read> TarReader<R> {
             b'5' => Kind::Dir,
             b'6' => Kind::Fifo,
             other => {
-                return Err(TarError::Unsupported { entry: display, reason: format!("entry type {:?}", other as char) })
+                return Err(TarError::Unsupported {
+                    entry: display,
+                    reason: format!("entry type {:?}", other as char),
+                })
             }
         };
         if kind == Kind::Regular && typeflag == 0 && path.ends_with(b"/") {
@@ -450,13 +509,23 @@ impl<R: Read> TarReader<R> {
                 "GNU.sparse.map" => {
                     let nums: Option<Vec<u64>> = std::str::from_utf8(&v)
                         .ok()
-                        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().ok()).collect::<Option<Vec<u64>>>())
+                        .map(|s| {
+                            s.split(',')
+                                .filter(|x| !x.is_empty())
+                                .map(|x| x.parse().ok())
+                                .collect::<Option<Vec<u64>>>()
+                        })
                         .flatten();
-                    let nums = nums.filter(|n| n.len() % 2 == 0).ok_or_else(|| corrupt("GNU.sparse.map"))?;
+                    let nums = nums
+                        .filter(|n| n.len() % 2 == 0)
+                        .ok_or_else(|| corrupt("GNU.sparse.map"))?;
                     sparse = Some(nums.chunks(2).map(|c| (c[0], c[1])).collect());
                 }
                 "GNU.sparse.offset" | "GNU.sparse.numbytes" => {
-                    return Err(TarError::Unsupported { entry: display, reason: "GNU sparse format 0.0".into() })
+                    return Err(TarError::Unsupported {
+                        entry: display,
+                        reason: "GNU sparse format 0.0".into(),
+                    })
                 }
                 _ => {
                     if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
@@ -469,7 +538,10 @@ impl<R: Read> TarReader<R> {
             path = n;
             self.last = String::from_utf8_lossy(&path).into_owned();
         }
-        let header_only = matches!(kind, Kind::Hardlink | Kind::Symlink | Kind::Char | Kind::Block | Kind::Dir | Kind::Fifo);
+        let header_only = matches!(
+            kind,
+            Kind::Hardlink | Kind::Symlink | Kind::Char | Kind::Block | Kind::Dir | Kind::Fifo
+        );
         let mut payload = if header_only { 0 } else { size };
         self.remaining = payload;
         self.pad = (BLOCK as u64 - payload % BLOCK as u64) % BLOCK as u64;
@@ -526,7 +598,11 @@ impl<R: Read> TarReader<R> {
             }
             payload = self.remaining;
             let n = numbers[0] as usize;
-            sparse = Some((0..n).map(|i| (numbers[1 + 2 * i], numbers[2 + 2 * i])).collect());
+            sparse = Some(
+                (0..n)
+                    .map(|i| (numbers[1 + 2 * i], numbers[2 + 2 * i]))
+                    .collect(),
+            );
             size = sparse_real.ok_or_else(|| corrupt("GNU.sparse.realsize"))?;
         } else if sparse.is_some() {
             size = sparse_real.ok_or_else(|| corrupt("GNU.sparse.size"))?;
@@ -536,11 +612,19 @@ impl<R: Read> TarReader<R> {
             if total != payload {
                 return Err(TarError::Corrupt {
                     entry: display,
-                    reason: format!("sparse map covers {total} bytes but the entry holds {payload}"),
+                    reason: format!(
+                        "sparse map covers {total} bytes but the entry holds {payload}"
+                    ),
                 });
             }
-            if map.iter().any(|(o, l)| o.checked_add(*l).is_none_or(|end| end > size)) {
-                return Err(TarError::Corrupt { entry: display, reason: "sparse map reaches past the file size".into() });
+            if map
+                .iter()
+                .any(|(o, l)| o.checked_add(*l).is_none_or(|end| end > size))
+            {
+                return Err(TarError::Corrupt {
+                    entry: display,
+                    reason: "sparse map reaches past the file size".into(),
+                });
             }
         }
         Ok(Entry {
@@ -618,7 +702,14 @@ impl<W: Write> TarWriter<W> {
         self.w.write_all(b)
     }
 
-    fn ustar_block(h: &Header, name: &[u8], prefix: &[u8], link: &[u8], typeflag: u8, size: u64) -> ([u8; BLOCK], bool) {
+    fn ustar_block(
+        h: &Header,
+        name: &[u8],
+        prefix: &[u8],
+        link: &[u8],
+        typeflag: u8,
+        size: u64,
+    ) -> ([u8; BLOCK], bool) {
         let mut b = [0u8; BLOCK];
         b[..name.len()].copy_from_slice(name);
         b[345..345 + prefix.len()].copy_from_slice(prefix);
@@ -701,11 +792,21 @@ impl<W: Write> TarWriter<W> {
             clean.uid = clean.uid.min(0o7777777);
             clean.gid = clean.gid.min(0o7777777);
             clean.mtime = clean.mtime.clamp(0, 0o77777777777);
-            let (b, _) = Self::ustar_block(&clean, &name, &prefix, &link, typeflag, size.min(0o77777777777));
+            let (b, _) = Self::ustar_block(
+                &clean,
+                &name,
+                &prefix,
+                &link,
+                typeflag,
+                size.min(0o77777777777),
+            );
             block = b;
         }
         if !pax.is_empty() {
-            let base = path.rsplit(|c| *c == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
+            let base = path
+                .rsplit(|c| *c == b'/')
+                .find(|s| !s.is_empty())
+                .unwrap_or(b"entry");
             let mut pname = b"PaxHeaders.0/".to_vec();
             pname.extend_from_slice(base);
             pname.truncate(100);
@@ -731,12 +832,17 @@ impl<W: Write> TarWriter<W> {
         Self::seal(&mut block);
         self.block(&block)?;
         if size > 0 {
-            let data = data.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "regular file without data"))?;
+            let data = data.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "regular file without data")
+            })?;
             let n = io::copy(&mut data.take(size), &mut self.w)?;
             if n != size {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{}: file shrank while it was archived", String::from_utf8_lossy(&h.path)),
+                    format!(
+                        "{}: file shrank while it was archived",
+                        String::from_utf8_lossy(&h.path)
+                    ),
                 ));
             }
             self.pad(size)?;
@@ -801,14 +907,21 @@ mod tests {
     #[test]
     fn truncation_and_checksum_are_errors() {
         let mut w = TarWriter::new(Vec::new());
-        w.append(&hdr("f", Kind::Regular, 1000), Some(&mut &[7u8; 1000][..])).unwrap();
+        w.append(&hdr("f", Kind::Regular, 1000), Some(&mut &[7u8; 1000][..]))
+            .unwrap();
         let bytes = w.finish().unwrap();
         let mut r = TarReader::new(&bytes[..700], false);
         r.next_entry().unwrap();
-        assert!(matches!(r.read_payload_to_vec(), Err(TarError::Truncated { .. })));
+        assert!(matches!(
+            r.read_payload_to_vec(),
+            Err(TarError::Truncated { .. })
+        ));
         let mut bad = bytes.clone();
         bad[10] ^= 1;
-        assert!(matches!(TarReader::new(&bad[..], false).next_entry(), Err(TarError::Checksum { .. })));
+        assert!(matches!(
+            TarReader::new(&bad[..], false).next_entry(),
+            Err(TarError::Checksum { .. })
+        ));
         // No end-of-archive marker.
         let cut = &bytes[..512 + 1024];
         let mut r = TarReader::new(cut, false);
@@ -820,7 +933,11 @@ mod tests {
     #[test]
     fn raw_plus_payload_is_the_stream() {
         let mut w = TarWriter::new(Vec::new());
-        w.append(&hdr(&"x".repeat(300), Kind::Regular, 3), Some(&mut &b"abc"[..])).unwrap();
+        w.append(
+            &hdr(&"x".repeat(300), Kind::Regular, 3),
+            Some(&mut &b"abc"[..]),
+        )
+        .unwrap();
         let mut bytes = w.finish().unwrap();
         bytes.extend_from_slice(&[0u8; 4096]);
         let mut r = TarReader::new(&bytes[..], true);
@@ -835,15 +952,30 @@ mod tests {
 
     #[test]
     fn pax_times() {
-        assert_eq!(parse_pax_time(b"1.5"), Some(Timespec { sec: 1, nsec: 500_000_000 }));
-        assert_eq!(parse_pax_time(b"-1.25"), Some(Timespec { sec: -2, nsec: 750_000_000 }));
+        assert_eq!(
+            parse_pax_time(b"1.5"),
+            Some(Timespec {
+                sec: 1,
+                nsec: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_pax_time(b"-1.25"),
+            Some(Timespec {
+                sec: -2,
+                nsec: 750_000_000
+            })
+        );
         assert_eq!(parse_pax_time(b"12"), Some(Timespec { sec: 12, nsec: 0 }));
         assert_eq!(parse_pax_record_len(), true);
     }
 
     fn parse_pax_record_len() -> bool {
         let r = pax_record(b"path", b"abc");
-        let n: usize = std::str::from_utf8(&r[..r.iter().position(|b| *b == b' ').unwrap()]).unwrap().parse().unwrap();
+        let n: usize = std::str::from_utf8(&r[..r.iter().position(|b| *b == b' ').unwrap()])
+            .unwrap()
+            .parse()
+            .unwrap();
         n == r.len()
     }
 }

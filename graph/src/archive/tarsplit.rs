@@ -72,7 +72,8 @@ fn get_varint(r: &mut impl Read) -> Result<u64, TarSplitError> {
     let mut v: u64 = 0;
     for shift in (0..70).step_by(7) {
         let mut b = [0u8; 1];
-        r.read_exact(&mut b).map_err(|_| TarSplitError::Corrupt("truncated number".into()))?;
+        r.read_exact(&mut b)
+            .map_err(|_| TarSplitError::Corrupt("truncated number".into()))?;
         if shift == 63 && b[0] > 1 {
             return Err(TarSplitError::Corrupt("number overflows".into()));
         }
@@ -90,7 +91,8 @@ fn get_bytes(r: &mut impl Read, max: u64) -> Result<Vec<u8>, TarSplitError> {
         return Err(TarSplitError::Corrupt(format!("record of {n} bytes")));
     }
     let mut v = vec![0u8; n as usize];
-    r.read_exact(&mut v).map_err(|_| TarSplitError::Corrupt("truncated record".into()))?;
+    r.read_exact(&mut v)
+        .map_err(|_| TarSplitError::Corrupt("truncated record".into()))?;
     Ok(v)
 }
 
@@ -102,7 +104,8 @@ pub struct TarSplitWriter {
 
 impl TarSplitWriter {
     pub fn new(out: File) -> io::Result<Self> {
-        let enc = zstd::stream::write::Encoder::new(io::BufWriter::with_capacity(256 * 1024, out), 3)?;
+        let enc =
+            zstd::stream::write::Encoder::new(io::BufWriter::with_capacity(256 * 1024, out), 3)?;
         Ok(TarSplitWriter { enc, files: 0 })
     }
 
@@ -127,7 +130,12 @@ impl TarSplitWriter {
     }
 
     /// A reference to a file's content; returns its index for overrides.
-    pub fn file(&mut self, path: &[u8], size: u64, sparse: Option<&[(u64, u64)]>) -> io::Result<u64> {
+    pub fn file(
+        &mut self,
+        path: &[u8],
+        size: u64,
+        sparse: Option<&[(u64, u64)]>,
+    ) -> io::Result<u64> {
         match sparse {
             None => {
                 self.enc.write_all(&[FILE])?;
@@ -161,8 +169,17 @@ impl TarSplitWriter {
 
 enum Source {
     Bytes(Vec<u8>, usize),
-    File { file: File, chunks: Vec<(u64, u64)>, idx: usize, pos: u64, path: String },
-    Shadow { off: u64, left: u64 },
+    File {
+        file: File,
+        chunks: Vec<(u64, u64)>,
+        idx: usize,
+        pos: u64,
+        path: String,
+    },
+    Shadow {
+        off: u64,
+        left: u64,
+    },
 }
 
 /// Replays a record stream into the original tar bytes.
@@ -179,7 +196,12 @@ pub struct TarSplitReader {
 impl TarSplitReader {
     /// `records`: the record stream; `root`: the layer's own files; `shadow` and `overrides`
     /// as written at apply time.
-    pub fn new(records: File, root: OwnedFd, shadow: Option<File>, mut overrides: Vec<Override>) -> io::Result<Self> {
+    pub fn new(
+        records: File,
+        root: OwnedFd,
+        shadow: Option<File>,
+        mut overrides: Vec<Override>,
+    ) -> io::Result<Self> {
         overrides.sort_by_key(|o| o.file_index);
         Ok(TarSplitReader {
             dec: BufReader::with_capacity(64 * 1024, zstd::stream::read::Decoder::new(records)?),
@@ -195,7 +217,9 @@ impl TarSplitReader {
     fn next_source(&mut self) -> Result<Option<Source>, TarSplitError> {
         let mut tag = [0u8; 1];
         if self.dec.read_exact(&mut tag).is_err() {
-            return Err(TarSplitError::Corrupt("stream ends without an end record".into()));
+            return Err(TarSplitError::Corrupt(
+                "stream ends without an end record".into(),
+            ));
         }
         match tag[0] {
             RAW | INLINE => Ok(Some(Source::Bytes(get_bytes(&mut self.dec, 1 << 30)?, 0))),
@@ -208,13 +232,21 @@ impl TarSplitReader {
                     if n > 1 << 24 {
                         return Err(TarSplitError::Corrupt("sparse map too large".into()));
                     }
-                    (0..n).map(|_| Ok((get_varint(&mut self.dec)?, get_varint(&mut self.dec)?))).collect::<Result<_, TarSplitError>>()?
+                    (0..n)
+                        .map(|_| Ok((get_varint(&mut self.dec)?, get_varint(&mut self.dec)?)))
+                        .collect::<Result<_, TarSplitError>>()?
                 };
                 let index = self.files;
                 self.files += 1;
-                if let Ok(i) = self.overrides.binary_search_by_key(&index, |o| o.file_index) {
+                if let Ok(i) = self
+                    .overrides
+                    .binary_search_by_key(&index, |o| o.file_index)
+                {
                     let o = self.overrides[i];
-                    return Ok(Some(Source::Shadow { off: o.offset, left: o.len }));
+                    return Ok(Some(Source::Shadow {
+                        off: o.offset,
+                        left: o.len,
+                    }));
                 }
                 let total: u64 = chunks.iter().map(|c| c.1).sum();
                 let display = String::from_utf8_lossy(&path).into_owned();
@@ -228,10 +260,19 @@ impl TarSplitReader {
                     0,
                     sys::resolve::BENEATH | sys::resolve::NO_SYMLINKS | sys::resolve::NO_MAGICLINKS,
                 )
-                .map_err(|e| TarSplitError::ContentChanged { path: display.clone(), reason: e.to_string() })?;
+                .map_err(|e| TarSplitError::ContentChanged {
+                    path: display.clone(),
+                    reason: e.to_string(),
+                })?;
                 let mut file = File::from(fd);
                 file.seek(SeekFrom::Start(chunks[0].0))?;
-                Ok(Some(Source::File { file, pos: 0, idx: 0, chunks, path: display }))
+                Ok(Some(Source::File {
+                    file,
+                    pos: 0,
+                    idx: 0,
+                    chunks,
+                    path: display,
+                }))
             }
             END => Ok(None),
             t => Err(TarSplitError::Corrupt(format!("unknown record type {t}"))),
@@ -267,7 +308,10 @@ impl TarSplitReader {
                         self.cur = None;
                         continue;
                     }
-                    let shadow = self.shadow.as_ref().ok_or_else(|| TarSplitError::Corrupt("shadow file missing".into()))?;
+                    let shadow = self
+                        .shadow
+                        .as_ref()
+                        .ok_or_else(|| TarSplitError::Corrupt("shadow file missing".into()))?;
                     let want = (*left).min(buf.len() as u64) as usize;
                     let n = shadow.read_at(&mut buf[..want], *off)?;
                     if n == 0 {
@@ -277,7 +321,13 @@ impl TarSplitReader {
                     *left -= n as u64;
                     return Ok(n);
                 }
-                Some(Source::File { file, chunks, idx, pos, path }) => {
+                Some(Source::File {
+                    file,
+                    chunks,
+                    idx,
+                    pos,
+                    path,
+                }) => {
                     let (off, len) = chunks[*idx];
                     if *pos == len {
                         *idx += 1;
@@ -294,7 +344,10 @@ impl TarSplitReader {
                     if n == 0 {
                         return Err(TarSplitError::ContentChanged {
                             path: path.clone(),
-                            reason: format!("file is shorter than the {} bytes recorded at offset {off}", len),
+                            reason: format!(
+                                "file is shorter than the {} bytes recorded at offset {off}",
+                                len
+                            ),
                         });
                     }
                     *pos += n as u64;

@@ -24,7 +24,10 @@ pub fn random_id(bytes: usize) -> String {
 /// Creates a directory and its parents, ignoring "already exists".
 pub fn mkdir_all(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
 }
 
 /// `syncfs` of the filesystem holding `path`.

@@ -17,7 +17,12 @@ pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
             other => other,
         };
     }
-    let sub = sys::openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+    let sub = sys::openat(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )?;
     empty_dir(sub.as_fd())?;
     drop(sub);
     match sys::unlinkat(dir, name, libc::AT_REMOVEDIR) {
@@ -53,7 +58,12 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     let name = match path.file_name() {
         Some(n) => n.as_bytes().to_vec(),
-        None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to remove a path without a name")),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "refusing to remove a path without a name",
+            ))
+        }
     };
     let pfd = match sys::open(parent, libc::O_PATH | libc::O_DIRECTORY, 0) {
         Ok(fd) => fd,

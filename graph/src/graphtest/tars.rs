@@ -32,7 +32,9 @@ fn h(path: &str, kind: Kind) -> Header {
 
 impl TarBuilder {
     pub fn new() -> Self {
-        TarBuilder { w: TarWriter::new(Vec::new()) }
+        TarBuilder {
+            w: TarWriter::new(Vec::new()),
+        }
     }
 
     pub fn header(mut self, hdr: Header, data: &[u8]) -> Self {
@@ -74,7 +76,10 @@ impl TarBuilder {
 
     /// A whiteout for `path` (`dir/.wh.name`).
     pub fn whiteout(self, path: &str) -> Self {
-        let (dir, name) = path.rsplit_once('/').map(|(d, n)| (format!("{d}/"), n)).unwrap_or((String::new(), path));
+        let (dir, name) = path
+            .rsplit_once('/')
+            .map(|(d, n)| (format!("{d}/"), n))
+            .unwrap_or((String::new(), path));
         self.file(&format!("{dir}.wh.{name}"), b"")
     }
 
@@ -131,36 +136,70 @@ pub struct Hostile {
 /// Every hostile case. `escape` is a file name that must never appear outside the layer.
 pub fn hostile_cases(escape: &str) -> Vec<Hostile> {
     let mut out = vec![
-        Hostile { name: "dotdot", tar: raw_tar(&[(raw_header(format!("../{escape}").as_bytes(), b'0', 1, b""), b"x")]), expect: "'..'" },
         Hostile {
-            name: "nested dotdot",
-            tar: raw_tar(&[(raw_header(format!("a/../../{escape}").as_bytes(), b'0', 1, b""), b"x")]),
+            name: "dotdot",
+            tar: raw_tar(&[(
+                raw_header(format!("../{escape}").as_bytes(), b'0', 1, b""),
+                b"x",
+            )]),
             expect: "'..'",
         },
-        Hostile { name: "absolute", tar: raw_tar(&[(raw_header(format!("/{escape}").as_bytes(), b'0', 1, b""), b"x")]), expect: "absolute" },
+        Hostile {
+            name: "nested dotdot",
+            tar: raw_tar(&[(
+                raw_header(format!("a/../../{escape}").as_bytes(), b'0', 1, b""),
+                b"x",
+            )]),
+            expect: "'..'",
+        },
+        Hostile {
+            name: "absolute",
+            tar: raw_tar(&[(
+                raw_header(format!("/{escape}").as_bytes(), b'0', 1, b""),
+                b"x",
+            )]),
+            expect: "absolute",
+        },
         Hostile {
             name: "absolute symlink then write through it",
-            tar: TarBuilder::new().symlink("link", "/tmp").file(&format!("link/{escape}"), b"x").build(),
+            tar: TarBuilder::new()
+                .symlink("link", "/tmp")
+                .file(&format!("link/{escape}"), b"x")
+                .build(),
             expect: "symlink",
         },
         Hostile {
             name: "relative symlink escaping then write through it",
-            tar: TarBuilder::new().symlink("up", "../../..").file(&format!("up/{escape}"), b"x").build(),
+            tar: TarBuilder::new()
+                .symlink("up", "../../..")
+                .file(&format!("up/{escape}"), b"x")
+                .build(),
             expect: "symlink",
         },
         Hostile {
             name: "symlink chain escaping",
-            tar: TarBuilder::new().dir("d").symlink("d/a", "../b").symlink("b", "../..").file(&format!("d/a/{escape}"), b"x").build(),
+            tar: TarBuilder::new()
+                .dir("d")
+                .symlink("d/a", "../b")
+                .symlink("b", "../..")
+                .file(&format!("d/a/{escape}"), b"x")
+                .build(),
             expect: "symlink",
         },
         Hostile {
             name: "hard link outside",
-            tar: raw_tar(&[(raw_header(escape.as_bytes(), b'1', 0, b"../../../../etc/passwd"), b"")]),
+            tar: raw_tar(&[(
+                raw_header(escape.as_bytes(), b'1', 0, b"../../../../etc/passwd"),
+                b"",
+            )]),
             expect: "'..'",
         },
         Hostile {
             name: "hard link through escaping symlink",
-            tar: TarBuilder::new().symlink("etcdir", "/etc").hardlink(escape, "etcdir/passwd").build(),
+            tar: TarBuilder::new()
+                .symlink("etcdir", "/etc")
+                .hardlink(escape, "etcdir/passwd")
+                .build(),
             expect: "symlink",
         },
         Hostile {
@@ -176,23 +215,47 @@ pub fn hostile_cases(escape: &str) -> Vec<Hostile> {
     ];
     // Truncated in the middle of a file's content.
     let big = TarBuilder::new().file("big", &vec![7u8; 100_000]).build();
-    out.push(Hostile { name: "truncated content", tar: big[..50_000].to_vec(), expect: "truncated" });
+    out.push(Hostile {
+        name: "truncated content",
+        tar: big[..50_000].to_vec(),
+        expect: "truncated",
+    });
     // No end-of-archive marker.
     let ok = TarBuilder::new().file("f", b"abc").build();
-    out.push(Hostile { name: "missing end marker", tar: ok[..1024].to_vec(), expect: "truncated" });
+    out.push(Hostile {
+        name: "missing end marker",
+        tar: ok[..1024].to_vec(),
+        expect: "truncated",
+    });
     // A flipped bit in a header.
-    let mut bad = TarBuilder::new().file("f", b"abc").file("g", b"def").build();
+    let mut bad = TarBuilder::new()
+        .file("f", b"abc")
+        .file("g", b"def")
+        .build();
     bad[1024 + 3] ^= 0x40;
-    out.push(Hostile { name: "checksum", tar: bad, expect: "checksum" });
+    out.push(Hostile {
+        name: "checksum",
+        tar: bad,
+        expect: "checksum",
+    });
     // A header that declares more content than there is.
     let mut lie = Vec::new();
     lie.extend_from_slice(&raw_header(b"liar", b'0', 1_000_000, b""));
     lie.extend_from_slice(&[1u8; 512]);
-    out.push(Hostile { name: "declared size larger than data", tar: lie, expect: "truncated" });
+    out.push(Hostile {
+        name: "declared size larger than data",
+        tar: lie,
+        expect: "truncated",
+    });
     // A gzip stream cut short.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&TarBuilder::new().file("f", &vec![1u8; 200_000]).build()).expect("gzip");
+    gz.write_all(&TarBuilder::new().file("f", &vec![1u8; 200_000]).build())
+        .expect("gzip");
     let gz = gz.finish().expect("gzip");
-    out.push(Hostile { name: "truncated gzip", tar: gz[..gz.len() / 2].to_vec(), expect: "" });
+    out.push(Hostile {
+        name: "truncated gzip",
+        tar: gz[..gz.len() / 2].to_vec(),
+        expect: "",
+    });
     out
 }

@@ -4,4 +4,6 @@
 pub mod record;
 mod store;
 
-pub use store::{LayerError, LayerExport, Layer, LayerStore, ReconcileReport, RegisterOpts, RwLayer};
+pub use store::{
+    Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts, RwLayer,
+};

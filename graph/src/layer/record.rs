@@ -74,7 +74,13 @@ impl StorePaths {
         self.mounts().join(format!("{name}.json"))
     }
     pub fn all_dirs(&self) -> [PathBuf; 5] {
-        [self.committed(), self.tmp(), self.removing(), self.quarantine(), self.mounts()]
+        [
+            self.committed(),
+            self.tmp(),
+            self.removing(),
+            self.quarantine(),
+            self.mounts(),
+        ]
     }
 }
 
@@ -84,7 +90,10 @@ pub const SHADOW: &str = "shadow";
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Reads a JSON record.

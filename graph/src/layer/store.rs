@@ -5,7 +5,9 @@ use crate::archive::tarsplit::{TarSplitReader, TarSplitWriter};
 use crate::archive::{apply_layer, ApplyError, ApplyOptions, Change, TarSplitSink};
 use crate::digest::{chain_id, ChainId, DiffId, DigestReader};
 use crate::driver::{CreateOpts, Driver, DriverError};
-use crate::fsutil::{self, atomic_write, fsync_dir, mkdir_all, random_id, remove_tree, rename_durable};
+use crate::fsutil::{
+    self, atomic_write, fsync_dir, mkdir_all, random_id, remove_tree, rename_durable,
+};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -77,7 +79,10 @@ pub struct ReconcileReport {
 
 impl ReconcileReport {
     pub fn is_clean(&self) -> bool {
-        self.removed_temp.is_empty() && self.finished_removals.is_empty() && self.orphans_removed.is_empty() && self.quarantined.is_empty()
+        self.removed_temp.is_empty()
+            && self.finished_removals.is_empty()
+            && self.orphans_removed.is_empty()
+            && self.quarantined.is_empty()
     }
 }
 
@@ -115,12 +120,22 @@ pub struct LayerStore {
 
 impl LayerStore {
     /// Opens (creating if needed) the store at `root` and reconciles it with the driver.
-    pub fn open(root: &Path, driver: Arc<dyn Driver>) -> Result<(LayerStore, ReconcileReport), LayerError> {
-        let paths = StorePaths { root: root.to_path_buf() };
+    pub fn open(
+        root: &Path,
+        driver: Arc<dyn Driver>,
+    ) -> Result<(LayerStore, ReconcileReport), LayerError> {
+        let paths = StorePaths {
+            root: root.to_path_buf(),
+        };
         for d in paths.all_dirs() {
             mkdir_all(&d, 0o700).map_err(io_ctx(format!("creating {}", d.display())))?;
         }
-        let store = LayerStore { paths, driver, state: Mutex::new(State::default()), chain_locks: Mutex::new(HashMap::new()) };
+        let store = LayerStore {
+            paths,
+            driver,
+            state: Mutex::new(State::default()),
+            chain_locks: Mutex::new(HashMap::new()),
+        };
         let report = store.reconcile()?;
         Ok((store, report))
     }
@@ -156,7 +171,9 @@ impl LayerStore {
         for e in fs::read_dir(p.tmp()).map_err(io_ctx("reading tmp"))? {
             let e = e.map_err(io_ctx("reading tmp"))?;
             remove_tree(&e.path()).map_err(io_ctx("removing an interrupted registration"))?;
-            report.removed_temp.push(e.file_name().to_string_lossy().into_owned());
+            report
+                .removed_temp
+                .push(e.file_name().to_string_lossy().into_owned());
         }
         // Interrupted removals: finish them.
         for e in fs::read_dir(p.removing()).map_err(io_ctx("reading removing"))? {
@@ -168,7 +185,9 @@ impl LayerStore {
                 }
             }
             remove_tree(&e.path()).map_err(io_ctx("finishing a removal"))?;
-            report.finished_removals.push(e.file_name().to_string_lossy().into_owned());
+            report
+                .finished_removals
+                .push(e.file_name().to_string_lossy().into_owned());
         }
         for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
             let e = e.map_err(io_ctx("reading mounts"))?;
@@ -195,8 +214,18 @@ impl LayerStore {
                 Ok(rec) if rec.chain_id.hex() == name => {
                     st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
                 }
-                Ok(_) => self.quarantine(&e.path(), &name, "record does not match its directory name", &mut report)?,
-                Err(why) => self.quarantine(&e.path(), &name, &format!("unreadable record: {why}"), &mut report)?,
+                Ok(_) => self.quarantine(
+                    &e.path(),
+                    &name,
+                    "record does not match its directory name",
+                    &mut report,
+                )?,
+                Err(why) => self.quarantine(
+                    &e.path(),
+                    &name,
+                    &format!("unreadable record: {why}"),
+                    &mut report,
+                )?,
             }
         }
         for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
@@ -207,7 +236,12 @@ impl LayerStore {
                     Ok(rec) if rec.name == n => {
                         st.mounts.insert(rec.name.clone(), rec);
                     }
-                    _ => self.quarantine(&e.path(), &name, "unreadable container layer record", &mut report)?,
+                    _ => self.quarantine(
+                        &e.path(),
+                        &name,
+                        "unreadable container layer record",
+                        &mut report,
+                    )?,
                 }
             }
         }
@@ -239,9 +273,14 @@ impl LayerStore {
             .values()
             .filter_map(|m| {
                 if !self.driver.exists(&m.cache_id) {
-                    Some((m.name.clone(), format!("driver data {} is missing", m.cache_id)))
+                    Some((
+                        m.name.clone(),
+                        format!("driver data {} is missing", m.cache_id),
+                    ))
                 } else {
-                    m.parent.filter(|par| !st.layers.contains_key(par)).map(|par| (m.name.clone(), format!("parent layer {par} is missing")))
+                    m.parent
+                        .filter(|par| !st.layers.contains_key(par))
+                        .map(|par| (m.name.clone(), format!("parent layer {par} is missing")))
                 }
             })
             .collect();
@@ -249,18 +288,31 @@ impl LayerStore {
             if let Some(m) = st.mounts.remove(&name) {
                 keep.insert(m.cache_id);
             }
-            self.quarantine(&p.mount_record(&name), &format!("{name}.json"), &why, &mut report)?;
+            self.quarantine(
+                &p.mount_record(&name),
+                &format!("{name}.json"),
+                &why,
+                &mut report,
+            )?;
         }
-        let parents: Vec<ChainId> =
-            st.layers.values().filter_map(|e| e.rec.parent).chain(st.mounts.values().filter_map(|m| m.parent)).collect();
+        let parents: Vec<ChainId> = st
+            .layers
+            .values()
+            .filter_map(|e| e.rec.parent)
+            .chain(st.mounts.values().filter_map(|m| m.parent))
+            .collect();
         for par in parents {
             if let Some(e) = st.layers.get_mut(&par) {
                 e.children += 1;
             }
         }
         // Driver data that no record owns: half-applied layers.
-        let owned: std::collections::HashSet<&str> =
-            st.layers.values().map(|e| e.rec.cache_id.as_str()).chain(st.mounts.values().map(|m| m.cache_id.as_str())).collect();
+        let owned: std::collections::HashSet<&str> = st
+            .layers
+            .values()
+            .map(|e| e.rec.cache_id.as_str())
+            .chain(st.mounts.values().map(|m| m.cache_id.as_str()))
+            .collect();
         for id in self.driver.list()? {
             if !owned.contains(id.as_str()) && !keep.contains(&id) {
                 tracing::warn!(id, "removing driver data that no layer owns");
@@ -271,8 +323,17 @@ impl LayerStore {
         Ok(report)
     }
 
-    fn quarantine(&self, path: &Path, name: &str, why: &str, report: &mut ReconcileReport) -> Result<(), LayerError> {
-        let dest = self.paths.quarantine().join(format!("{name}.{}", random_id(4)));
+    fn quarantine(
+        &self,
+        path: &Path,
+        name: &str,
+        why: &str,
+        report: &mut ReconcileReport,
+    ) -> Result<(), LayerError> {
+        let dest = self
+            .paths
+            .quarantine()
+            .join(format!("{name}.{}", random_id(4)));
         rename_durable(path, &dest).map_err(io_ctx(format!("quarantining {}", path.display())))?;
         let _ = fs::write(dest.with_extension("reason"), why);
         report.quarantined.push((name.to_string(), why.to_string()));
@@ -304,14 +365,19 @@ impl LayerStore {
     }
 
     fn persist(&self, rec: &LayerRecord) -> Result<(), LayerError> {
-        let data = serde_json::to_vec_pretty(rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
-        atomic_write(&self.paths.layer_dir(&rec.chain_id).join(LAYER_JSON), &data).map_err(io_ctx("writing a layer record"))
+        let data = serde_json::to_vec_pretty(rec)
+            .map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        atomic_write(&self.paths.layer_dir(&rec.chain_id).join(LAYER_JSON), &data)
+            .map_err(io_ctx("writing a layer record"))
     }
 
     /// Adds a reference to an existing layer.
     pub fn retain(&self, chain: &ChainId) -> Result<Layer, LayerError> {
         let mut st = self.state();
-        let e = st.layers.get_mut(chain).ok_or(LayerError::NotFound(*chain))?;
+        let e = st
+            .layers
+            .get_mut(chain)
+            .ok_or(LayerError::NotFound(*chain))?;
         e.rec.references += 1;
         let rec = e.rec.clone();
         let layer = Self::to_layer(e);
@@ -327,12 +393,21 @@ impl LayerStore {
 
     /// Unpacks `input` (a layer tar, compressed or not) as a child of `parent` and commits it;
     /// the returned layer carries one more reference, which the caller must release.
-    pub fn register<R: Read>(&self, parent: Option<&ChainId>, input: R, opts: RegisterOpts<'_>) -> Result<Layer, LayerError> {
+    pub fn register<R: Read + Send>(
+        &self,
+        parent: Option<&ChainId>,
+        input: R,
+        opts: RegisterOpts<'_>,
+    ) -> Result<Layer, LayerError> {
         let parent_cache = match parent {
             None => None,
             Some(p) => {
                 let mut st = self.state();
-                let cache = st.layers.get(p).map(|e| e.rec.cache_id.clone()).ok_or(LayerError::ParentNotFound(*p))?;
+                let cache = st
+                    .layers
+                    .get(p)
+                    .map(|e| e.rec.cache_id.clone())
+                    .ok_or(LayerError::ParentNotFound(*p))?;
                 *st.pins.entry(*p).or_default() += 1;
                 Some(cache)
             }
@@ -350,7 +425,7 @@ impl LayerStore {
         res
     }
 
-    fn register_pinned<R: Read>(
+    fn register_pinned<R: Read + Send>(
         &self,
         parent: Option<&ChainId>,
         parent_cache: Option<&str>,
@@ -361,7 +436,9 @@ impl LayerStore {
         // someone else) is extracted once.
         let early = opts.expected.map(|d| chain_id(parent, &d));
         let early_lock = early.map(|c| self.chain_lock(&c));
-        let _early_guard = early_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        let _early_guard = early_lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(c) = &early {
             if self.get(c).is_some() {
                 // Drain nothing: the caller's stream is simply not needed.
@@ -382,12 +459,21 @@ impl LayerStore {
         if let Some(exp) = opts.expected {
             if exp != diff_id {
                 self.discard(&tmp, &cache_id);
-                return Err(LayerError::DigestMismatch { expected: exp, actual: diff_id });
+                return Err(LayerError::DigestMismatch {
+                    expected: exp,
+                    actual: diff_id,
+                });
             }
         }
         let chain = chain_id(parent, &diff_id);
-        let late_lock = if early.is_none() { Some(self.chain_lock(&chain)) } else { None };
-        let _late_guard = late_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        let late_lock = if early.is_none() {
+            Some(self.chain_lock(&chain))
+        } else {
+            None
+        };
+        let _late_guard = late_lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if self.get(&chain).is_some() {
             self.discard(&tmp, &cache_id);
             return self.retain(&chain);
@@ -421,7 +507,7 @@ impl LayerStore {
     }
 
     #[allow(clippy::type_complexity)]
-    fn extract<R: Read>(
+    fn extract<R: Read + Send>(
         &self,
         tmp: &Path,
         cache_id: &str,
@@ -430,11 +516,20 @@ impl LayerStore {
         input: R,
         opts: &RegisterOpts<'_>,
     ) -> Result<(DiffId, u64, u64, Vec<crate::archive::tarsplit::Override>), LayerError> {
-        self.driver.create(cache_id, parent_cache, &CreateOpts::default())?;
+        self.driver
+            .create(cache_id, parent_cache, &CreateOpts::default())?;
         let target = self.driver.apply_target(cache_id, parent_cache)?;
         let ts = File::create(tmp.join(TAR_SPLIT)).map_err(io_ctx("creating tar-split"))?;
-        let shadow = File::options().create(true).read(true).append(true).open(tmp.join(SHADOW)).map_err(io_ctx("creating shadow"))?;
-        let sink = TarSplitSink { writer: TarSplitWriter::new(ts).map_err(io_ctx("creating tar-split"))?, shadow };
+        let shadow = File::options()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(tmp.join(SHADOW))
+            .map_err(io_ctx("creating shadow"))?;
+        let sink = TarSplitSink {
+            writer: TarSplitWriter::new(ts).map_err(io_ctx("creating tar-split"))?,
+            shadow,
+        };
         let mut o = ApplyOptions::new(target.whiteouts);
         o.lowers = target.lowers.clone();
         o.tarsplit = Some(sink);
@@ -449,14 +544,16 @@ impl LayerStore {
     }
 
     fn commit(&self, tmp: &Path, rec: &LayerRecord) -> Result<(), LayerError> {
-        let data = serde_json::to_vec_pretty(rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        let data = serde_json::to_vec_pretty(rec)
+            .map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
         let shadow = tmp.join(SHADOW);
         if fs::metadata(&shadow).map(|m| m.len() == 0).unwrap_or(false) {
             fs::remove_file(&shadow).map_err(io_ctx("removing empty shadow"))?;
         }
         atomic_write(&tmp.join(LAYER_JSON), &data).map_err(io_ctx("writing the layer record"))?;
         fsync_dir(tmp).map_err(io_ctx("syncing the layer record"))?;
-        rename_durable(tmp, &self.paths.layer_dir(&rec.chain_id)).map_err(io_ctx("committing the layer"))
+        rename_durable(tmp, &self.paths.layer_dir(&rec.chain_id))
+            .map_err(io_ctx("committing the layer"))
     }
 
     fn discard(&self, tmp: &Path, cache_id: &str) {
@@ -475,7 +572,10 @@ impl LayerStore {
         let lock = self.chain_lock(chain);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = self.state();
-        let e = st.layers.get_mut(chain).ok_or(LayerError::NotFound(*chain))?;
+        let e = st
+            .layers
+            .get_mut(chain)
+            .ok_or(LayerError::NotFound(*chain))?;
         if e.rec.references == 0 {
             return Err(LayerError::NotReferenced(*chain));
         }
@@ -489,7 +589,9 @@ impl LayerStore {
     fn collect(&self, st: &mut State, mut chain: ChainId) -> Result<Vec<ChainId>, LayerError> {
         let mut removed = Vec::new();
         loop {
-            let Some(e) = st.layers.get(&chain) else { break };
+            let Some(e) = st.layers.get(&chain) else {
+                break;
+            };
             if e.rec.references > 0 || e.children > 0 || st.pins.contains_key(&chain) {
                 break;
             }
@@ -525,9 +627,15 @@ impl LayerStore {
 
     /// The layer's tar, rebuilt byte for byte from its tar-split record and its files.
     pub fn export(&self, chain: &ChainId) -> Result<LayerExport, LayerError> {
-        let rec = self.state().layers.get(chain).map(|e| e.rec.clone()).ok_or(LayerError::NotFound(*chain))?;
+        let rec = self
+            .state()
+            .layers
+            .get(chain)
+            .map(|e| e.rec.clone())
+            .ok_or(LayerError::NotFound(*chain))?;
         let dir = self.paths.layer_dir(chain);
-        let records = File::open(dir.join(TAR_SPLIT)).map_err(io_ctx(format!("opening tar-split of {chain}")))?;
+        let records = File::open(dir.join(TAR_SPLIT))
+            .map_err(io_ctx(format!("opening tar-split of {chain}")))?;
         let shadow = match File::open(dir.join(SHADOW)) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -541,7 +649,8 @@ impl LayerStore {
                 return Err(io_ctx("opening layer root")(e));
             }
         };
-        let reader = TarSplitReader::new(records, rootfd, shadow, rec.overrides.clone()).map_err(io_ctx("reading tar-split"));
+        let reader = TarSplitReader::new(records, rootfd, shadow, rec.overrides.clone())
+            .map_err(io_ctx("reading tar-split"));
         let reader = match reader {
             Ok(r) => r,
             Err(e) => {
@@ -564,14 +673,27 @@ impl LayerStore {
         io::copy(&mut ex, &mut io::sink()).map_err(io_ctx(format!("re-exporting {chain}")))?;
         let actual = ex.digest();
         if actual != ex.expected {
-            return Err(LayerError::DigestMismatch { expected: ex.expected, actual });
+            return Err(LayerError::DigestMismatch {
+                expected: ex.expected,
+                actual,
+            });
         }
         Ok(())
     }
 
     /// Creates a container layer `name` on top of `parent`.
-    pub fn create_rw(&self, name: &str, parent: Option<&ChainId>, opts: &CreateOpts) -> Result<RwLayer, LayerError> {
-        if name.is_empty() || name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    pub fn create_rw(
+        &self,
+        name: &str,
+        parent: Option<&ChainId>,
+        opts: &CreateOpts,
+    ) -> Result<RwLayer, LayerError> {
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(LayerError::BadName(name.into()));
         }
         let mut st = self.state();
@@ -579,13 +701,25 @@ impl LayerStore {
             return Err(LayerError::RwExists(name.into()));
         }
         let parent_cache = match parent {
-            Some(p) => Some(st.layers.get(p).map(|e| e.rec.cache_id.clone()).ok_or(LayerError::ParentNotFound(*p))?),
+            Some(p) => Some(
+                st.layers
+                    .get(p)
+                    .map(|e| e.rec.cache_id.clone())
+                    .ok_or(LayerError::ParentNotFound(*p))?,
+            ),
             None => None,
         };
         let cache_id = random_id(32);
-        self.driver.create_rw(&cache_id, parent_cache.as_deref(), opts)?;
-        let rec = RwRecord { name: name.into(), cache_id: cache_id.clone(), parent: parent.copied(), created: now() };
-        let data = serde_json::to_vec_pretty(&rec).map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
+        self.driver
+            .create_rw(&cache_id, parent_cache.as_deref(), opts)?;
+        let rec = RwRecord {
+            name: name.into(),
+            cache_id: cache_id.clone(),
+            parent: parent.copied(),
+            created: now(),
+        };
+        let data = serde_json::to_vec_pretty(&rec)
+            .map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
         if let Err(e) = atomic_write(&self.paths.mount_record(name), &data) {
             let _ = self.driver.remove(&cache_id);
             return Err(io_ctx("writing a container layer record")(e));
@@ -596,19 +730,33 @@ impl LayerStore {
             }
         }
         st.mounts.insert(name.into(), rec);
-        Ok(RwLayer { name: name.into(), cache_id, parent: parent.copied() })
+        Ok(RwLayer {
+            name: name.into(),
+            cache_id,
+            parent: parent.copied(),
+        })
     }
 
     fn rw(&self, name: &str) -> Result<(RwRecord, Option<String>), LayerError> {
         let st = self.state();
-        let rec = st.mounts.get(name).cloned().ok_or_else(|| LayerError::RwNotFound(name.into()))?;
-        let pc = rec.parent.and_then(|p| st.layers.get(&p).map(|e| e.rec.cache_id.clone()));
+        let rec = st
+            .mounts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LayerError::RwNotFound(name.into()))?;
+        let pc = rec
+            .parent
+            .and_then(|p| st.layers.get(&p).map(|e| e.rec.cache_id.clone()));
         Ok((rec, pc))
     }
 
     /// A container layer.
     pub fn get_rw(&self, name: &str) -> Option<RwLayer> {
-        self.state().mounts.get(name).map(|r| RwLayer { name: r.name.clone(), cache_id: r.cache_id.clone(), parent: r.parent })
+        self.state().mounts.get(name).map(|r| RwLayer {
+            name: r.name.clone(),
+            cache_id: r.cache_id.clone(),
+            parent: r.parent,
+        })
     }
 
     /// Mounts a container layer and returns its root.
@@ -645,7 +793,11 @@ impl LayerStore {
     /// were deleted because nothing needs them any more.
     pub fn remove_rw(&self, name: &str) -> Result<Vec<ChainId>, LayerError> {
         let mut st = self.state();
-        let rec = st.mounts.get(name).cloned().ok_or_else(|| LayerError::RwNotFound(name.into()))?;
+        let rec = st
+            .mounts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LayerError::RwNotFound(name.into()))?;
         let path = self.paths.mount_record(name);
         let gone = path.with_extension("json.removing");
         rename_durable(&path, &gone).map_err(io_ctx("starting a container layer removal"))?;
@@ -669,8 +821,14 @@ impl LayerStore {
     }
 
     /// Driver metadata of a layer (for `inspect`).
-    pub fn metadata(&self, chain: &ChainId) -> Result<std::collections::BTreeMap<String, String>, LayerError> {
-        let cache = self.get(chain).ok_or(LayerError::NotFound(*chain))?.cache_id;
+    pub fn metadata(
+        &self,
+        chain: &ChainId,
+    ) -> Result<std::collections::BTreeMap<String, String>, LayerError> {
+        let cache = self
+            .get(chain)
+            .ok_or(LayerError::NotFound(*chain))?
+            .cache_id;
         Ok(self.driver.metadata(&cache)?)
     }
 

@@ -12,14 +12,22 @@ use strata_graph::archive::WhiteoutFormat;
 use strata_graph::driver::{check_id, io_err};
 use strata_graph::fsutil::{copy_tree, mkdir_all, remove_tree, CopyMode};
 use strata_graph::quota::ProjectQuota;
-use strata_graph::{sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts};
+use strata_graph::{
+    sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
+};
 
 const NAME: &str = "vfs";
 
 /// The options `vfs` accepts.
 pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { key: "size", help: "default size limit of container layers; needs xfs mounted with pquota" },
-    OptionSpec { key: "vfs.copy", help: "how layers are copied: auto (reflink where possible) or copy" },
+    OptionSpec {
+        key: "size",
+        help: "default size limit of container layers; needs xfs mounted with pquota",
+    },
+    OptionSpec {
+        key: "vfs.copy",
+        help: "how layers are copied: auto (reflink where possible) or copy",
+    },
 ];
 
 /// The vfs driver.
@@ -51,10 +59,21 @@ impl VfsDriver {
         mkdir_all(&home.join("dir"), 0o700).map_err(io_err(NAME, "creating home"))?;
         let default_size = opts.size(NAME, "size")?;
         let quota = match default_size {
-            Some(_) => Some(ProjectQuota::new(home).map_err(|e| DriverError::NotSupported { driver: NAME, reason: format!("size: {e}") })?),
+            Some(_) => Some(
+                ProjectQuota::new(home).map_err(|e| DriverError::NotSupported {
+                    driver: NAME,
+                    reason: format!("size: {e}"),
+                })?,
+            ),
             None => None,
         };
-        Ok(VfsDriver { home: home.to_path_buf(), copy, default_size, quota: Mutex::new(quota), gets: Mutex::new(HashMap::new()) })
+        Ok(VfsDriver {
+            home: home.to_path_buf(),
+            copy,
+            default_size,
+            quota: Mutex::new(quota),
+            gets: Mutex::new(HashMap::new()),
+        })
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -65,13 +84,19 @@ impl VfsDriver {
         check_id(NAME, id)?;
         let dir = self.dir(id);
         if dir.exists() {
-            return Err(DriverError::Exists { driver: NAME, id: id.into() });
+            return Err(DriverError::Exists {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         let parent_dir = match parent {
             Some(p) => {
                 let pd = self.dir(p);
                 if !pd.is_dir() {
-                    return Err(DriverError::NotFound { driver: NAME, id: p.into() });
+                    return Err(DriverError::NotFound {
+                        driver: NAME,
+                        id: p.into(),
+                    });
                 }
                 Some(pd)
             }
@@ -82,17 +107,27 @@ impl VfsDriver {
             if let Some(bytes) = size {
                 let mut q = self.quota.lock().unwrap_or_else(|p| p.into_inner());
                 if q.is_none() {
-                    *q = Some(ProjectQuota::new(&self.home).map_err(|e| DriverError::NotSupported { driver: NAME, reason: format!("size: {e}") })?);
+                    *q = Some(ProjectQuota::new(&self.home).map_err(|e| {
+                        DriverError::NotSupported {
+                            driver: NAME,
+                            reason: format!("size: {e}"),
+                        }
+                    })?);
                 }
                 if let Some(q) = q.as_ref() {
-                    q.set_quota(&dir, bytes).map_err(|e| DriverError::Invalid { driver: NAME, message: e.to_string() })?;
+                    q.set_quota(&dir, bytes).map_err(|e| DriverError::Invalid {
+                        driver: NAME,
+                        message: e.to_string(),
+                    })?;
                 }
             }
             match parent_dir {
-                Some(pd) => copy_tree(&pd, &dir, self.copy).map_err(io_err(NAME, format!("copying parent into layer {id}"))),
+                Some(pd) => copy_tree(&pd, &dir, self.copy)
+                    .map_err(io_err(NAME, format!("copying parent into layer {id}"))),
                 None => {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io_err(NAME, "chmod"))
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                        .map_err(io_err(NAME, "chmod"))
                 }
             }
         })();
@@ -114,25 +149,48 @@ impl Driver for VfsDriver {
 
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
         if opts.storage_opt.get("size").is_some() {
-            return Err(DriverError::Invalid { driver: NAME, message: "--storage-opt size is only supported for container layers".into() });
+            return Err(DriverError::Invalid {
+                driver: NAME,
+                message: "--storage-opt size is only supported for container layers".into(),
+            });
         }
         self.create_layer(id, parent, None)
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
-        opts.storage_opt.validate(NAME, &[OptionSpec { key: "size", help: "size limit of this container layer" }])?;
+        opts.storage_opt.validate(
+            NAME,
+            &[OptionSpec {
+                key: "size",
+                help: "size limit of this container layer",
+            }],
+        )?;
         let size = opts.storage_opt.size(NAME, "size")?.or(self.default_size);
         self.create_layer(id, parent, size)
     }
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(NAME, id)?;
-        if let Some(n) = self.gets.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied().filter(|n| *n > 0) {
-            return Err(DriverError::Busy { driver: NAME, id: id.into(), mounts: n });
+        if let Some(n) = self
+            .gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .filter(|n| *n > 0)
+        {
+            return Err(DriverError::Busy {
+                driver: NAME,
+                id: id.into(),
+                mounts: n,
+            });
         }
         let dir = self.dir(id);
         if !dir.exists() {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
         remove_tree(&dir).map_err(io_err(NAME, format!("removing layer {id}")))
     }
@@ -141,9 +199,17 @@ impl Driver for VfsDriver {
         check_id(NAME, id)?;
         let dir = self.dir(id);
         if !dir.is_dir() {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        *self.gets.lock().unwrap_or_else(|p| p.into_inner()).entry(id.into()).or_default() += 1;
+        *self
+            .gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.into())
+            .or_default() += 1;
         Ok(dir)
     }
 
@@ -157,7 +223,10 @@ impl Driver for VfsDriver {
                 }
                 Ok(())
             }
-            _ => Err(DriverError::Invalid { driver: NAME, message: format!("put of layer {id}, which is not in use") }),
+            _ => Err(DriverError::Invalid {
+                driver: NAME,
+                message: format!("put of layer {id}, which is not in use"),
+            }),
         }
     }
 
@@ -175,18 +244,33 @@ impl Driver for VfsDriver {
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        let fs = sys::statfs_type(&self.home).map(sys::fs_name).unwrap_or("unknown");
+        let fs = sys::statfs_type(&self.home)
+            .map(sys::fs_name)
+            .unwrap_or("unknown");
         vec![
             ("Backing Filesystem".into(), fs.into()),
-            ("Copy".into(), if self.copy == CopyMode::Auto { "reflink where supported".into() } else { "full copy".into() }),
+            (
+                "Copy".into(),
+                if self.copy == CopyMode::Auto {
+                    "reflink where supported".into()
+                } else {
+                    "full copy".into()
+                },
+            ),
         ]
     }
 
     fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        Ok(BTreeMap::from([("Dir".to_string(), self.dir(id).display().to_string())]))
+        Ok(BTreeMap::from([(
+            "Dir".to_string(),
+            self.dir(id).display().to_string(),
+        )]))
     }
 
     fn cleanup(&self) -> DriverResult<()> {
@@ -196,8 +280,15 @@ impl Driver for VfsDriver {
 
     fn apply_target(&self, id: &str, _parent: Option<&str>) -> DriverResult<ApplyTarget> {
         if !self.exists(id) {
-            return Err(DriverError::NotFound { driver: NAME, id: id.into() });
+            return Err(DriverError::NotFound {
+                driver: NAME,
+                id: id.into(),
+            });
         }
-        Ok(ApplyTarget { root: self.dir(id), whiteouts: WhiteoutFormat::Delete, lowers: Vec::new() })
+        Ok(ApplyTarget {
+            root: self.dir(id),
+            whiteouts: WhiteoutFormat::Delete,
+            lowers: Vec::new(),
+        })
     }
 }
