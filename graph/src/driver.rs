@@ -237,6 +237,35 @@ pub mod naive {
     }
 }
 
+/// Image layers take no per-layer options (a size limit is for container layers).
+pub fn image_layer_opts(driver: &'static str, opts: &CreateOpts) -> DriverResult<()> {
+    match opts.storage_opt.0.keys().next() {
+        None => Ok(()),
+        Some(k) if k == "size" => Err(DriverError::Invalid {
+            driver,
+            message: "--storage-opt size is only supported for container layers".into(),
+        }),
+        Some(_) => opts.storage_opt.validate(driver, &[]).map_err(Into::into),
+    }
+}
+
+/// The size limit a container layer asks for (`size=`, the one per-layer option), else the
+/// driver's default.
+pub fn container_size(
+    driver: &'static str,
+    opts: &CreateOpts,
+    default: Option<u64>,
+) -> DriverResult<Option<u64>> {
+    opts.storage_opt.validate(
+        driver,
+        &[crate::OptionSpec {
+            key: "size",
+            help: "size limit of this container layer",
+        }],
+    )?;
+    Ok(opts.storage_opt.size(driver, "size")?.or(default))
+}
+
 /// Validates a layer id: drivers use ids as directory names.
 pub fn check_id(driver: &'static str, id: &str) -> DriverResult<()> {
     if id.is_empty()

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use strata_graph::archive::{tree_size, Change, WhiteoutFormat};
-use strata_graph::driver::{check_id, io_err};
+use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err};
 use strata_graph::fsutil::{atomic_write, mkdir_all, remove_tree};
 use strata_graph::quota::ProjectQuota;
 use strata_graph::{
@@ -285,24 +285,12 @@ impl Driver for OverlayDriver {
     }
 
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
-        if opts.storage_opt.get("size").is_some() {
-            return Err(DriverError::Invalid {
-                driver: NAME,
-                message: "--storage-opt size is only supported for container layers".into(),
-            });
-        }
+        image_layer_opts(NAME, opts)?;
         self.create_layer(id, parent, None)
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
-        opts.storage_opt.validate(
-            NAME,
-            &[OptionSpec {
-                key: "size",
-                help: "size limit of this container layer",
-            }],
-        )?;
-        let size = opts.storage_opt.size(NAME, "size")?.or(self.default_size);
+        let size = container_size(NAME, opts, self.default_size)?;
         self.create_layer(id, parent, size)
     }
 

@@ -273,6 +273,18 @@ fn unpack(
     })
 }
 
+/// An entry's owner as the kernel takes it.
+fn owner(e: &Entry) -> Result<(u32, u32), ApplyError> {
+    let too_big = |what: &str| ApplyError::Hostile {
+        entry: e.display(),
+        reason: format!("has a {what} beyond 32 bits"),
+    };
+    Ok((
+        u32::try_from(e.uid).map_err(|_| too_big("uid"))?,
+        u32::try_from(e.gid).map_err(|_| too_big("gid"))?,
+    ))
+}
+
 /// Splits a normalised path into (parent, name).
 fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|c| *c == b'/') {
@@ -547,7 +559,7 @@ impl Applier {
                 libc::O_RDONLY | libc::O_DIRECTORY,
                 0,
             )?;
-            self.set_owner_mode_xattrs(e, root.as_fd(), b"", true)?;
+            self.set_owner_mode_xattrs(e, root.as_fd(), true)?;
             self.dir_times
                 .push((Vec::new(), e.atime.unwrap_or(e.mtime), e.mtime));
             return Ok(());
@@ -588,7 +600,7 @@ impl Applier {
                     0,
                 )
                 .map_err(|x| Self::io_err(e, x))?;
-                self.set_owner_mode_xattrs(e, d.as_fd(), b"", true)?;
+                self.set_owner_mode_xattrs(e, d.as_fd(), true)?;
                 self.dir_times
                     .push((path.clone(), e.atime.unwrap_or(e.mtime), e.mtime));
                 self.written.insert(path, None);
@@ -766,7 +778,7 @@ impl Applier {
                 sys::ftruncate(file.as_fd(), e.size).map_err(|x| Self::io_err(e, x))?;
             }
         }
-        self.set_owner_mode_xattrs(e, file.as_fd(), b"", true)?;
+        self.set_owner_mode_xattrs(e, file.as_fd(), true)?;
         sys::lutimensat(file.as_fd(), b"", e.atime.unwrap_or(e.mtime), e.mtime)
             .map_err(|x| Self::io_err(e, x))?;
         self.size += e.size;
@@ -924,17 +936,9 @@ impl Applier {
         &self,
         e: &Entry,
         fd: BorrowedFd<'_>,
-        _name: &[u8],
         chmod: bool,
     ) -> Result<(), ApplyError> {
-        let uid = u32::try_from(e.uid).map_err(|_| ApplyError::Hostile {
-            entry: e.display(),
-            reason: "has a uid beyond 32 bits".into(),
-        })?;
-        let gid = u32::try_from(e.gid).map_err(|_| ApplyError::Hostile {
-            entry: e.display(),
-            reason: "has a gid beyond 32 bits".into(),
-        })?;
+        let (uid, gid) = owner(e)?;
         sys::lchownat(fd, b"", uid, gid).map_err(|x| Self::io_err(e, x))?;
         if chmod {
             sys::fchmod(fd, e.mode & 0o7777).map_err(|x| Self::io_err(e, x))?;
@@ -963,14 +967,7 @@ impl Applier {
         name: &[u8],
         chmod: bool,
     ) -> Result<(), ApplyError> {
-        let uid = u32::try_from(e.uid).map_err(|_| ApplyError::Hostile {
-            entry: e.display(),
-            reason: "has a uid beyond 32 bits".into(),
-        })?;
-        let gid = u32::try_from(e.gid).map_err(|_| ApplyError::Hostile {
-            entry: e.display(),
-            reason: "has a gid beyond 32 bits".into(),
-        })?;
+        let (uid, gid) = owner(e)?;
         let pfd = self
             .dir_fd(e, parent, false)?
             .ok_or_else(|| Self::io_err(e, io::Error::other("no parent")))?;

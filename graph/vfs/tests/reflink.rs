@@ -1,0 +1,106 @@
+//! vfs shares file data between a layer and its copy with reflinks where the filesystem can.
+
+use std::path::PathBuf;
+use std::process::Command;
+use strata_graph::{CreateOpts, Driver, StorageOpts};
+
+/// A loop-mounted btrfs, unmounted when dropped (the loop device goes with it: autoclear).
+struct Btrfs(PathBuf);
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = strata_graph::fsutil::unmount_all_under(&self.0);
+    }
+}
+
+#[test]
+fn copies_share_extents_on_btrfs() {
+    if Command::new("mkfs.btrfs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: mkfs.btrfs is not installed (Debian package btrfs-progs)");
+        return;
+    }
+    let base = std::env::var_os("STRATA_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("strata-vfs-")
+        .tempdir_in(base)
+        .expect("tempdir");
+    let img = dir.path().join("btrfs.img");
+    std::fs::File::create(&img)
+        .expect("img")
+        .set_len(256 << 20)
+        .expect("size");
+    let out = Command::new("mkfs.btrfs")
+        .arg("-q")
+        .arg(&img)
+        .output()
+        .expect("mkfs.btrfs");
+    assert!(
+        out.status.success(),
+        "mkfs.btrfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let out = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .output()
+        .expect("mount");
+    assert!(
+        out.status.success(),
+        "mount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _guard = Btrfs(mnt.clone());
+    let d = strata_vfs::VfsDriver::new(&mnt.join("vfs"), &StorageOpts::default()).expect("vfs");
+    d.create("base", None, &CreateOpts::default())
+        .expect("base");
+    let tar = strata_graph::graphtest::tars::TarBuilder::new()
+        .file("big", &vec![7u8; 8 << 20])
+        .build();
+    d.apply_diff("base", None, &mut &tar[..]).expect("apply");
+    let fs_used = || {
+        // SAFETY: zeroed statvfs is a valid out-buffer.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let c = strata_graph::sys::cpath(&mnt).expect("path");
+        // SAFETY: valid pointers.
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    };
+    strata_graph::fsutil::syncfs_path(&mnt).expect("sync");
+    let before = fs_used();
+    for i in 0..4 {
+        d.create(&format!("child{i}"), Some("base"), &CreateOpts::default())
+            .expect("child");
+    }
+    strata_graph::fsutil::syncfs_path(&mnt).expect("sync");
+    let grown = fs_used().saturating_sub(before);
+    let child = d.get("child3", "").expect("get");
+    assert_eq!(
+        std::fs::read(child.join("big")).expect("read"),
+        vec![7u8; 8 << 20]
+    );
+    d.put("child3").expect("put");
+    let filefrag = Command::new("filefrag")
+        .arg("-v")
+        .arg(mnt.join("vfs/dir/child3/big"))
+        .output();
+    if let Ok(o) = filefrag {
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("shared"),
+            "extents of the copy are shared: {text}"
+        );
+    }
+    assert!(
+        grown < 4 << 20,
+        "four 8 MiB copies took {grown} bytes: they share their data"
+    );
+}
