@@ -210,7 +210,7 @@ pub mod naive {
         id: &str,
         parent: Option<&str>,
     ) -> DriverResult<Vec<Change>> {
-        with_trees(d, id, parent, |l, p| archive::changes_dirs(l, p))
+        with_trees(d, id, parent, archive::changes_dirs)
     }
 
     pub fn diff<D: Driver + ?Sized>(

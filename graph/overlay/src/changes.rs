@@ -25,12 +25,12 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Walks `dir` depth first in name order, calling `f(parent_fd, name, rel, stat)`.
-fn walk(
-    dir: BorrowedFd<'_>,
-    rel: &[u8],
-    f: &mut dyn FnMut(BorrowedFd<'_>, &[u8], &[u8], &libc::stat) -> io::Result<bool>,
-) -> io::Result<()> {
+/// Called for each entry with (parent directory, name, path from the root, stat); returns
+/// whether to descend into it.
+type Visit<'a> = dyn FnMut(BorrowedFd<'_>, &[u8], &[u8], &libc::stat) -> io::Result<bool> + 'a;
+
+/// Walks `dir` depth first in name order.
+fn walk(dir: BorrowedFd<'_>, rel: &[u8], f: &mut Visit<'_>) -> io::Result<()> {
     let mut names = list_dir(dir)?;
     names.sort();
     for name in names {

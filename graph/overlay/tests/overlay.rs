@@ -190,7 +190,7 @@ enum Xfs {
 }
 
 impl XfsMount {
-    fn new(dir: &Path) -> Xfs {
+    fn try_mount(dir: &Path) -> Xfs {
         if Command::new("mkfs.xfs").arg("-V").output().is_err() {
             return Xfs::NoTools;
         }
@@ -291,7 +291,7 @@ fn run_in_vm(test: &str) -> bool {
 #[test]
 fn size_limits_container_layers_on_xfs_with_pquota() {
     let dir = tempdir();
-    let xfs = match XfsMount::new(dir.path()) {
+    let xfs = match XfsMount::try_mount(dir.path()) {
         Xfs::Mounted(m) => m,
         Xfs::NoTools => {
             eprintln!("SKIPPED: mkfs.xfs is not installed (Debian package xfsprogs)");
@@ -343,7 +343,7 @@ fn size_limits_container_layers_on_xfs_with_pquota() {
     );
     let used = std::fs::metadata(p.join("big")).expect("stat").len();
     assert!(
-        used <= 8 << 20 && used >= 4 << 20,
+        (4 << 20..=8 << 20).contains(&used),
         "stopped near the limit: {used}"
     );
     d.put("small").expect("put");

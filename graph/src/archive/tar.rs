@@ -507,15 +507,12 @@ impl<R: Read> TarReader<R> {
                 "GNU.sparse.name" => sparse_name = Some(v),
                 "GNU.sparse.realsize" | "GNU.sparse.size" => sparse_real = parse_decimal(&v),
                 "GNU.sparse.map" => {
-                    let nums: Option<Vec<u64>> = std::str::from_utf8(&v)
-                        .ok()
-                        .map(|s| {
-                            s.split(',')
-                                .filter(|x| !x.is_empty())
-                                .map(|x| x.parse().ok())
-                                .collect::<Option<Vec<u64>>>()
-                        })
-                        .flatten();
+                    let nums: Option<Vec<u64>> = std::str::from_utf8(&v).ok().and_then(|s| {
+                        s.split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(|x| x.parse().ok())
+                            .collect::<Option<Vec<u64>>>()
+                    });
                     let nums = nums
                         .filter(|n| n.len() % 2 == 0)
                         .ok_or_else(|| corrupt("GNU.sparse.map"))?;
@@ -967,7 +964,7 @@ mod tests {
             })
         );
         assert_eq!(parse_pax_time(b"12"), Some(Timespec { sec: 12, nsec: 0 }));
-        assert_eq!(parse_pax_record_len(), true);
+        assert!(parse_pax_record_len());
     }
 
     fn parse_pax_record_len() -> bool {

@@ -588,10 +588,7 @@ impl LayerStore {
     /// Deletes `chain` and its unreferenced ancestors while nothing needs them.
     fn collect(&self, st: &mut State, mut chain: ChainId) -> Result<Vec<ChainId>, LayerError> {
         let mut removed = Vec::new();
-        loop {
-            let Some(e) = st.layers.get(&chain) else {
-                break;
-            };
+        while let Some(e) = st.layers.get(&chain) {
             if e.rec.references > 0 || e.children > 0 || st.pins.contains_key(&chain) {
                 break;
             }
