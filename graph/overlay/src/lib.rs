@@ -32,6 +32,9 @@ pub use mount::MountApi;
 
 const NAME: &str = "overlay2";
 
+/// Marks an image (read-only) layer: mounted without an upper directory.
+const READONLY: &str = "readonly";
+
 /// The options `overlay2` accepts.
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
@@ -286,7 +289,9 @@ impl Driver for OverlayDriver {
 
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
         image_layer_opts(NAME, opts)?;
-        self.create_layer(id, parent, None)
+        self.create_layer(id, parent, None)?;
+        atomic_write(&self.dir(id).join(READONLY), b"")
+            .map_err(io_err(NAME, format!("marking layer {id} read-only")))
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
@@ -342,15 +347,21 @@ impl Driver for OverlayDriver {
             && !strata_graph::fsutil::is_mountpoint(&merged)
                 .map_err(io_err(NAME, "reading mountinfo"))?
         {
-            mount::mount_overlay(
-                self.api,
-                &self.home,
-                &lowers,
-                &dir.join("diff"),
-                &dir.join("work"),
-                &merged,
-            )
-            .map_err(io_err(
+            // Image layers are mounted read-only, their own files as the top lower layer;
+            // container layers get their diff as the writable upper directory.
+            let diff = dir.join("diff");
+            let work = dir.join("work");
+            let (stack, upper) = if dir.join(READONLY).exists() {
+                (
+                    std::iter::once(diff.clone())
+                        .chain(lowers.iter().cloned())
+                        .collect::<Vec<_>>(),
+                    None,
+                )
+            } else {
+                (lowers.clone(), Some((diff.as_path(), work.as_path())))
+            };
+            mount::mount_overlay(self.api, &self.home, &stack, upper, &merged).map_err(io_err(
                 NAME,
                 format!("mounting layer {id} ({} lower layers)", lowers.len()),
             ))?;

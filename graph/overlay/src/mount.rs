@@ -24,13 +24,13 @@ const FIXED: [(&str, &str); 3] = [
     ("metacopy", "off"),
 ];
 
-/// Mounts an overlay at `target` with `lowers` (nearest first).
+/// Mounts an overlay at `target` with `lowers` (nearest first) and, for a writable mount, an
+/// (upper, work) pair; without one the mount is read-only.
 pub fn mount_overlay(
     api: MountApi,
     home: &Path,
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> io::Result<()> {
     match api {
@@ -40,48 +40,55 @@ pub fn mount_overlay(
             for l in lowers {
                 ctx.set_string("lowerdir+", l.as_os_str().as_bytes())?;
             }
-            ctx.set_string("upperdir", upper.as_os_str().as_bytes())?;
-            ctx.set_string("workdir", work.as_os_str().as_bytes())?;
+            if let Some((upper, work)) = upper {
+                ctx.set_string("upperdir", upper.as_os_str().as_bytes())?;
+                ctx.set_string("workdir", work.as_os_str().as_bytes())?;
+            }
             for (k, v) in FIXED {
                 ctx.set_string(k, v.as_bytes())?;
             }
-            ctx.mount_at(target, 0)
+            const MOUNT_ATTR_RDONLY: u32 = 1;
+            ctx.mount_at(
+                target,
+                if upper.is_some() {
+                    0
+                } else {
+                    MOUNT_ATTR_RDONLY
+                },
+            )
         }
         MountApi::Legacy => {
             let fixed: String = FIXED.iter().map(|(k, v)| format!(",{k}={v}")).collect();
-            let abs = format!(
-                "lowerdir={},upperdir={},workdir={}{fixed}",
-                lowers
-                    .iter()
-                    .map(|l| l.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":"),
-                upper.display(),
-                work.display()
-            );
+            let flags = if upper.is_some() { 0 } else { libc::MS_RDONLY };
+            let options = |path: &dyn Fn(&Path) -> String| {
+                let mut o = format!(
+                    "lowerdir={}",
+                    lowers.iter().map(|l| path(l)).collect::<Vec<_>>().join(":")
+                );
+                if let Some((u, w)) = upper {
+                    o.push_str(&format!(",upperdir={},workdir={}", path(u), path(w)));
+                }
+                o.push_str(&fixed);
+                o
+            };
+            let abs = options(&|p: &Path| p.display().to_string());
             if abs.len() < page_size() - 1 {
-                return sys::mount(b"overlay", target, b"overlay", 0, Some(abs.as_bytes()));
+                return sys::mount(b"overlay", target, b"overlay", flags, Some(abs.as_bytes()));
             }
             // Too long for one page: relative paths from the home, mounted by a child process
             // that changes directory there (chdir would affect every thread of ours).
-            let rel = |p: &Path| {
+            let data = options(&|p: &Path| {
                 p.strip_prefix(home)
                     .map(|r| r.display().to_string())
                     .unwrap_or_else(|_| p.display().to_string())
-            };
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}{fixed}",
-                lowers.iter().map(|l| rel(l)).collect::<Vec<_>>().join(":"),
-                rel(upper),
-                rel(work)
-            );
+            });
             if data.len() >= page_size() - 1 {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("{} layers do not fit in one page of mount options; this kernel lacks lowerdir+ (Linux 6.8+)", lowers.len()),
                 ));
             }
-            mount_from(home, &data, target)
+            mount_from(home, &data, flags, target)
         }
     }
 }
@@ -97,7 +104,7 @@ fn page_size() -> usize {
 }
 
 /// Mounts with relative option paths from a short-lived child whose working directory is `dir`.
-fn mount_from(dir: &Path, data: &str, target: &Path) -> io::Result<()> {
+fn mount_from(dir: &Path, data: &str, flags: libc::c_ulong, target: &Path) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
     let cdir = sys::cpath(dir)?;
     let ctarget = sys::cpath(target)?;
@@ -115,7 +122,7 @@ fn mount_from(dir: &Path, data: &str, target: &Path) -> io::Result<()> {
                 ov.as_ptr(),
                 ctarget.as_ptr(),
                 ov.as_ptr(),
-                0,
+                flags,
                 cdata.as_ptr() as *const libc::c_void,
             ) != 0
             {
@@ -146,8 +153,7 @@ pub fn probe_one(home: &Path, api: MountApi) -> io::Result<()> {
             api,
             home,
             &[base.join("l1"), base.join("l2")],
-            &base.join("upper"),
-            &base.join("work"),
+            Some((&base.join("upper"), &base.join("work"))),
             &merged,
         )?;
         let ok = std::fs::read(merged.join("f")).map(|d| d == b"probe");

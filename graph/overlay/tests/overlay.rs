@@ -408,3 +408,23 @@ fn metadata_and_status_look_like_dockers() {
         .expect("metadata")
         .contains_key("LowerDir"));
 }
+
+#[test]
+fn image_layers_mount_read_only_container_layers_writable() {
+    let dir = tempdir();
+    let _u = Unmount(dir.path().to_path_buf());
+    let d = OverlayDriver::new(&dir.path().join("home"), &opts(&[])).expect("driver");
+    let top = chain(&d, 3);
+    d.create_rw("c", Some(&top), &CreateOpts::default())
+        .expect("rw");
+    let image = d.get(&top, "").expect("mount image layer");
+    let container = d.get("c", "").expect("mount container layer");
+    assert_eq!(std::fs::read(image.join("layer-2")).expect("read"), b"2");
+    let err = std::fs::write(image.join("new"), b"x").expect_err("image layers are read-only");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    std::fs::write(container.join("new"), b"x").expect("container layers are writable");
+    assert!(!dir.path().join("home").join(&top).join("diff/new").exists());
+    d.put("c").expect("put");
+    d.put(&top).expect("put");
+    d.cleanup().expect("cleanup");
+}
