@@ -10,6 +10,7 @@ pub mod archive;
 pub mod digest;
 pub mod driver;
 pub mod fsutil;
+pub mod image;
 pub mod layer;
 pub mod options;
 pub mod quota;
