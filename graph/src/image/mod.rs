@@ -1,5 +1,8 @@
-//! Images: references, and (to come with the daemon, issue #4) the image store.
+//! Images: references, and the image store (configs, references, layer references). The
+//! daemon's image API (issue #4) builds on these.
 
 pub mod reference;
+pub mod store;
 
 pub use reference::{Reference, ReferenceError};
+pub use store::{ConfigHead, Image, ImageError, ImageStore};
