@@ -41,6 +41,8 @@ fn config(diff_ids: &[Digest], cmd: &str) -> Vec<u8> {
 #[test]
 fn images_hold_their_layers_and_resolve_by_id_prefix_and_reference() {
     let env = Env::new();
+    let (images, problems) = env.images();
+    assert!(problems.is_empty());
     let l0 = env
         .layers
         .register(
@@ -58,8 +60,6 @@ fn images_hold_their_layers_and_resolve_by_id_prefix_and_reference() {
         )
         .expect("l1");
     env.layers.release(&l0.chain_id).expect("release");
-    let (images, problems) = env.images();
-    assert!(problems.is_empty());
     let cfg = config(&[l0.diff_id, l1.diff_id], "sh");
     let img = images.create(&cfg).expect("create");
     assert_eq!(
@@ -197,7 +197,12 @@ fn bad_configs_and_missing_layers_are_refused_and_damage_is_reported() {
         .join(img.id.hex());
     std::fs::write(&path, b"{}").expect("corrupt");
     let (images, problems) = env.images();
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[2].contains("not rebuilt"), "{problems:?}");
+    assert!(
+        env.layers.get(&l0.chain_id).is_some(),
+        "a damaged image's layers are kept"
+    );
     assert!(
         problems[0].contains("does not match its digest"),
         "{problems:?}"

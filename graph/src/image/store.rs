@@ -116,12 +116,19 @@ pub struct ImageStore {
 
 impl ImageStore {
     /// Opens the store; returns what it found wrong (and left out).
+    ///
+    /// Images hold the only long-lived references to image layers, so opening also rebuilds
+    /// the layer store's reference counts from the images: layers left behind by a load or a
+    /// pull that was interrupted are removed. Open the image store before anything registers.
     pub fn open(
         root: &Path,
         layers: Arc<LayerStore>,
     ) -> Result<(ImageStore, Vec<String>), ImageError> {
         let content = root.join("content/sha256");
         mkdir_all(&content, 0o700).map_err(io_ctx("creating the image store"))?;
+        let tmp = root.join("tmp");
+        crate::fsutil::remove_tree(&tmp).map_err(io_ctx("removing interrupted loads"))?;
+        mkdir_all(&tmp, 0o700).map_err(io_ctx("creating the image store"))?;
         let mut problems = Vec::new();
         let mut st = State::default();
         for e in std::fs::read_dir(&content).map_err(io_ctx("reading images"))? {
@@ -180,6 +187,25 @@ impl ImageStore {
                 }
             }
         }
+        let damaged = problems.iter().any(|p| p.starts_with("image "));
+        if damaged {
+            // Never delete data on doubt: a damaged image's layers cannot be told apart from
+            // leftovers, so the counts stay as they are until the store is repaired.
+            problems
+                .push("layer reference counts were not rebuilt because images are damaged".into());
+        } else {
+            let mut expected: HashMap<ChainId, u64> = HashMap::new();
+            for img in st.images.values() {
+                if let Some(t) = img.top_layer {
+                    *expected.entry(t).or_default() += 1;
+                }
+            }
+            for c in layers.rebuild_references(&expected)? {
+                problems.push(format!(
+                    "layer {c} belonged to no image (an interrupted load or pull); removed"
+                ));
+            }
+        }
         Ok((
             ImageStore {
                 root: root.to_path_buf(),
@@ -188,6 +214,16 @@ impl ImageStore {
             },
             problems,
         ))
+    }
+
+    /// The layer store under the images.
+    pub fn layers(&self) -> &Arc<LayerStore> {
+        &self.layers
+    }
+
+    /// Scratch space for loads, emptied at open.
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

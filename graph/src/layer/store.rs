@@ -54,6 +54,8 @@ pub struct Layer {
     pub size: u64,
     pub references: u64,
     pub created: u64,
+    /// Length of the layer's uncompressed tar.
+    pub tar_bytes: u64,
 }
 
 /// A container layer.
@@ -349,6 +351,7 @@ impl LayerStore {
             size: e.rec.size,
             references: e.rec.references,
             created: e.rec.created,
+            tar_bytes: e.rec.tar_bytes,
         }
     }
 
@@ -369,6 +372,33 @@ impl LayerStore {
             .map_err(|e| io_ctx("encoding a record")(io::Error::other(e)))?;
         atomic_write(&self.paths.layer_dir(&rec.chain_id).join(LAYER_JSON), &data)
             .map_err(io_ctx("writing a layer record"))
+    }
+
+    /// Sets every layer's reference count to what its holders say (layers missing from the map
+    /// have none) and removes layers nobody needs. Only correct when the caller knows every
+    /// holder, i.e. at start-up before anything registers. Returns the removed layers.
+    pub fn rebuild_references(
+        &self,
+        expected: &HashMap<ChainId, u64>,
+    ) -> Result<Vec<ChainId>, LayerError> {
+        let mut st = self.state();
+        let mut changed = Vec::new();
+        for (c, e) in st.layers.iter_mut() {
+            let want = expected.get(c).copied().unwrap_or(0);
+            if e.rec.references != want {
+                tracing::warn!(layer = %c, had = e.rec.references, now = want, "layer reference count rebuilt");
+                e.rec.references = want;
+                changed.push(e.rec.clone());
+            }
+        }
+        for rec in &changed {
+            self.persist(rec)?;
+        }
+        let mut removed = Vec::new();
+        for rec in changed.iter().filter(|r| r.references == 0) {
+            removed.extend(self.collect(&mut st, rec.chain_id)?);
+        }
+        Ok(removed)
     }
 
     /// Adds a reference to an existing layer.
