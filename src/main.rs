@@ -44,6 +44,12 @@ struct DaemonArgs {
     /// Log level (debug, info, warn, error).
     #[arg(long = "log-level", short = 'l', default_value = "info")]
     log_level: String,
+    /// Daemon socket(s) to listen on (unix://PATH), repeatable.
+    #[arg(long = "host", short = 'H')]
+    hosts: Vec<String>,
+    /// Daemon labels (key=value), repeatable.
+    #[arg(long = "label")]
+    labels: Vec<String>,
 }
 
 fn main() {
@@ -67,26 +73,81 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
         .init();
+    let hosts = if args.hosts.is_empty() {
+        vec!["unix:///run/strata.sock".to_string()]
+    } else {
+        args.hosts.clone()
+    };
+    let mut sockets = Vec::new();
+    for h in &hosts {
+        match h.strip_prefix("unix://") {
+            Some(p) if !p.is_empty() => sockets.push(PathBuf::from(p)),
+            _ => anyhow::bail!("-H {h}: only unix:// sockets are implemented yet (tcp://, fd:// and TLS come with issue #4)"),
+        }
+    }
     let opts = strata_graph::StorageOpts::parse(&args.storage_opt).context("--storage-opt")?;
     std::fs::create_dir_all(&args.data_root)
         .with_context(|| format!("creating {}", args.data_root.display()))?;
     let driver =
         strata_drivers::open_default(args.storage_driver.as_deref(), &args.data_root, &opts)
             .context("storage driver")?;
-    let (store, report) =
+    let (layers, report) =
         strata_graph::LayerStore::open(&args.data_root.join("layers"), driver.clone())
             .context("opening the layer store")?;
+    if !report.is_clean() {
+        tracing::warn!(?report, "the layer store was reconciled");
+    }
+    let layers = std::sync::Arc::new(layers);
+    let (images, problems) =
+        strata_graph::image::ImageStore::open(&args.data_root.join("images"), layers.clone())
+            .context("opening the image store")?;
+    for p in problems {
+        tracing::warn!("{p}");
+    }
     tracing::info!(
         driver = driver.name(),
-        layers = store.list().len(),
-        "layer store open"
+        images = images.list().len(),
+        layers = layers.list().len(),
+        "stores open"
     );
-    if !report.is_clean() {
-        tracing::warn!(?report, "the store was reconciled");
-    }
-    for (k, v) in driver.status() {
-        tracing::info!("{k}: {v}");
-    }
-    store.cleanup().context("cleanup")?;
-    anyhow::bail!("the Docker Engine API server is not implemented yet (issue #4): the store at {} was opened and reconciled with {}", args.data_root.display(), driver.name())
+    let daemon = std::sync::Arc::new(strata_api::Daemon {
+        images: std::sync::Arc::new(images),
+        layers: layers.clone(),
+        data_root: args.data_root.clone(),
+        labels: args.labels.clone(),
+        debug: args.debug,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let res: anyhow::Result<()> = rt.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut servers = Vec::new();
+        for sock in sockets {
+            let d = daemon.clone();
+            let mut rx = stop_rx.clone();
+            servers.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                };
+                strata_api::serve_unix(&sock, d, stop)
+                    .await
+                    .with_context(|| format!("serving {}", sock.display()))
+            }));
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        let _ = stop_tx.send(true);
+        for s in servers {
+            s.await.context("server task")??;
+        }
+        Ok(())
+    });
+    layers.cleanup().context("cleanup")?;
+    res
 }

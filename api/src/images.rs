@@ -1,0 +1,345 @@
+//! `/images/...`: list, inspect, history, tag, remove, load, save.
+
+use crate::body::{decode_path, json, stream, BodyReader, ChannelWriter, Query, Resp};
+use crate::{ApiError, Daemon};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use std::sync::Arc;
+use strata_graph::image::{Image, Reference};
+use strata_graph::{chain_id, ChainId};
+
+/// Seconds since the epoch of an RFC 3339 time as image configs carry it.
+pub fn rfc3339_secs(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, tz) = match time.find(['Z', '+', '-']) {
+        Some(i) => (&time[..i], &time[i..]),
+        None => (time, "Z"),
+    };
+    let mut t = hms.split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let ss = t.next()?.split('.').next()?.parse::<i64>().ok()?;
+    let offset = if tz == "Z" || tz.is_empty() {
+        0
+    } else {
+        let sign = if tz.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = tz[1..].split_once(':')?;
+        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+fn config_json(img: &Image) -> serde_json::Value {
+    serde_json::from_slice(&img.config).unwrap_or(serde_json::Value::Null)
+}
+
+fn chain(img: &Image) -> Vec<ChainId> {
+    let mut out = Vec::new();
+    let mut parent: Option<ChainId> = None;
+    for d in &img.head.rootfs.diff_ids {
+        let c = chain_id(parent.as_ref(), d);
+        out.push(c);
+        parent = Some(c);
+    }
+    out
+}
+
+fn size(d: &Daemon, img: &Image) -> u64 {
+    chain(img)
+        .iter()
+        .filter_map(|c| d.layers.get(c))
+        .map(|l| l.size)
+        .sum()
+}
+
+fn repo_tags(d: &Daemon, img: &Image) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .images
+        .references(&img.id)
+        .into_iter()
+        .filter(|r| r.tag.is_some())
+        .map(|r| r.familiar())
+        .collect();
+    v.sort();
+    v
+}
+
+pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
+    let filters: serde_json::Value = match q.get("filters") {
+        Some(f) if !f.is_empty() => serde_json::from_str(f)
+            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?,
+        _ => serde_json::Value::Null,
+    };
+    let dangling = filters.get("dangling").and_then(|v| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .or_else(|| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+            })
+    });
+    let mut out = Vec::new();
+    let mut imgs = d.images.list();
+    imgs.sort_by_key(|i| {
+        std::cmp::Reverse(
+            i.head
+                .created
+                .as_deref()
+                .and_then(rfc3339_secs)
+                .unwrap_or(0),
+        )
+    });
+    for img in imgs {
+        let tags = repo_tags(d, &img);
+        if let Some(want) = &dangling {
+            let is_dangling = tags.is_empty();
+            if want.iter().any(|w| w == "true" || w == "1") != is_dangling {
+                continue;
+            }
+        }
+        let cfg = config_json(&img);
+        out.push(serde_json::json!({
+            "Id": img.id.to_string(),
+            "ParentId": "",
+            "RepoTags": tags,
+            "RepoDigests": [],
+            "Created": img.head.created.as_deref().and_then(rfc3339_secs).unwrap_or(0),
+            "Size": size(d, &img),
+            "SharedSize": -1,
+            "Labels": cfg["config"]["Labels"].as_object().cloned().unwrap_or_default(),
+            "Containers": -1,
+        }));
+    }
+    Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+}
+
+fn inspect(d: &Daemon, img: &Image) -> serde_json::Value {
+    let cfg = config_json(img);
+    let graph = img
+        .top_layer
+        .and_then(|t| d.layers.metadata(&t).ok())
+        .unwrap_or_default();
+    serde_json::json!({
+        "Id": img.id.to_string(),
+        "RepoTags": repo_tags(d, img),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": cfg["comment"].as_str().unwrap_or(""),
+        "Created": img.head.created.clone().unwrap_or_default(),
+        "DockerVersion": cfg["docker_version"].as_str().unwrap_or(""),
+        "Author": cfg["author"].as_str().unwrap_or(""),
+        "Config": cfg["config"],
+        "Architecture": img.head.architecture.clone().unwrap_or_default(),
+        "Variant": cfg["variant"],
+        "Os": img.head.os.clone().unwrap_or_default(),
+        "Size": size(d, img),
+        "GraphDriver": { "Name": d.layers.driver().name(), "Data": graph },
+        "RootFS": { "Type": "layers", "Layers": img.head.rootfs.diff_ids.iter().map(|x| x.to_string()).collect::<Vec<_>>() },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    })
+}
+
+fn history(d: &Daemon, img: &Image) -> serde_json::Value {
+    let cfg = config_json(img);
+    let layers = chain(img);
+    let mut layer_iter = layers.iter();
+    let mut rows = Vec::new();
+    let entries = cfg["history"].as_array().cloned().unwrap_or_default();
+    for h in &entries {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty {
+            0
+        } else {
+            layer_iter
+                .next()
+                .and_then(|c| d.layers.get(c))
+                .map(|l| l.size)
+                .unwrap_or(0)
+        };
+        rows.push(serde_json::json!({
+            "Id": "<missing>",
+            "Created": h["created"].as_str().and_then(rfc3339_secs).unwrap_or(0),
+            "CreatedBy": h["created_by"].as_str().unwrap_or(""),
+            "Tags": serde_json::Value::Null,
+            "Size": size,
+            "Comment": h["comment"].as_str().unwrap_or(""),
+        }));
+    }
+    if rows.is_empty() {
+        rows.push(serde_json::json!({ "Id": "<missing>", "Created": 0, "CreatedBy": "", "Tags": null, "Size": size(d, img), "Comment": "" }));
+    }
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top["Id"] = serde_json::Value::String(img.id.to_string());
+        let tags = repo_tags(d, img);
+        if !tags.is_empty() {
+            top["Tags"] = serde_json::json!(tags);
+        }
+    }
+    serde_json::Value::Array(rows)
+}
+
+fn find(d: &Daemon, name: &str) -> Result<Image, ApiError> {
+    d.images.get(name).map_err(|e| match e {
+        strata_graph::image::ImageError::NotFound(_) => {
+            ApiError::not_found(format!("No such image: {name}"))
+        }
+        other => other.into(),
+    })
+}
+
+pub async fn route_named(
+    d: Arc<Daemon>,
+    req: Request<Incoming>,
+    method: &Method,
+    rest: &str,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let rest = decode_path(rest);
+    let (name, action) = match rest.rsplit_once('/') {
+        Some((n, a))
+            if matches!(a, "json" | "history" | "tag" | "get" | "push")
+                && method != Method::DELETE =>
+        {
+            (n.to_string(), a)
+        }
+        _ => (rest.clone(), ""),
+    };
+    let _ = req;
+    match (method, action) {
+        (&Method::GET, "json") => Ok(json(StatusCode::OK, &inspect(&d, &find(&d, &name)?))),
+        (&Method::GET, "history") => Ok(json(StatusCode::OK, &history(&d, &find(&d, &name)?))),
+        (&Method::GET, "get") => save(&d, vec![name]).await,
+        (&Method::POST, "tag") => {
+            let img = find(&d, &name)?;
+            let repo = q.get("repo").unwrap_or("");
+            let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            let r = format!("{repo}:{tag}");
+            Reference::parse_tagged(&r).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            d.images.tag(&img.id, &r)?;
+            Ok(crate::body::text(
+                StatusCode::CREATED,
+                "text/plain; charset=utf-8",
+                "",
+            ))
+        }
+        (&Method::DELETE, "") => remove(&d, &name, q.bool("force")).await,
+        _ => Err(ApiError::not_found(format!(
+            "page not found: /images/{rest}"
+        ))),
+    }
+}
+
+/// `docker rmi`: a reference is untagged, and the image deleted with its last reference; an ID
+/// with several references is refused without `force`.
+async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiError> {
+    let img = find(d, name)?;
+    let refs = d.images.references(&img.id);
+    let hexish = name.trim_start_matches("sha256:");
+    let by_id = name.starts_with("sha256:")
+        || (img.id.hex().starts_with(hexish) && hexish.bytes().all(|c| c.is_ascii_hexdigit()));
+    let mut out = Vec::new();
+    if !by_id {
+        let r = Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        d.images.untag(name)?;
+        out.push(serde_json::json!({ "Untagged": r.familiar() }));
+        if refs.len() > 1 {
+            return Ok(json(StatusCode::OK, &serde_json::Value::Array(out)));
+        }
+    } else {
+        if refs.len() > 1 && !force {
+            return Err(ApiError::conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                &img.id.hex()[..12]
+            )));
+        }
+        for r in refs {
+            d.images.untag(&r.to_string())?;
+            out.push(serde_json::json!({ "Untagged": r.familiar() }));
+        }
+    }
+    let images = d.images.clone();
+    let id = img.id;
+    let removed = tokio::task::spawn_blocking(move || images.delete(&id)).await??;
+    out.push(serde_json::json!({ "Deleted": img.id.to_string() }));
+    for c in removed {
+        out.push(serde_json::json!({ "Deleted": c.to_string() }));
+    }
+    Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+}
+
+pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    let quiet = q.bool("quiet");
+    let reader = BodyReader::new(req.into_body());
+    let images = d.images.clone();
+    let loaded = tokio::task::spawn_blocking(move || images.load(reader, None)).await??;
+    let mut lines = String::new();
+    for l in loaded {
+        if l.tags.is_empty() {
+            lines.push_str(
+                &serde_json::json!({ "stream": format!("Loaded image ID: {}\n", l.id) })
+                    .to_string(),
+            );
+            lines.push('\n');
+        }
+        for t in l.tags {
+            lines.push_str(
+                &serde_json::json!({ "stream": format!("Loaded image: {t}\n") }).to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    let _ = quiet;
+    Ok(crate::body::text(StatusCode::OK, "application/json", lines))
+}
+
+pub async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Result<Resp, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    for n in &names {
+        find(d, n)?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let images = d.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let err_tx = tx.clone();
+        if let Err(e) = images.save(&refs, ChannelWriter(tx)) {
+            tracing::error!("save: {e}");
+            let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    Ok(stream(StatusCode::OK, "application/x-tar", rx))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            super::rfc3339_secs("2023-05-19T20:19:12.123456789Z"),
+            Some(1684527552)
+        );
+        assert_eq!(
+            super::rfc3339_secs("2023-05-19T22:19:12+02:00"),
+            Some(1684527552)
+        );
+        assert_eq!(super::rfc3339_secs("nonsense"), None);
+    }
+}

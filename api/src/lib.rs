@@ -1,0 +1,162 @@
+#![recursion_limit = "256"]
+//! The Docker Engine API server (spec: shared/spec/docker-engine-api-v1.47.yaml).
+//!
+//! Requests are routed by hand: image names contain `/`, so `/images/{name}/json` cannot be
+//! matched segment by segment. Store calls are blocking and run on the blocking pool; request
+//! and response bodies cross into them through channels, so `load` and `save` stream.
+
+mod body;
+mod error;
+mod images;
+mod system;
+
+use body::Resp;
+pub use error::ApiError;
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata_graph::image::ImageStore;
+use strata_graph::LayerStore;
+
+/// The newest API version served.
+pub const API_VERSION: &str = "1.47";
+/// The oldest API version served.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// What the handlers work on.
+pub struct Daemon {
+    pub images: Arc<ImageStore>,
+    pub layers: Arc<LayerStore>,
+    pub data_root: PathBuf,
+    pub labels: Vec<String>,
+    pub debug: bool,
+}
+
+/// Serves the API on a unix socket until `shutdown` resolves.
+pub async fn serve_unix(
+    path: &Path,
+    daemon: Arc<Daemon>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    tracing::info!(socket = %path.display(), "API listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        continue;
+                    }
+                };
+                let d = daemon.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let d = d.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(d, req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await
+                    {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// Splits an optional `/vX.Y` prefix off the path and checks the version.
+fn strip_version(path: &str) -> Result<&str, ApiError> {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok(path);
+    };
+    let (ver, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => return Ok(path),
+    };
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let (a, b) = v.split_once('.')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    let Some(v) = parse(ver) else { return Ok(path) };
+    let max = parse(API_VERSION).unwrap_or((1, 47));
+    let min = parse(MIN_API_VERSION).unwrap_or((1, 24));
+    if v > max {
+        return Err(ApiError::bad_request(format!(
+            "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if v < min {
+        return Err(ApiError::bad_request(format!("client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version")));
+    }
+    Ok(tail)
+}
+
+async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Resp {
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_string();
+    tracing::debug!(%method, path = %raw_path, "request");
+    let res = match strip_version(&raw_path) {
+        Ok(path) => route(d, req, &method, path).await,
+        Err(e) => Err(e),
+    };
+    res.unwrap_or_else(|e| e.into_response())
+}
+
+async fn route(
+    d: Arc<Daemon>,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Result<Resp, ApiError> {
+    let q = body::query(req.uri().query());
+    match (method, path) {
+        (&Method::GET | &Method::HEAD, "/_ping") => Ok(system::ping(method == Method::HEAD)),
+        (&Method::GET, "/version") => Ok(system::version()),
+        (&Method::GET, "/info") => system::info(&d).await,
+        (&Method::GET, "/images/json") => images::list(&d, &q).await,
+        (&Method::POST, "/images/load") => images::load(&d, req, &q).await,
+        (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
+        _ => {
+            if let Some(rest) = path.strip_prefix("/images/") {
+                return images::route_named(d, req, method, rest, &q).await;
+            }
+            Err(ApiError::not_found(format!("page not found: {path}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefixes() {
+        assert_eq!(strip_version("/v1.47/info").unwrap(), "/info");
+        assert_eq!(strip_version("/v1.24/images/json").unwrap(), "/images/json");
+        assert_eq!(strip_version("/info").unwrap(), "/info");
+        assert_eq!(
+            strip_version("/v1.48/info").unwrap_err().to_string(),
+            "client version 1.48 is too new. Maximum supported API version is 1.47"
+        );
+        assert!(strip_version("/v1.12/info")
+            .unwrap_err()
+            .to_string()
+            .contains("too old"));
+    }
+}

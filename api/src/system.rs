@@ -1,0 +1,151 @@
+//! `/_ping`, `/version`, `/info`.
+
+use crate::body::{json, text, Resp};
+use crate::{ApiError, Daemon, API_VERSION, MIN_API_VERSION};
+use hyper::header::HeaderValue;
+use hyper::StatusCode;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn ping(head: bool) -> Resp {
+    let mut r = text(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        if head { "" } else { "OK" },
+    );
+    let h = r.headers_mut();
+    h.insert("API-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("OSType", HeaderValue::from_static("linux"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn uname() -> (String, String, String) {
+    // SAFETY: zeroed utsname is a valid out-buffer for uname(2).
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return ("unknown".into(), "unknown".into(), "unknown".into());
+    }
+    let field = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (field(&u.release), field(&u.machine), field(&u.nodename))
+}
+
+fn go_arch(machine: &str) -> &str {
+    match machine {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub fn version() -> Resp {
+    let (kernel, machine, _) = uname();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Platform": { "Name": "Strata" },
+            "Components": [{ "Name": "Engine", "Version": VERSION, "Details": {
+                "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                "Arch": go_arch(&machine), "KernelVersion": kernel, "GitCommit": "", "GoVersion": "", "BuildTime": "" } }],
+            "Version": VERSION,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": go_arch(&machine),
+            "KernelVersion": kernel,
+            "BuildTime": "",
+        }),
+    )
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
+    let (kernel, machine, host) = uname();
+    let driver = d.layers.driver().clone();
+    let images = d.images.list().len();
+    let status: Vec<[String; 2]> = tokio::task::spawn_blocking(move || {
+        driver.status().into_iter().map(|(k, v)| [k, v]).collect()
+    })
+    .await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "ID": "",
+            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            "Images": images,
+            "Driver": d.layers.driver().name(),
+            "DriverStatus": status,
+            "Plugins": { "Volume": [], "Network": [], "Authorization": null, "Log": [] },
+            "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+            "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+            "Debug": d.debug,
+            "NFd": 0, "NGoroutines": 0,
+            "SystemTime": "",
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "1",
+            "NEventsListener": 0,
+            "KernelVersion": kernel,
+            "OperatingSystem": os_name(),
+            "OSVersion": "",
+            "OSType": "linux",
+            "Architecture": machine,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": null,
+            "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "MemTotal": mem_total(),
+            "DockerRootDir": d.data_root.display().to_string(),
+            "Name": host,
+            "Labels": d.labels,
+            "ExperimentalBuild": false,
+            "ServerVersion": VERSION,
+            "Runtimes": {},
+            "DefaultRuntime": "runc",
+            "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null, "NodeID": "", "NodeAddr": "" },
+            "LiveRestoreEnabled": false,
+            "Isolation": "",
+            "InitBinary": "",
+            "SecurityOptions": [],
+            "Warnings": ["Containers, networks and volumes are not implemented yet in this Strata"],
+        }),
+    ))
+}

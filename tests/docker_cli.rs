@@ -1,0 +1,256 @@
+//! The real `docker` CLI against a real `strata daemon` on a temporary socket and data root:
+//! version, info, load, images, tag, inspect, history, save (same layer digests), rmi.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+use strata_graph::archive::tar::{Header, Kind, TarReader, TarWriter};
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::Digest;
+
+/// A daemon process, stopped by PID (SIGTERM) when dropped.
+struct Daemon {
+    child: Child,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(driver: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-daemon-")
+            .tempdir()
+            .expect("tempdir");
+        let sock = dir.path().join("strata.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["daemon", "--data-root"])
+            .arg(dir.path().join("root"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--storage-driver", driver, "--label", "test=yes"])
+            .spawn()
+            .expect("start strata daemon");
+        let t = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "daemon did not create its socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            sock,
+            _dir: dir,
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+
+    /// Runs docker and returns stdout, failing the test with stderr on error.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A docker-archive of a two-layer busybox image (from Debian's busybox-static).
+fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
+    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian package busybox-static)");
+    let l0 = TarBuilder::new()
+        .dir("bin")
+        .file_mode("bin/busybox", &bb, 0o755, 0, 0)
+        .symlink("bin/sh", "busybox")
+        .build();
+    let l1 = TarBuilder::new()
+        .dir("etc")
+        .file("etc/motd", b"hello from strata\n")
+        .build();
+    let diff_ids = vec![Digest::of(&l0), Digest::of(&l1)];
+    let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","created":"2024-01-02T03:04:05Z","config":{{"Cmd":["sh"],"Env":["PATH=/bin"],"Labels":{{"org.test":"1"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}},"history":[{{"created":"2024-01-02T03:04:05Z","created_by":"ADD busybox"}},{{"created":"2024-01-02T03:04:05Z","created_by":"ADD motd"}},{{"created":"2024-01-02T03:04:05Z","created_by":"CMD [\"sh\"]","empty_layer":true}}]}}"#,
+        ids.join(",")
+    )
+    .into_bytes();
+    let id = Digest::of(&cfg);
+    let cfg_name = format!("{}.json", id.hex());
+    let manifest = format!(
+        r#"[{{"Config":"{cfg_name}","RepoTags":["test/busybox:1"],"Layers":["a/layer.tar","b/layer.tar"]}}]"#
+    );
+    let mut w = TarWriter::new(Vec::new());
+    for (p, data) in [
+        (cfg_name.as_str(), &cfg[..]),
+        ("a/layer.tar", &l0[..]),
+        ("b/layer.tar", &l1[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let h = Header {
+            path: p.as_bytes().to_vec(),
+            link: vec![],
+            kind: Kind::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: data.len() as u64,
+            devmajor: 0,
+            devminor: 0,
+            xattrs: vec![],
+        };
+        w.append(&h, Some(&mut &data[..])).expect("append");
+    }
+    let path = dir.join("busybox.tar");
+    std::fs::write(&path, w.finish().expect("finish")).expect("write");
+    (path, diff_ids, id)
+}
+
+#[test]
+fn docker_cli_manages_images() {
+    if !docker_available() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return;
+    }
+    let mut d = Daemon::start("overlay2");
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(
+        v.trim(),
+        format!("{} 1.47 linux", env!("CARGO_PKG_VERSION"))
+    );
+    let info = d.ok(&[
+        "info",
+        "--format",
+        "{{.Driver}}|{{json .Labels}}|{{.Images}}",
+    ]);
+    assert_eq!(info.trim(), "overlay2|[\"test=yes\"]|0");
+    let plain_info = d.ok(&["info"]);
+    assert!(
+        plain_info.contains("Storage Driver: overlay2")
+            && plain_info.contains("Native Overlay Diff: true"),
+        "{plain_info}"
+    );
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let (archive, diff_ids, id) = busybox_archive(work.path());
+    let out = d.ok(&["load", "-i", archive.to_str().expect("path")]);
+    assert!(out.contains("Loaded image: test/busybox:1"), "{out}");
+    let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert_eq!(images.trim(), format!("test/busybox:1 {}", &id.hex()[..12]));
+
+    d.ok(&["tag", "test/busybox:1", "localhost:5000/other:2"]);
+    let inspect = d.ok(&["image", "inspect", "localhost:5000/other:2", "--format", "{{.Id}} {{.GraphDriver.Name}} {{len .RootFS.Layers}} {{index .Config.Labels \"org.test\"}}"]);
+    assert_eq!(inspect.trim(), format!("{id} overlay2 2 1"));
+    let hist = d.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "test/busybox:1",
+    ]);
+    assert_eq!(
+        hist.lines().collect::<Vec<_>>(),
+        vec!["CMD [\"sh\"]", "ADD motd", "ADD busybox"]
+    );
+
+    // save: the layers come back with the digests they were loaded with.
+    let saved = work.path().join("saved.tar");
+    d.ok(&[
+        "save",
+        "-o",
+        saved.to_str().expect("path"),
+        "localhost:5000/other:2",
+    ]);
+    let bytes = std::fs::read(&saved).expect("read saved");
+    let mut r = TarReader::new(&bytes[..], false);
+    let mut layer_digests = Vec::new();
+    while let Some(e) = r.next_entry().expect("entry") {
+        let data = r.read_payload_to_vec().expect("payload");
+        if e.display().ends_with("/layer.tar") {
+            layer_digests.push(Digest::of(&data));
+        }
+    }
+    layer_digests.sort();
+    let mut want = diff_ids.clone();
+    want.sort();
+    assert_eq!(
+        layer_digests, want,
+        "save reproduces the loaded layers' digests"
+    );
+
+    // rmi: untag first, then delete with the layers.
+    let o = d.ok(&["rmi", "localhost:5000/other:2"]);
+    assert_eq!(o.trim(), "Untagged: localhost:5000/other:2");
+    let o = d.ok(&["rmi", "test/busybox:1"]);
+    assert!(
+        o.contains("Untagged: test/busybox:1") && o.contains(&format!("Deleted: {id}")),
+        "{o}"
+    );
+    assert_eq!(
+        o.matches("Deleted:").count(),
+        3,
+        "the image and its two layers: {o}"
+    );
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+
+    // Errors come back as dockerd's.
+    let o = d.docker(&["image", "inspect", "nosuch:1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No such image: nosuch:1"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bad = work.path().join("bad.tar");
+    std::fs::write(&bad, &std::fs::read(&archive).expect("read")[..3000]).expect("write");
+    let o = d.docker(&["load", "-i", bad.to_str().expect("path")]);
+    assert!(!o.status.success(), "a truncated archive is refused");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invalid archive"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "", "nothing partial left");
+
+    // SIGTERM stops the daemon cleanly and removes its socket.
+    let status = d.stop();
+    assert!(status.success(), "daemon exit: {status}");
+    assert!(!d.sock.exists());
+}
