@@ -1,6 +1,8 @@
 //! `strata`: one binary for the daemon and the client. It wires crates together and holds no
 //! storage logic of its own.
 
+mod pidfile;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,6 +49,9 @@ struct DaemonArgs {
     /// Daemon socket(s) to listen on (unix://PATH), repeatable.
     #[arg(long = "host", short = 'H')]
     hosts: Vec<String>,
+    /// Path of the daemon's PID file.
+    #[arg(long = "pidfile", short = 'p', default_value = "/run/strata.pid")]
+    pidfile: PathBuf,
     /// Daemon labels (key=value), repeatable.
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -88,6 +93,8 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let opts = strata_graph::StorageOpts::parse(&args.storage_opt).context("--storage-opt")?;
     std::fs::create_dir_all(&args.data_root)
         .with_context(|| format!("creating {}", args.data_root.display()))?;
+    let _pid = pidfile::PidLock::acquire(&args.pidfile, "pidfile")?;
+    let _root = pidfile::PidLock::acquire(&args.data_root.join("strata.lock"), "data root lock")?;
     let driver =
         strata_drivers::open_default(args.storage_driver.as_deref(), &args.data_root, &opts)
             .context("storage driver")?;

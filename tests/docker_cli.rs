@@ -21,23 +21,12 @@ impl Daemon {
             .prefix("strata-daemon-")
             .tempdir()
             .expect("tempdir");
+        let root = dir.path().join("root");
+        let pid = dir.path().join("strata.pid");
         let sock = dir.path().join("strata.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["daemon", "--data-root"])
-            .arg(dir.path().join("root"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--storage-driver", driver, "--label", "test=yes"])
-            .spawn()
-            .expect("start strata daemon");
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "daemon did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let args = ["--storage-driver", driver, "--label", "test=yes"];
+        let child = spawn(&root, &pid, &sock, &args)
+            .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         Daemon {
             child,
             sock,
@@ -78,6 +67,37 @@ impl Drop for Daemon {
             self.stop();
         }
     }
+}
+
+/// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
+fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Child, String> {
+    let log = sock.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["daemon", "--data-root"])
+        .arg(root)
+        .arg("--pidfile")
+        .arg(pid)
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args(extra)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start strata daemon");
+    let t = Instant::now();
+    while !sock.exists() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Err(format!(
+                "exit {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "daemon did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 fn docker_available() -> bool {
@@ -253,4 +273,56 @@ fn docker_cli_manages_images() {
     let status = d.stop();
     assert!(status.success(), "daemon exit: {status}");
     assert!(!d.sock.exists());
+}
+
+#[test]
+fn a_second_daemon_is_refused_and_other_drivers_layers_are_not_abandoned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let mut a =
+        spawn(&p.join("root"), &p.join("a.pid"), &p.join("a.sock"), &[]).expect("first daemon");
+    let a_pid = a.id().to_string();
+    assert_eq!(
+        std::fs::read_to_string(p.join("a.pid"))
+            .expect("pidfile")
+            .trim(),
+        a_pid
+    );
+    // Same data root, another pidfile.
+    let err = spawn(&p.join("root"), &p.join("b.pid"), &p.join("b.sock"), &[])
+        .expect_err("same data root");
+    assert!(
+        err.contains("data root lock") && err.contains(&a_pid),
+        "{err}"
+    );
+    // Same pidfile, another data root.
+    let err = spawn(&p.join("root2"), &p.join("a.pid"), &p.join("c.sock"), &[])
+        .expect_err("same pidfile");
+    assert!(err.contains("pidfile") && err.contains(&a_pid), "{err}");
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    assert!(a.wait().expect("wait").success());
+    assert!(
+        !p.join("a.pid").exists(),
+        "the pidfile goes with the daemon"
+    );
+    // A data root holding vfs layers is not silently opened with overlay2.
+    let root = p.join("root3");
+    std::fs::create_dir_all(root.join("vfs/dir/some-layer")).expect("mkdir");
+    let err =
+        spawn(&root, &p.join("d.pid"), &p.join("d.sock"), &[]).expect_err("other driver's layers");
+    assert!(
+        err.contains("vfs") && err.contains("overlay2") && err.contains("--storage-driver vfs"),
+        "{err}"
+    );
+    let mut d = spawn(
+        &root,
+        &p.join("d.pid"),
+        &p.join("d.sock"),
+        &["--storage-driver", "vfs"],
+    )
+    .expect("explicit driver starts");
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+    assert!(d.wait().expect("wait").success());
 }

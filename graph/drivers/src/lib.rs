@@ -17,6 +17,11 @@ pub enum RegistryError {
     Driver(#[from] DriverError),
     #[error("no storage driver works on this host: {0}")]
     NoneWorks(String),
+    #[error("the data root holds layers of the {found} storage driver, but {chosen} was chosen for this host; start with --storage-driver {found} to use them (or --storage-driver {chosen} to start over beside them)")]
+    OtherDriverData {
+        chosen: &'static str,
+        found: &'static str,
+    },
 }
 
 /// Every driver name Strata knows, in order of preference for the automatic choice.
@@ -52,17 +57,25 @@ pub fn open(
     }
 }
 
-/// The drivers whose data already exists under the data root.
+/// The drivers that hold layers under the data root (their homes, minus bookkeeping).
 pub fn in_use(data_root: &Path) -> Vec<&'static str> {
-    KNOWN
-        .iter()
-        .copied()
-        .filter(|n| {
-            std::fs::read_dir(data_root.join(n))
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-        })
-        .collect()
+    let has_layers = |name: &str| {
+        let home = data_root.join(name);
+        let dir = if name == "vfs" {
+            home.join("dir")
+        } else {
+            home
+        };
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    !(n.starts_with('.') || n == "l" || n == "backingFsBlockDev")
+                })
+            })
+            .unwrap_or(false)
+    };
+    KNOWN.iter().copied().filter(|n| has_layers(n)).collect()
 }
 
 /// Opens the configured driver, or else the best one this host supports (overlay2, then vfs).
@@ -75,10 +88,25 @@ pub fn open_default(
     if let Some(name) = configured {
         return open(name, data_root, opts);
     }
+    let present = in_use(data_root);
     let mut why = Vec::new();
     for name in ["overlay2", "vfs"] {
         match open(name, data_root, opts) {
-            Ok(d) => return Ok(d),
+            Ok(d) => {
+                // Layers of another driver are not silently abandoned.
+                if let Some(found) = present
+                    .iter()
+                    .copied()
+                    .find(|p| *p != name)
+                    .filter(|_| !present.contains(&name))
+                {
+                    return Err(RegistryError::OtherDriverData {
+                        chosen: name,
+                        found,
+                    });
+                }
+                return Ok(d);
+            }
             Err(e) => {
                 tracing::info!("{name} not usable: {e}");
                 why.push(format!("{name}: {e}"));
@@ -124,6 +152,28 @@ mod tests {
             open("devicemapper", d.path(), &StorageOpts::default()),
             Err(RegistryError::NotBuilt { .. })
         ));
-        assert_eq!(in_use(d.path()), vec!["overlay2"]);
+        assert!(
+            in_use(d.path()).is_empty(),
+            "no layers yet: {:?} {:?}",
+            in_use(d.path()),
+            std::fs::read_dir(d.path().join("overlay2"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        );
+        let vfs = open("vfs", d.path(), &StorageOpts::default()).unwrap();
+        vfs.create("x", None, &Default::default()).unwrap();
+        assert_eq!(in_use(d.path()), vec!["vfs"]);
+        let e = open_default(None, d.path(), &StorageOpts::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("vfs") && e.contains("overlay2"), "{e}");
+        assert_eq!(
+            open_default(Some("vfs"), d.path(), &StorageOpts::default())
+                .unwrap()
+                .name(),
+            "vfs"
+        );
     }
 }
