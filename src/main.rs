@@ -83,13 +83,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     } else {
         args.hosts.clone()
     };
-    let mut sockets = Vec::new();
-    for h in &hosts {
-        match h.strip_prefix("unix://") {
-            Some(p) if !p.is_empty() => sockets.push(PathBuf::from(p)),
-            _ => anyhow::bail!("-H {h}: only unix:// sockets are implemented yet (tcp://, fd:// and TLS come with issue #4)"),
-        }
-    }
+    let sockets = hosts
+        .iter()
+        .map(|h| strata_api::Host::parse(h).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = strata_graph::StorageOpts::parse(&args.storage_opt).context("--storage-opt")?;
     std::fs::create_dir_all(&args.data_root)
         .with_context(|| format!("creating {}", args.data_root.display()))?;
@@ -138,9 +135,9 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 let stop = async move {
                     let _ = rx.wait_for(|v| *v).await;
                 };
-                strata_api::serve_unix(&sock, d, stop)
+                strata_api::serve(&sock, d, stop)
                     .await
-                    .with_context(|| format!("serving {}", sock.display()))
+                    .with_context(|| format!("serving {sock:?}"))
             }));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -8,9 +8,44 @@ use strata_graph::archive::tar::{Header, Kind, TarReader, TarWriter};
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::Digest;
 
-/// A daemon process, stopped by PID (SIGTERM) when dropped.
+/// A daemon process, stopped by PID when dropped (also when a test fails).
+#[derive(Debug)]
+struct Running(Child);
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then waits; SIGKILL after 10 s. Returns the exit status and how long it took.
+    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Some(s) = self.0.try_wait().expect("try_wait") {
+                return (s, t.elapsed());
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = self.0.kill();
+                return (self.0.wait().expect("wait"), t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+/// A daemon with its own data root and socket.
 struct Daemon {
-    child: Child,
+    child: Running,
     sock: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -55,22 +90,14 @@ impl Daemon {
     }
 
     fn stop(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().expect("wait")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.stop();
-        }
+        let (status, took) = self.child.stop();
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+        status
     }
 }
 
 /// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
-fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Child, String> {
+fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Running, String> {
     let log = sock.with_extension("log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["daemon", "--data-root"])
@@ -80,6 +107,7 @@ fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Child, 
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
         .args(extra)
+        .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("start strata daemon");
@@ -91,13 +119,14 @@ fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Child, 
                 std::fs::read_to_string(&log).unwrap_or_default()
             ));
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "daemon did not create its socket"
-        );
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the daemon did not create its socket in 20 s".into());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(child)
+    Ok(Running(child))
 }
 
 fn docker_available() -> bool {
@@ -281,7 +310,7 @@ fn a_second_daemon_is_refused_and_other_drivers_layers_are_not_abandoned() {
     let p = dir.path();
     let mut a =
         spawn(&p.join("root"), &p.join("a.pid"), &p.join("a.sock"), &[]).expect("first daemon");
-    let a_pid = a.id().to_string();
+    let a_pid = a.pid().to_string();
     assert_eq!(
         std::fs::read_to_string(p.join("a.pid"))
             .expect("pidfile")
@@ -299,9 +328,7 @@ fn a_second_daemon_is_refused_and_other_drivers_layers_are_not_abandoned() {
     let err = spawn(&p.join("root2"), &p.join("a.pid"), &p.join("c.sock"), &[])
         .expect_err("same pidfile");
     assert!(err.contains("pidfile") && err.contains(&a_pid), "{err}");
-    // SAFETY: signalling our own child by PID.
-    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
-    assert!(a.wait().expect("wait").success());
+    assert!(a.stop().0.success());
     assert!(
         !p.join("a.pid").exists(),
         "the pidfile goes with the daemon"
@@ -322,7 +349,97 @@ fn a_second_daemon_is_refused_and_other_drivers_layers_are_not_abandoned() {
         &["--storage-driver", "vfs"],
     )
     .expect("explicit driver starts");
-    // SAFETY: signalling our own child by PID.
-    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-    assert!(d.wait().expect("wait").success());
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn tcp_import_and_system_df() {
+    if !docker_available() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let sock = p.join("s.sock");
+    let mut child = spawn(&p.join("root"), &p.join("pid"), &sock, &["-H", &tcp]).expect("daemon");
+    let t = Instant::now();
+    let docker = |args: &[&str]| -> String {
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", &tcp)
+            .args(args)
+            .output()
+            .expect("docker");
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    while Command::new("docker")
+        .env("DOCKER_HOST", &tcp)
+        .arg("version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "TCP listener never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        docker(&["version", "--format", "{{.Server.APIVersion}}"]).trim(),
+        "1.47"
+    );
+    let log = std::fs::read_to_string(sock.with_extension("log")).expect("log");
+    assert!(
+        log.contains("without --tlsverify is insecure"),
+        "a loud warning for plain TCP: {log}"
+    );
+    // docker import of a compressed tarball.
+    let rootfs = TarBuilder::new()
+        .dir("etc")
+        .file("etc/hostname", b"imported\n")
+        .build();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &rootfs).expect("gzip");
+    let tarball = p.join("rootfs.tar.gz");
+    std::fs::write(&tarball, gz.finish().expect("gzip")).expect("write");
+    let out = docker(&["import", tarball.to_str().expect("path"), "imp/one:v1"]);
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    assert_eq!(
+        docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).trim(),
+        "imp/one:v1"
+    );
+    let inspect = docker(&[
+        "image",
+        "inspect",
+        "imp/one:v1",
+        "--format",
+        "{{index .RootFS.Layers 0}}",
+    ]);
+    assert_eq!(
+        inspect.trim(),
+        Digest::of(&rootfs).to_string(),
+        "the layer is the uncompressed tarball"
+    );
+    assert_eq!(
+        docker(&["history", "--format", "{{.Comment}}", "imp/one:v1"]).trim(),
+        "Imported from -"
+    );
+    let df = docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.lines().any(|l| l == "Images 1"), "{df}");
+    let (status, took) = child.stop();
+    assert!(
+        status.success() && took < Duration::from_secs(5),
+        "{status} after {took:?}"
+    );
 }

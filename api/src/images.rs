@@ -111,20 +111,150 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
                 continue;
             }
         }
-        let cfg = config_json(&img);
-        out.push(serde_json::json!({
-            "Id": img.id.to_string(),
-            "ParentId": "",
-            "RepoTags": tags,
-            "RepoDigests": [],
-            "Created": img.head.created.as_deref().and_then(rfc3339_secs).unwrap_or(0),
-            "Size": size(d, &img),
-            "SharedSize": -1,
-            "Labels": cfg["config"]["Labels"].as_object().cloned().unwrap_or_default(),
-            "Containers": -1,
-        }));
+        out.push(summary(d, &img, tags));
     }
     Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+}
+
+/// An image as `/images/json` and `/system/df` list it.
+fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
+    let cfg = config_json(img);
+    serde_json::json!({
+        "Id": img.id.to_string(),
+        "ParentId": "",
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Created": img.head.created.as_deref().and_then(rfc3339_secs).unwrap_or(0),
+        "Size": size(d, img),
+        "SharedSize": -1,
+        "Labels": cfg["config"]["Labels"].as_object().cloned().unwrap_or_default(),
+        "Containers": -1,
+    })
+}
+
+/// `/system/df`: images and what their layers take.
+pub async fn system_df(d: &Daemon) -> Result<Resp, ApiError> {
+    let layers_size: u64 = d.layers.list().iter().map(|l| l.size).sum();
+    let images: Vec<serde_json::Value> = d
+        .images
+        .list()
+        .iter()
+        .map(|img| {
+            let mut v = summary(d, img, repo_tags(d, img));
+            v["Containers"] = serde_json::json!(0);
+            v
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": [], "Volumes": [], "BuildCache": [] }),
+    ))
+}
+
+/// Now as RFC 3339 with nanoseconds, as image configs write it.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_nanos()
+    )
+}
+
+/// `POST /images/create`: import from a tarball in the body (`fromSrc=-`).
+pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    match q.get("fromSrc") {
+        Some("-") => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "importing from a URL is not supported yet; use fromSrc=-",
+            ))
+        }
+        None => {
+            return Err(ApiError::internal(
+                "pulling images is not implemented yet (issue #7)",
+            ))
+        }
+    }
+    if !q.all("changes").iter().all(|c| c.is_empty()) {
+        return Err(ApiError::bad_request(
+            "--change on import is not supported yet",
+        ));
+    }
+    let repo = q.get("repo").unwrap_or("").to_string();
+    let tag = q
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .unwrap_or("latest")
+        .to_string();
+    // `repo` may carry its own tag (the CLI sends `repo=name:tag`).
+    let reference = match repo.as_str() {
+        "" => None,
+        r => match Reference::parse(r) {
+            Ok(p) if p.tag.is_some() || p.digest.is_some() => Some(r.to_string()),
+            _ => Some(format!("{r}:{tag}")),
+        },
+    };
+    if let Some(r) = &reference {
+        Reference::parse_tagged(r).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let comment = q
+        .get("message")
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| "Imported from -".into());
+    let reader = BodyReader::new(req.into_body());
+    let images = d.images.clone();
+    let id = tokio::task::spawn_blocking(move || -> Result<strata_graph::Digest, ApiError> {
+        let layer = images
+            .layers()
+            .register(None, reader, Default::default())
+            .map_err(strata_graph::image::ImageError::from)?;
+        let now = rfc3339_now();
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        let cfg = serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "created": now,
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id.to_string()] },
+            "history": [{ "created": now, "comment": comment }],
+        });
+        let bytes = serde_json::to_vec(&cfg).map_err(|e| ApiError::internal(e.to_string()))?;
+        let created = images.create(&bytes);
+        let _ = images.layers().release(&layer.chain_id);
+        let img = created?;
+        if let Some(r) = reference {
+            images.tag(&img.id, &r)?;
+        }
+        Ok(img.id)
+    })
+    .await??;
+    Ok(crate::body::text(
+        StatusCode::OK,
+        "application/json",
+        format!("{}\n", serde_json::json!({ "status": id.to_string() })),
+    ))
 }
 
 fn inspect(d: &Daemon, img: &Image) -> serde_json::Value {

@@ -14,7 +14,7 @@ use body::Resp;
 pub use error::ApiError;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use strata_graph::image::ImageStore;
 use strata_graph::LayerStore;
@@ -33,50 +33,110 @@ pub struct Daemon {
     pub debug: bool,
 }
 
-/// Serves the API on a unix socket until `shutdown` resolves.
-pub async fn serve_unix(
-    path: &Path,
+/// A parsed `-H` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Host {
+    /// Parses `unix://PATH` or `tcp://HOST:PORT` (dockerd's forms; port 2375 by default).
+    pub fn parse(s: &str) -> Result<Host, String> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            return if p.is_empty() {
+                Ok(Host::Unix(PathBuf::from("/run/strata.sock")))
+            } else {
+                Ok(Host::Unix(PathBuf::from(p)))
+            };
+        }
+        if let Some(a) = s.strip_prefix("tcp://") {
+            let a = a.trim_end_matches('/');
+            return match a.rsplit_once(':') {
+                Some((h, p)) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => Ok(
+                    Host::Tcp(format!("{}:{p}", if h.is_empty() { "0.0.0.0" } else { h })),
+                ),
+                Some(_) => Err(format!("invalid tcp address {s:?}")),
+                None => Ok(Host::Tcp(format!(
+                    "{}:2375",
+                    if a.is_empty() { "0.0.0.0" } else { a }
+                ))),
+            };
+        }
+        Err(format!("{s}: unsupported address (unix://PATH or tcp://HOST:PORT; fd:// and TLS are not implemented yet)"))
+    }
+}
+
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+fn spawn_connection<S>(stream: S, d: Arc<Daemon>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let d = d.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(d, req).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await
+        {
+            tracing::debug!("connection: {e}");
+        }
+    });
+}
+
+/// Serves the API on `host` until `shutdown` resolves.
+pub async fn serve(
+    host: &Host,
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    tracing::info!(socket = %path.display(), "API listening");
+    let listener = match host {
+        Host::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            if let Some(p) = path.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            let l = tokio::net::UnixListener::bind(path)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+            tracing::info!(socket = %path.display(), "API listening");
+            Listener::Unix(l)
+        }
+        Host::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await?;
+            tracing::warn!(
+                address = %addr,
+                "Binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network"
+            );
+            Listener::Tcp(l)
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!("accept: {e}");
-                        continue;
-                    }
-                };
-                let d = daemon.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let d = d.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(d, req).await) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await
-                    {
-                        tracing::debug!("connection: {e}");
-                    }
-                });
+            r = async {
+                match &listener {
+                    Listener::Unix(l) => l.accept().await.map(|(s, _)| spawn_connection(s, daemon.clone())),
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| spawn_connection(s, daemon.clone())),
+                }
+            } => {
+                if let Err(e) = r {
+                    tracing::warn!("accept: {e}");
+                }
             }
         }
     }
-    let _ = std::fs::remove_file(path);
+    if let Host::Unix(path) = host {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -131,6 +191,8 @@ async fn route(
         (&Method::GET, "/info") => system::info(&d).await,
         (&Method::GET, "/images/json") => images::list(&d, &q).await,
         (&Method::POST, "/images/load") => images::load(&d, req, &q).await,
+        (&Method::POST, "/images/create") => images::create(&d, req, &q).await,
+        (&Method::GET, "/system/df") => images::system_df(&d).await,
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
         _ => {
             if let Some(rest) = path.strip_prefix("/images/") {
