@@ -1,11 +1,16 @@
 //! `strata`: one binary for the daemon and the client. It wires crates together and holds no
 //! storage logic of its own.
 
+mod config;
 mod pidfile;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +31,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DaemonArgs {
-    /// Root of persistent state.
-    #[arg(
-        long = "data-root",
-        short = 'g',
-        alias = "graph",
-        default_value = "/var/lib/strata"
-    )]
-    data_root: PathBuf,
+    /// Root of persistent state [default: /var/lib/strata].
+    #[arg(long = "data-root", short = 'g', alias = "graph")]
+    data_root: Option<PathBuf>,
     /// Storage driver (overlay2, vfs, ...); default: the best this host supports.
     #[arg(long = "storage-driver", short = 's')]
     storage_driver: Option<String>,
@@ -43,18 +43,22 @@ struct DaemonArgs {
     /// Debug logging.
     #[arg(long, short = 'D')]
     debug: bool,
-    /// Log level (debug, info, warn, error).
-    #[arg(long = "log-level", short = 'l', default_value = "info")]
-    log_level: String,
-    /// Daemon socket(s) to listen on (unix://PATH), repeatable.
+    /// Log level (debug, info, warn, error) [default: info].
+    #[arg(long = "log-level", short = 'l')]
+    log_level: Option<String>,
+    /// Daemon socket(s) to listen on (unix://PATH, tcp://HOST:PORT), repeatable
+    /// [default: unix:///run/strata.sock].
     #[arg(long = "host", short = 'H')]
     hosts: Vec<String>,
-    /// Path of the daemon's PID file.
-    #[arg(long = "pidfile", short = 'p', default_value = "/run/strata.pid")]
-    pidfile: PathBuf,
+    /// Path of the daemon's PID file [default: /run/strata.pid].
+    #[arg(long = "pidfile", short = 'p')]
+    pidfile: Option<PathBuf>,
     /// Daemon labels (key=value), repeatable.
     #[arg(long = "label")]
     labels: Vec<String>,
+    /// Daemon configuration file [default: /etc/strata/daemon.json].
+    #[arg(long = "config-file")]
+    config_file: Option<PathBuf>,
 }
 
 fn main() {
@@ -68,42 +72,63 @@ fn main() {
     }
 }
 
-fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
-    let level = if args.debug {
-        "debug".to_string()
+fn level(debug: bool, log_level: &str) -> String {
+    if debug {
+        "debug".into()
     } else {
-        args.log_level.clone()
+        log_level.to_string()
+    }
+}
+
+fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let flags = config::Flags {
+        hosts: args.hosts.clone(),
+        data_root: args.data_root.clone(),
+        storage_driver: args.storage_driver.clone(),
+        storage_opts: args.storage_opt.clone(),
+        labels: args.labels.clone(),
+        debug: args.debug,
+        log_level: args.log_level.clone(),
+        pidfile: args.pidfile.clone(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_writer(std::io::stderr)
+    let config_path = args
+        .config_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/strata/daemon.json"));
+    let file = config::read_file(&config_path, args.config_file.is_some())?;
+    let cfg = config::merge(&flags, &file)?;
+    let (filter, log_handle) = tracing_subscriber::reload::Layer::new(
+        tracing_subscriber::EnvFilter::new(level(cfg.debug, &cfg.log_level)),
+    );
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
-    let hosts = if args.hosts.is_empty() {
+    let hosts = if cfg.hosts.is_empty() {
         vec!["unix:///run/strata.sock".to_string()]
     } else {
-        args.hosts.clone()
+        cfg.hosts.clone()
     };
     let sockets = hosts
         .iter()
         .map(|h| strata_api::Host::parse(h).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let opts = strata_graph::StorageOpts::parse(&args.storage_opt).context("--storage-opt")?;
-    std::fs::create_dir_all(&args.data_root)
-        .with_context(|| format!("creating {}", args.data_root.display()))?;
-    let _pid = pidfile::PidLock::acquire(&args.pidfile, "pidfile")?;
-    let _root = pidfile::PidLock::acquire(&args.data_root.join("strata.lock"), "data root lock")?;
-    let driver =
-        strata_drivers::open_default(args.storage_driver.as_deref(), &args.data_root, &opts)
-            .context("storage driver")?;
+    let opts = strata_graph::StorageOpts::parse(&cfg.storage_opts).context("storage options")?;
+    std::fs::create_dir_all(&cfg.data_root)
+        .with_context(|| format!("creating {}", cfg.data_root.display()))?;
+    let _pid = pidfile::PidLock::acquire(&cfg.pidfile, "pidfile")?;
+    let _root = pidfile::PidLock::acquire(&cfg.data_root.join("strata.lock"), "data root lock")?;
+    let driver = strata_drivers::open_default(cfg.storage_driver.as_deref(), &cfg.data_root, &opts)
+        .context("storage driver")?;
     let (layers, report) =
-        strata_graph::LayerStore::open(&args.data_root.join("layers"), driver.clone())
+        strata_graph::LayerStore::open(&cfg.data_root.join("layers"), driver.clone())
             .context("opening the layer store")?;
     if !report.is_clean() {
         tracing::warn!(?report, "the layer store was reconciled");
     }
-    let layers = std::sync::Arc::new(layers);
+    let layers = Arc::new(layers);
     let (images, problems) =
-        strata_graph::image::ImageStore::open(&args.data_root.join("images"), layers.clone())
+        strata_graph::image::ImageStore::open(&cfg.data_root.join("images"), layers.clone())
             .context("opening the image store")?;
     for p in problems {
         tracing::warn!("{p}");
@@ -114,12 +139,12 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         layers = layers.list().len(),
         "stores open"
     );
-    let daemon = std::sync::Arc::new(strata_api::Daemon {
-        images: std::sync::Arc::new(images),
+    let daemon = Arc::new(strata_api::Daemon {
+        images: Arc::new(images),
         layers: layers.clone(),
-        data_root: args.data_root.clone(),
-        labels: args.labels.clone(),
-        debug: args.debug,
+        data_root: cfg.data_root.clone(),
+        labels: std::sync::RwLock::new(cfg.labels.clone()),
+        debug: std::sync::atomic::AtomicBool::new(cfg.debug),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,16 +160,49 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 let stop = async move {
                     let _ = rx.wait_for(|v| *v).await;
                 };
-                strata_api::serve(&sock, d, stop)
-                    .await
-                    .with_context(|| format!("serving {sock:?}"))
+                strata_api::serve(&sock, d, stop).await.with_context(|| format!("serving {sock:?}"))
             }));
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("SIGTERM handler")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut current = cfg;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+                _ = hup.recv() => {
+                    match config::read_file(&config_path, args.config_file.is_some()).and_then(|f| config::merge(&flags, &f)) {
+                        Err(e) => tracing::error!("SIGHUP: keeping the current configuration: {e:#}"),
+                        Ok(new) => {
+                            if new.labels != current.labels {
+                                tracing::info!(old = ?current.labels, new = ?new.labels, "reloaded labels");
+                                *daemon.labels.write().unwrap_or_else(|p| p.into_inner()) = new.labels.clone();
+                            }
+                            if new.debug != current.debug || new.log_level != current.log_level {
+                                tracing::info!(debug = new.debug, log_level = %new.log_level, "reloaded logging");
+                                daemon.debug.store(new.debug, Ordering::Relaxed);
+                                let _ = log_handle.modify(|f| *f = tracing_subscriber::EnvFilter::new(level(new.debug, &new.log_level)));
+                            }
+                            let ignored: Vec<&str> = [
+                                ("hosts", new.hosts != current.hosts),
+                                ("data-root", new.data_root != current.data_root),
+                                ("storage-driver", new.storage_driver != current.storage_driver),
+                                ("storage-opts", new.storage_opts != current.storage_opts),
+                                ("pidfile", new.pidfile != current.pidfile),
+                            ]
+                            .iter()
+                            .filter(|(_, changed)| *changed)
+                            .map(|(k, _)| *k)
+                            .collect();
+                            if !ignored.is_empty() {
+                                tracing::warn!(?ignored, "these settings change only with a restart");
+                            }
+                            current = new;
+                        }
+                    }
+                }
+            }
         }
         let _ = stop_tx.send(true);
         for s in servers {

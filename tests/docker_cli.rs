@@ -443,3 +443,97 @@ fn tcp_import_and_system_df() {
         "{status} after {took:?}"
     );
 }
+
+#[test]
+fn daemon_json_is_checked_and_reloaded_on_sighup() {
+    if !docker_available() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let conf = p.join("daemon.json");
+    let cf = conf.to_str().expect("path").to_string();
+    // Refused at start: a setting both as flag and in the file, an unknown key, bad JSON.
+    std::fs::write(&conf, r#"{"labels": ["from=file"]}"#).expect("write");
+    let err = spawn(
+        &p.join("root"),
+        &p.join("pid"),
+        &p.join("s.sock"),
+        &["--config-file", &cf, "--label", "from=flag"],
+    )
+    .expect_err("conflict");
+    assert!(
+        err.contains("specified both as a flag and in the configuration file")
+            && err.contains("labels"),
+        "{err}"
+    );
+    std::fs::write(&conf, r#"{"labels": [], "bogus-key": 1}"#).expect("write");
+    let err = spawn(
+        &p.join("root"),
+        &p.join("pid"),
+        &p.join("s.sock"),
+        &["--config-file", &cf],
+    )
+    .expect_err("unknown key");
+    assert!(
+        err.contains("don't match any configuration option: bogus-key"),
+        "{err}"
+    );
+    std::fs::write(&conf, "{\n  \"labels\": [\"a=1\"],\n}").expect("write");
+    let err = spawn(
+        &p.join("root"),
+        &p.join("pid"),
+        &p.join("s.sock"),
+        &["--config-file", &cf],
+    )
+    .expect_err("bad JSON");
+    assert!(err.contains("line 3 column 1"), "{err}");
+    // Started from the file; SIGHUP reloads labels.
+    std::fs::write(&conf, r#"{"labels": ["a=1"], "debug": false}"#).expect("write");
+    let sock = p.join("s.sock");
+    let mut d = spawn(
+        &p.join("root"),
+        &p.join("pid"),
+        &sock,
+        &["--config-file", &cf],
+    )
+    .expect("daemon");
+    let labels = || {
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args(["info", "--format", "{{json .Labels}} {{.Debug}}"])
+            .output()
+            .expect("docker");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(labels(), r#"["a=1"] false"#);
+    let hup_until = |want: &str| {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+        let t = Instant::now();
+        while labels() != want {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "reload did not happen: {}",
+                labels()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::fs::write(&conf, r#"{"labels": ["a=2", "b=3"], "debug": true}"#).expect("write");
+    hup_until(r#"["a=2","b=3"] true"#);
+    // An invalid file on reload keeps the old configuration, and says why.
+    std::fs::write(&conf, r#"{"labels": ["c=4"], "nonsense": true}"#).expect("write");
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(labels(), r#"["a=2","b=3"] true"#);
+    let log = std::fs::read_to_string(sock.with_extension("log")).expect("log");
+    assert!(
+        log.contains("keeping the current configuration") && log.contains("nonsense"),
+        "{log}"
+    );
+    assert!(d.stop().0.success());
+}

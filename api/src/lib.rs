@@ -29,8 +29,10 @@ pub struct Daemon {
     pub images: Arc<ImageStore>,
     pub layers: Arc<LayerStore>,
     pub data_root: PathBuf,
-    pub labels: Vec<String>,
-    pub debug: bool,
+    /// Reloadable on SIGHUP.
+    pub labels: std::sync::RwLock<Vec<String>>,
+    /// Reloadable on SIGHUP.
+    pub debug: std::sync::atomic::AtomicBool,
 }
 
 /// A parsed `-H` address.

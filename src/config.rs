@@ -1,0 +1,260 @@
+//! Daemon configuration: flags and `daemon.json`, merged as dockerd merges them. A setting given
+//! both as a flag and in the file is an error, as is an unknown key or malformed JSON.
+
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+/// Keys of daemon.json that Strata reads (dockerd's names).
+const KEYS: &[&str] = &[
+    "hosts",
+    "data-root",
+    "storage-driver",
+    "storage-opts",
+    "labels",
+    "debug",
+    "log-level",
+    "pidfile",
+];
+/// dockerd keys Strata knows but does not implement yet: refused rather than ignored.
+const NOT_YET: &[&str] = &[
+    "tls",
+    "tlsverify",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "exec-root",
+    "group",
+];
+
+/// Settings from the command line; `None`/empty means not given.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub hosts: Vec<String>,
+    pub data_root: Option<PathBuf>,
+    pub storage_driver: Option<String>,
+    pub storage_opts: Vec<String>,
+    pub labels: Vec<String>,
+    pub debug: bool,
+    pub log_level: Option<String>,
+    pub pidfile: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hosts: Vec<String>,
+    pub data_root: PathBuf,
+    pub storage_driver: Option<String>,
+    pub storage_opts: Vec<String>,
+    pub labels: Vec<String>,
+    pub debug: bool,
+    pub log_level: String,
+    pub pidfile: PathBuf,
+}
+
+fn strings(v: &serde_json::Value, key: &str) -> anyhow::Result<Vec<String>> {
+    v.as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+        })
+        .with_context(|| format!("daemon.json: {key} must be an array of strings"))
+}
+
+fn string(v: &serde_json::Value, key: &str) -> anyhow::Result<String> {
+    v.as_str()
+        .map(String::from)
+        .with_context(|| format!("daemon.json: {key} must be a string"))
+}
+
+/// Reads daemon.json; a missing file is an empty one unless `required`.
+pub fn read_file(
+    path: &Path,
+    required: bool,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(Default::default())
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if text.trim().is_empty() {
+        return Ok(Default::default());
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid JSON in {}: {e}", path.display()))?;
+    let map = match v {
+        serde_json::Value::Object(m) => m,
+        _ => bail!(
+            "{}: the configuration must be a JSON object",
+            path.display()
+        ),
+    };
+    let unknown: Vec<&String> = map
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()) && !NOT_YET.contains(&k.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: the following directives don't match any configuration option: {}",
+            path.display(),
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(k) = map.keys().find(|k| NOT_YET.contains(&k.as_str())) {
+        bail!(
+            "{}: {k} is not implemented yet in Strata (issue #4)",
+            path.display()
+        );
+    }
+    Ok(map)
+}
+
+/// Merges flags and file; refuses a setting given in both.
+pub fn merge(
+    flags: &Flags,
+    file: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Config> {
+    let given: [(&str, bool, String); 8] = [
+        (
+            "hosts",
+            !flags.hosts.is_empty(),
+            format!("{:?}", flags.hosts),
+        ),
+        (
+            "data-root",
+            flags.data_root.is_some(),
+            format!("{:?}", flags.data_root),
+        ),
+        (
+            "storage-driver",
+            flags.storage_driver.is_some(),
+            format!("{:?}", flags.storage_driver),
+        ),
+        (
+            "storage-opts",
+            !flags.storage_opts.is_empty(),
+            format!("{:?}", flags.storage_opts),
+        ),
+        (
+            "labels",
+            !flags.labels.is_empty(),
+            format!("{:?}", flags.labels),
+        ),
+        ("debug", flags.debug, "true".into()),
+        (
+            "log-level",
+            flags.log_level.is_some(),
+            format!("{:?}", flags.log_level),
+        ),
+        (
+            "pidfile",
+            flags.pidfile.is_some(),
+            format!("{:?}", flags.pidfile),
+        ),
+    ];
+    let conflicts: Vec<String> = given
+        .iter()
+        .filter(|(k, g, _)| *g && file.contains_key(*k))
+        .map(|(k, _, f)| format!("{k}: (from flag: {f}, from file: {})", file[*k]))
+        .collect();
+    if !conflicts.is_empty() {
+        bail!("the following directives are specified both as a flag and in the configuration file: {}", conflicts.join(", "));
+    }
+    let get = |k: &str| file.get(k);
+    Ok(Config {
+        hosts: match get("hosts") {
+            Some(v) => strings(v, "hosts")?,
+            None => flags.hosts.clone(),
+        },
+        data_root: match get("data-root") {
+            Some(v) => PathBuf::from(string(v, "data-root")?),
+            None => flags
+                .data_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/strata")),
+        },
+        storage_driver: match get("storage-driver") {
+            Some(v) => Some(string(v, "storage-driver")?),
+            None => flags.storage_driver.clone(),
+        },
+        storage_opts: match get("storage-opts") {
+            Some(v) => strings(v, "storage-opts")?,
+            None => flags.storage_opts.clone(),
+        },
+        labels: match get("labels") {
+            Some(v) => strings(v, "labels")?,
+            None => flags.labels.clone(),
+        },
+        debug: match get("debug") {
+            Some(v) => v
+                .as_bool()
+                .context("daemon.json: debug must be true or false")?,
+            None => flags.debug,
+        },
+        log_level: match get("log-level") {
+            Some(v) => string(v, "log-level")?,
+            None => flags.log_level.clone().unwrap_or_else(|| "info".into()),
+        },
+        pidfile: match get("pidfile") {
+            Some(v) => PathBuf::from(string(v, "pidfile")?),
+            None => flags
+                .pidfile
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/run/strata.pid")),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(s: &str) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn flags_and_file_merge_and_conflict() {
+        let f = Flags {
+            labels: vec!["a=1".into()],
+            ..Default::default()
+        };
+        let c = merge(&f, &file(r#"{"debug": true, "storage-driver": "vfs"}"#)).unwrap();
+        assert!(c.debug && c.labels == vec!["a=1"] && c.storage_driver.as_deref() == Some("vfs"));
+        assert_eq!(c.data_root, PathBuf::from("/var/lib/strata"));
+        let e = merge(&f, &file(r#"{"labels": ["b=2"]}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("specified both as a flag and in the configuration file")
+                && e.contains("labels"),
+            "{e}"
+        );
+        assert!(merge(&Flags::default(), &file(r#"{"labels": "x"}"#)).is_err());
+    }
+
+    #[test]
+    fn bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("daemon.json");
+        std::fs::write(&p, "{\n  \"debug\": true,\n}").unwrap();
+        let e = read_file(&p, true).unwrap_err().to_string();
+        assert!(e.contains("at line 3 column 1"), "{e}");
+        std::fs::write(&p, r#"{"bogus": 1}"#).unwrap();
+        assert!(read_file(&p, true)
+            .unwrap_err()
+            .to_string()
+            .contains("don't match any configuration option: bogus"));
+        assert!(read_file(&d.path().join("none.json"), false)
+            .unwrap()
+            .is_empty());
+        assert!(read_file(&d.path().join("none.json"), true).is_err());
+    }
+}
