@@ -81,6 +81,8 @@ fn level(debug: bool, log_level: &str) -> String {
 }
 
 fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    // Before any thread starts: it reads and clears the environment.
+    let activated = strata_api::activation_fds();
     let flags = config::Flags {
         hosts: args.hosts.clone(),
         data_root: args.data_root.clone(),
@@ -109,10 +111,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     } else {
         cfg.hosts.clone()
     };
-    let sockets = hosts
-        .iter()
-        .map(|h| strata_api::Host::parse(h).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sockets = strata_api::resolve_hosts(&hosts, &activated).map_err(anyhow::Error::msg)?;
     let opts = strata_graph::StorageOpts::parse(&cfg.storage_opts).context("storage options")?;
     std::fs::create_dir_all(&cfg.data_root)
         .with_context(|| format!("creating {}", cfg.data_root.display()))?;
@@ -160,7 +159,11 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 let stop = async move {
                     let _ = rx.wait_for(|v| *v).await;
                 };
-                strata_api::serve(&sock, d, stop).await.with_context(|| format!("serving {sock:?}"))
+                let res = strata_api::serve(&sock, d, stop).await.with_context(|| format!("serving {sock:?}"));
+                if let Err(e) = &res {
+                    tracing::error!("{e:#}");
+                }
+                res
             }));
         }
         use tokio::signal::unix::{signal, SignalKind};

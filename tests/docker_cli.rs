@@ -537,3 +537,78 @@ fn daemon_json_is_checked_and_reloaded_on_sighup() {
     );
     assert!(d.stop().0.success());
 }
+
+#[test]
+fn fd_socket_activation() {
+    if !docker_available() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let sock = p.join("activated.sock");
+    // The service manager's side: a listening socket, passed as fd 3 with LISTEN_FDS=1 and
+    // LISTEN_PID set to the daemon's PID (`exec` keeps the shell's PID).
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .args(["daemon", "-H", "fd://", "--data-root"])
+        .arg(p.join("root"))
+        .arg("--pidfile")
+        .arg(p.join("pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(p.join("log")).expect("log"));
+    // SAFETY: only dup2 runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+    let mut d = Running(cmd.spawn().expect("spawn"));
+    drop(listener);
+    let t = Instant::now();
+    loop {
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args(["version", "--format", "{{.Server.APIVersion}}"])
+            .output()
+            .expect("docker");
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.47");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no answer on the activated socket: {}",
+            std::fs::read_to_string(p.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(p.join("log"))
+        .expect("log")
+        .contains("passed by the service manager"));
+    assert!(d.stop().0.success());
+    // Without passed sockets, fd:// is a clear error.
+    let err = spawn(
+        &p.join("root2"),
+        &p.join("pid2"),
+        &p.join("x.sock"),
+        &["-H", "fd://"],
+    )
+    .expect_err("no sockets");
+    assert!(err.contains("LISTEN_FDS"), "{err}");
+}

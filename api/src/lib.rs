@@ -40,6 +40,57 @@ pub struct Daemon {
 pub enum Host {
     Unix(PathBuf),
     Tcp(String),
+    /// A listening socket passed by the service manager (systemd socket activation).
+    Fd(i32),
+}
+
+/// Listening sockets passed the systemd way (`LISTEN_PID` = us, `LISTEN_FDS` = n, fds 3..3+n).
+/// Reads the environment once and clears it, as `sd_listen_fds(1)` does; call it before any
+/// thread starts.
+pub fn activation_fds() -> Vec<i32> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let n = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if !ours || n <= 0 {
+        return Vec::new();
+    }
+    (3..3 + n).collect()
+}
+
+/// Expands `-H` values into hosts; `fd://` takes every activation socket, `fd://N` one of them.
+pub fn resolve_hosts(values: &[String], activated: &[i32]) -> Result<Vec<Host>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        if let Some(rest) = v.strip_prefix("fd://") {
+            if activated.is_empty() {
+                return Err(format!(
+                    "{v}: no sockets were passed by the service manager (LISTEN_FDS/LISTEN_PID)"
+                ));
+            }
+            if rest.is_empty() {
+                out.extend(activated.iter().map(|fd| Host::Fd(*fd)));
+            } else {
+                let fd: i32 = rest.parse().map_err(|_| format!("{v}: expected fd://N"))?;
+                if !activated.contains(&fd) {
+                    return Err(format!(
+                        "{v}: fd {fd} was not passed by the service manager"
+                    ));
+                }
+                out.push(Host::Fd(fd));
+            }
+        } else {
+            out.push(Host::parse(v)?);
+        }
+    }
+    Ok(out)
 }
 
 impl Host {
@@ -65,7 +116,7 @@ impl Host {
                 ))),
             };
         }
-        Err(format!("{s}: unsupported address (unix://PATH or tcp://HOST:PORT; fd:// and TLS are not implemented yet)"))
+        Err(format!("{s}: unsupported address (unix://PATH, tcp://HOST:PORT or fd://; TLS is not implemented yet)"))
     }
 }
 
@@ -110,6 +161,33 @@ pub async fn serve(
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
             tracing::info!(socket = %path.display(), "API listening");
             Listener::Unix(l)
+        }
+        Host::Fd(fd) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a zeroed sockaddr_storage is a valid out-buffer.
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: valid buffer and length for getsockname.
+            if unsafe { libc::getsockname(*fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) }
+                != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            tracing::info!(
+                fd,
+                "API listening on a socket passed by the service manager"
+            );
+            if ss.ss_family as i32 == libc::AF_UNIX {
+                // SAFETY: the fd was passed to us for this purpose and is used once.
+                let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(*fd) };
+                l.set_nonblocking(true)?;
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?)
+            } else {
+                // SAFETY: as above.
+                let l = unsafe { std::net::TcpListener::from_raw_fd(*fd) };
+                l.set_nonblocking(true)?;
+                Listener::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
         }
         Host::Tcp(addr) => {
             let l = tokio::net::TcpListener::bind(addr).await?;
