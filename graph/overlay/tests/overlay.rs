@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::{CreateOpts, Driver, StorageOpts};
 use strata_overlay::{MountApi, OverlayDriver};
@@ -175,71 +176,32 @@ fn size_is_a_clear_error_without_project_quota() {
     assert!(err.contains("color") && err.contains("size"), "{err}");
 }
 
-/// An xfs filesystem with project quotas on a loop device, unmounted (and the loop device
-/// released, via autoclear) when dropped.
-struct XfsMount {
-    mnt: PathBuf,
-}
-
 enum Xfs {
-    Mounted(XfsMount),
+    Mounted(LoopFs),
     /// mkfs.xfs is not installed.
     NoTools,
     /// The kernel mounts xfs but has no quota support (CONFIG_XFS_QUOTA off).
     NoQuota,
 }
 
-impl XfsMount {
-    fn try_mount(dir: &Path) -> Xfs {
-        if Command::new("mkfs.xfs").arg("-V").output().is_err() {
-            return Xfs::NoTools;
+/// xfs with project quotas on a loop device.
+fn xfs_with_pquota(dir: &Path) -> Xfs {
+    match LoopFs::new(dir, &["mkfs.xfs", "-q", "-f"], 512 << 20, "pquota") {
+        Ok(fs) => Xfs::Mounted(fs),
+        Err(LoopFsError::NoTool(_)) => Xfs::NoTools,
+        Err(LoopFsError::Mount(why)) => {
+            // Mountable without quotas? Then it is the kernel that lacks them.
+            let image = dir.join("mkfs.xfs.img");
+            let plain = Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(dir.join("mnt"))
+                .output()
+                .expect("mount");
+            assert!(plain.status.success(), "mount xfs: {why}");
+            let _ = strata_graph::fsutil::unmount_all_under(&dir.join("mnt"));
+            Xfs::NoQuota
         }
-        let img = dir.join("xfs.img");
-        std::fs::File::create(&img)
-            .expect("img")
-            .set_len(512 << 20)
-            .expect("size");
-        let out = Command::new("mkfs.xfs")
-            .args(["-q", "-f"])
-            .arg(&img)
-            .output()
-            .expect("mkfs.xfs");
-        assert!(
-            out.status.success(),
-            "mkfs.xfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mnt = dir.join("mnt");
-        std::fs::create_dir(&mnt).expect("mkdir");
-        let out = Command::new("mount")
-            .args(["-o", "loop,pquota"])
-            .arg(&img)
-            .arg(&mnt)
-            .output()
-            .expect("mount");
-        if out.status.success() {
-            return Xfs::Mounted(XfsMount { mnt });
-        }
-        // Mountable without quotas? Then it is the kernel that lacks them.
-        let plain = Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(&mnt)
-            .output()
-            .expect("mount");
-        assert!(
-            plain.status.success(),
-            "mount xfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = strata_graph::fsutil::unmount_all_under(&mnt);
-        Xfs::NoQuota
-    }
-}
-
-impl Drop for XfsMount {
-    fn drop(&mut self) {
-        let _ = strata_graph::fsutil::unmount_all_under(&self.mnt);
     }
 }
 
@@ -291,7 +253,7 @@ fn run_in_vm(test: &str) -> bool {
 #[test]
 fn size_limits_container_layers_on_xfs_with_pquota() {
     let dir = tempdir();
-    let xfs = match XfsMount::try_mount(dir.path()) {
+    let xfs = match xfs_with_pquota(dir.path()) {
         Xfs::Mounted(m) => m,
         Xfs::NoTools => {
             eprintln!("SKIPPED: mkfs.xfs is not installed (Debian package xfsprogs)");

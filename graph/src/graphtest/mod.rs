@@ -5,6 +5,7 @@
 //! Tests run against real mounts in a temporary directory (`$STRATA_TEST_DIR`, else the
 //! system's temp dir) and unmount everything they mounted, also when they fail.
 
+pub mod loopfs;
 pub mod tars;
 
 use crate::archive::ChangeKind;

@@ -2,27 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 use strata_graph::{CreateOpts, Driver, StorageOpts};
-
-/// A loop-mounted btrfs, unmounted when dropped (the loop device goes with it: autoclear).
-struct Btrfs(PathBuf);
-
-impl Drop for Btrfs {
-    fn drop(&mut self) {
-        let _ = strata_graph::fsutil::unmount_all_under(&self.0);
-    }
-}
 
 #[test]
 fn copies_share_extents_on_btrfs() {
-    if Command::new("mkfs.btrfs")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: mkfs.btrfs is not installed (Debian package btrfs-progs)");
-        return;
-    }
     let base = std::env::var_os("STRATA_TEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
@@ -30,35 +14,15 @@ fn copies_share_extents_on_btrfs() {
         .prefix("strata-vfs-")
         .tempdir_in(base)
         .expect("tempdir");
-    let img = dir.path().join("btrfs.img");
-    std::fs::File::create(&img)
-        .expect("img")
-        .set_len(256 << 20)
-        .expect("size");
-    let out = Command::new("mkfs.btrfs")
-        .arg("-q")
-        .arg(&img)
-        .output()
-        .expect("mkfs.btrfs");
-    assert!(
-        out.status.success(),
-        "mkfs.btrfs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let out = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&img)
-        .arg(&mnt)
-        .output()
-        .expect("mount");
-    assert!(
-        out.status.success(),
-        "mount: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _guard = Btrfs(mnt.clone());
+    let fs = match LoopFs::new(dir.path(), &["mkfs.btrfs", "-q"], 256 << 20, "") {
+        Ok(fs) => fs,
+        Err(LoopFsError::NoTool(t)) => {
+            eprintln!("SKIPPED: {t} is not installed (Debian package btrfs-progs)");
+            return;
+        }
+        Err(LoopFsError::Mount(why)) => panic!("mounting btrfs: {why}"),
+    };
+    let mnt = fs.mnt.clone();
     let d = strata_vfs::VfsDriver::new(&mnt.join("vfs"), &StorageOpts::default()).expect("vfs");
     d.create("base", None, &CreateOpts::default())
         .expect("base");
