@@ -279,7 +279,14 @@ fn docker_cli_manages_images() {
     );
     assert_eq!(d.ok(&["images", "-q"]).trim(), "");
 
-    // Errors come back as dockerd's.
+    // Errors come back as dockerd's (texts and codes compared with dockerd 20.10.24 side by
+    // side: rmi/tag of a missing image name it with its tag, 409 for an ID with several tags).
+    let o = d.docker(&["rmi", "nosuch"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No such image: nosuch:latest"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = d.docker(&["image", "inspect", "nosuch:1"]);
     assert!(!o.status.success());
     assert!(

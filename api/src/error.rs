@@ -45,6 +45,7 @@ impl From<ImageError> for ApiError {
         let status = match &e {
             ImageError::NotFound(_) => StatusCode::NOT_FOUND,
             ImageError::BadConfig(_)
+            | ImageError::BadArchive(_)
             | ImageError::Reference(_)
             | ImageError::MissingLayer { .. }
             | ImageError::Ambiguous(_) => StatusCode::BAD_REQUEST,

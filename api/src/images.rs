@@ -332,6 +332,16 @@ fn find(d: &Daemon, name: &str) -> Result<Image, ApiError> {
     })
 }
 
+/// As `find`, naming a missing image as dockerd does for tag and rmi (`nosuch:latest`).
+fn find_normalized(d: &Daemon, name: &str) -> Result<Image, ApiError> {
+    find(d, name).map_err(|e| match Reference::parse_tagged(name) {
+        Ok(r) if e.status == StatusCode::NOT_FOUND && !name.starts_with("sha256:") => {
+            ApiError::not_found(format!("No such image: {}", r.familiar()))
+        }
+        _ => e,
+    })
+}
+
 pub async fn route_named(
     d: Arc<Daemon>,
     req: Request<Incoming>,
@@ -355,7 +365,7 @@ pub async fn route_named(
         (&Method::GET, "history") => Ok(json(StatusCode::OK, &history(&d, &find(&d, &name)?))),
         (&Method::GET, "get") => save(&d, vec![name]).await,
         (&Method::POST, "tag") => {
-            let img = find(&d, &name)?;
+            let img = find_normalized(&d, &name)?;
             let repo = q.get("repo").unwrap_or("");
             let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
             let r = format!("{repo}:{tag}");
@@ -377,7 +387,7 @@ pub async fn route_named(
 /// `docker rmi`: a reference is untagged, and the image deleted with its last reference; an ID
 /// with several references is refused without `force`.
 async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiError> {
-    let img = find(d, name)?;
+    let img = find_normalized(d, name)?;
     let refs = d.images.references(&img.id);
     let hexish = name.trim_start_matches("sha256:");
     let by_id = name.starts_with("sha256:")

@@ -278,7 +278,7 @@ async fn route(
             if let Some(rest) = path.strip_prefix("/images/") {
                 return images::route_named(d, req, method, rest, &q).await;
             }
-            Err(ApiError::not_found(format!("page not found: {path}")))
+            Err(ApiError::not_found("page not found"))
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct Loaded {
 }
 
 fn bad(msg: impl Into<String>) -> ImageError {
-    ImageError::BadConfig(msg.into())
+    ImageError::BadArchive(msg.into())
 }
 
 /// An archive unpacked into a private directory; symlinks and hard links are kept as a map,

@@ -23,6 +23,8 @@ pub enum ImageError {
     NotFound(String),
     #[error("invalid image config: {0}")]
     BadConfig(String),
+    #[error("{0}")]
+    BadArchive(String),
     #[error(
         "image config refers to layer {diff_id} (chain {chain}), which is not in the layer store"
     )]
