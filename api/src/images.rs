@@ -422,29 +422,93 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
     Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
 }
 
+/// A text progress bar as dockerd's JSON messages carry one (`[====>    ] 1.2MB/3MB`).
+fn progress_bar(current: u64, total: u64) -> String {
+    let width = 50u64;
+    let filled = if total == 0 {
+        width
+    } else {
+        (current.min(total) * width / total).min(width)
+    };
+    let bar: String = (0..width)
+        .map(|i| {
+            if i + 1 < filled || (filled == width && i + 1 == width) {
+                '='
+            } else if i + 1 == filled {
+                '>'
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let mb = |b: u64| {
+        if b >= 1_000_000 {
+            format!("{:.3}MB", b as f64 / 1e6)
+        } else {
+            format!("{:.2}kB", b as f64 / 1e3)
+        }
+    };
+    format!("[{bar}]  {}/{}", mb(current), mb(total))
+}
+
+/// `POST /images/load`: a JSON message stream, as dockerd writes it: per-layer progress
+/// (unless `quiet`), then the loaded images; an error arrives in the stream.
 pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    use strata_graph::image::LoadProgress;
     let quiet = q.bool("quiet");
     let reader = BodyReader::new(req.into_body());
     let images = d.images.clone();
-    let loaded = tokio::task::spawn_blocking(move || images.load(reader, None)).await??;
-    let mut lines = String::new();
-    for l in loaded {
-        if l.tags.is_empty() {
-            lines.push_str(
-                &serde_json::json!({ "stream": format!("Loaded image ID: {}\n", l.id) })
-                    .to_string(),
-            );
-            lines.push('\n');
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
+    tokio::task::spawn_blocking(move || {
+        let send = |v: serde_json::Value| {
+            let _ = tx.blocking_send(Ok(bytes::Bytes::from(format!("{v}\n"))));
+        };
+        let last = std::sync::Mutex::new((String::new(), 0u64));
+        let cb = |p: LoadProgress<'_>| {
+            if let LoadProgress::Layer {
+                diff_id,
+                current,
+                total,
+            } = p
+            {
+                let id = diff_id.hex()[..12].to_string();
+                let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+                // At most one message per MB, plus the first and the last.
+                if l.0 == id && current != total && current < l.1 + (1 << 20) && current != 0 {
+                    return;
+                }
+                *l = (id.clone(), current);
+                send(serde_json::json!({
+                    "status": "Loading layer",
+                    "progressDetail": { "current": current, "total": total },
+                    "progress": progress_bar(current, total),
+                    "id": id,
+                }));
+            }
+        };
+        let progress: Option<&(dyn Fn(LoadProgress<'_>) + Sync)> =
+            if quiet { None } else { Some(&cb) };
+        match images.load(reader, progress) {
+            Ok(loaded) => {
+                for l in loaded {
+                    if l.tags.is_empty() {
+                        send(
+                            serde_json::json!({ "stream": format!("Loaded image ID: {}\n", l.id) }),
+                        );
+                    }
+                    for t in l.tags {
+                        send(serde_json::json!({ "stream": format!("Loaded image: {t}\n") }));
+                    }
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                tracing::warn!("load: {m}");
+                send(serde_json::json!({ "errorDetail": { "message": m }, "error": m }));
+            }
         }
-        for t in l.tags {
-            lines.push_str(
-                &serde_json::json!({ "stream": format!("Loaded image: {t}\n") }).to_string(),
-            );
-            lines.push('\n');
-        }
-    }
-    let _ = quiet;
-    Ok(crate::body::text(StatusCode::OK, "application/json", lines))
+    });
+    Ok(stream(StatusCode::OK, "application/json", rx))
 }
 
 pub async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Result<Resp, ApiError> {
@@ -481,5 +545,16 @@ mod tests {
             Some(1684527552)
         );
         assert_eq!(super::rfc3339_secs("nonsense"), None);
+    }
+
+    #[test]
+    fn progress_bars() {
+        assert!(super::progress_bar(0, 100).starts_with(&format!("[{}]", " ".repeat(50))));
+        assert!(super::progress_bar(50, 100).starts_with(&format!(
+            "[{}>{}]",
+            "=".repeat(24),
+            " ".repeat(25)
+        )));
+        assert!(super::progress_bar(2_000_000, 2_000_000).ends_with("2.000MB/2.000MB"));
     }
 }

@@ -154,7 +154,19 @@ fn docker_archive_round_trip_keeps_every_digest() {
         let cfg = config(&diff_ids);
         let tar = docker_archive(&l0, &l1, &cfg, r#"["app:1","localhost:5000/team/app:2"]"#);
         let said = std::sync::Mutex::new(Vec::new());
-        let cb = |m: &str| said.lock().expect("lock").push(m.to_string());
+        let cb = |p: strata_graph::image::LoadProgress<'_>| {
+            let line = match p {
+                strata_graph::image::LoadProgress::Layer {
+                    diff_id,
+                    current,
+                    total,
+                } => format!("layer {diff_id} {current}/{total}"),
+                strata_graph::image::LoadProgress::Loaded { id } => {
+                    format!("Loaded image ID: {id}")
+                }
+            };
+            said.lock().expect("lock").push(line);
+        };
         let loaded = env.images.load(&tar[..], Some(&cb)).expect("load");
         assert_eq!(loaded.len(), 1);
         assert_eq!(
@@ -163,11 +175,19 @@ fn docker_archive_round_trip_keeps_every_digest() {
             "{driver}: image ID is the config digest"
         );
         assert_eq!(loaded[0].tags, vec!["app:1", "localhost:5000/team/app:2"]);
-        assert!(said
-            .lock()
-            .expect("lock")
-            .iter()
-            .any(|m| m.starts_with("Loaded image ID: sha256:")));
+        let said = said.lock().expect("lock").clone();
+        assert!(
+            said.iter()
+                .any(|m| m.starts_with("Loaded image ID: sha256:")),
+            "{said:?}"
+        );
+        for (d, size) in [(&diff_ids[0], l0.len()), (&diff_ids[1], gzip(&l1).len())] {
+            assert!(
+                said.contains(&format!("layer {d} 0/{size}"))
+                    && said.contains(&format!("layer {d} {size}/{size}")),
+                "{said:?}"
+            );
+        }
         // The image's filesystem is what the layers say.
         let rw = env
             .layers

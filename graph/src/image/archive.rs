@@ -18,6 +18,19 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+/// Progress of a load.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadProgress<'a> {
+    /// A layer being unpacked: bytes done of its size in the archive.
+    Layer {
+        diff_id: &'a Digest,
+        current: u64,
+        total: u64,
+    },
+    /// An image committed.
+    Loaded { id: &'a Digest },
+}
+
 /// One image a load brought in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
@@ -294,7 +307,7 @@ impl ImageStore {
     pub fn load<R: Read>(
         &self,
         input: R,
-        progress: Option<&(dyn Fn(&str) + Sync)>,
+        progress: Option<&(dyn Fn(LoadProgress<'_>) + Sync)>,
     ) -> Result<Vec<Loaded>, ImageError> {
         let spool = Spool::unpack(self.tmp_dir().join(format!("load-{}", random_id(8))), input)?;
         let plans = plans(&spool)?;
@@ -321,21 +334,44 @@ impl ImageStore {
             let mut parent: Option<ChainId> = None;
             let res = (|| -> Result<(), ImageError> {
                 for (path, diff) in p.layers.iter().zip(&head.rootfs.diff_ids) {
-                    if let Some(cb) = progress {
-                        cb(&format!("Loading layer {}", &diff.hex()[..12]));
-                    }
                     let f = File::open(spool.resolve(path)?).map_err(|e| ImageError::Io {
                         context: path.clone(),
                         source: e,
                     })?;
+                    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    if let Some(cb) = progress {
+                        cb(LoadProgress::Layer {
+                            diff_id: diff,
+                            current: 0,
+                            total,
+                        });
+                    }
+                    // Unpacked bytes, capped at the layer's size in the archive (compressed
+                    // layers unpack to more).
+                    let step = |n: u64| {
+                        if let Some(cb) = progress {
+                            cb(LoadProgress::Layer {
+                                diff_id: diff,
+                                current: n.min(total),
+                                total,
+                            });
+                        }
+                    };
                     let layer = self.layers().register(
                         parent.as_ref(),
                         f,
                         RegisterOpts {
                             expected: Some(*diff),
-                            ..Default::default()
+                            progress: Some(&step),
                         },
                     )?;
+                    if let Some(cb) = progress {
+                        cb(LoadProgress::Layer {
+                            diff_id: diff,
+                            current: total,
+                            total,
+                        });
+                    }
                     if let Some(prev) = parent.replace(layer.chain_id) {
                         self.layers().release(&prev)?; // the child keeps it
                     }
@@ -355,7 +391,7 @@ impl ImageStore {
                 tags.push(super::Reference::parse_tagged(t)?.familiar());
             }
             if let Some(cb) = progress {
-                cb(&format!("Loaded image ID: {}", img.id));
+                cb(LoadProgress::Loaded { id: &img.id });
             }
             out.push(Loaded { id: img.id, tags });
         }

@@ -5,6 +5,6 @@ pub mod archive;
 pub mod reference;
 pub mod store;
 
-pub use archive::Loaded;
+pub use archive::{LoadProgress, Loaded};
 pub use reference::{Reference, ReferenceError};
 pub use store::{ConfigHead, Image, ImageError, ImageStore};
