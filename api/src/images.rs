@@ -425,11 +425,10 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
 /// A text progress bar as dockerd's JSON messages carry one (`[====>    ] 1.2MB/3MB`).
 fn progress_bar(current: u64, total: u64) -> String {
     let width = 50u64;
-    let filled = if total == 0 {
-        width
-    } else {
-        (current.min(total) * width / total).min(width)
-    };
+    let filled = (current.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
     let bar: String = (0..width)
         .map(|i| {
             if i + 1 < filled || (filled == width && i + 1 == width) {
