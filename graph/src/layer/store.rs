@@ -470,9 +470,12 @@ impl LayerStore {
             .as_ref()
             .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(c) = &early {
-            if self.get(c).is_some() {
-                // Drain nothing: the caller's stream is simply not needed.
-                return self.retain(c);
+            // Exists: take a reference in one step (a release racing with us may remove it
+            // between a look and a retain; then we simply extract). The input is not read.
+            match self.retain(c) {
+                Ok(l) => return Ok(l),
+                Err(LayerError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         let cache_id = random_id(32);
@@ -504,9 +507,16 @@ impl LayerStore {
         let _late_guard = late_lock
             .as_ref()
             .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-        if self.get(&chain).is_some() {
-            self.discard(&tmp, &cache_id);
-            return self.retain(&chain);
+        match self.retain(&chain) {
+            Ok(l) => {
+                self.discard(&tmp, &cache_id);
+                return Ok(l);
+            }
+            Err(LayerError::NotFound(_)) => {}
+            Err(e) => {
+                self.discard(&tmp, &cache_id);
+                return Err(e);
+            }
         }
         let rec = LayerRecord {
             chain_id: chain,
