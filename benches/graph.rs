@@ -58,17 +58,8 @@ fn fixture() -> &'static Fixture {
         let dirs = files.div_ceil(100);
         for d in 0..dirs {
             let h = Header {
-                path: format!("usr/share/d{d:03}").into_bytes(),
-                link: vec![],
-                kind: Kind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
                 mtime: 1_700_000_000,
-                size: 0,
-                devmajor: 0,
-                devminor: 0,
-                xattrs: vec![],
+                ..Header::new(format!("usr/share/d{d:03}"), Kind::Dir, 0)
             };
             w.append(&h, None).expect("dir");
             for i in 0..100.min(files - d * 100) {

@@ -168,19 +168,7 @@ fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
         ("b/layer.tar", &l1[..]),
         ("manifest.json", manifest.as_bytes()),
     ] {
-        let h = Header {
-            path: p.as_bytes().to_vec(),
-            link: vec![],
-            kind: Kind::Regular,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: data.len() as u64,
-            devmajor: 0,
-            devminor: 0,
-            xattrs: vec![],
-        };
+        let h = Header::new(p, Kind::Regular, data.len() as u64);
         w.append(&h, Some(&mut &data[..])).expect("append");
     }
     let path = dir.join("busybox.tar");

@@ -63,19 +63,7 @@ impl Drop for Env {
 /// Builds an archive from (path, content) files and (path, target) symlinks.
 fn archive(files: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
     let mut w = TarWriter::new(Vec::new());
-    let h = |path: &str, kind: Kind, size: u64| Header {
-        path: path.as_bytes().to_vec(),
-        link: Vec::new(),
-        kind,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        size,
-        devmajor: 0,
-        devminor: 0,
-        xattrs: Vec::new(),
-    };
+    let h = |path: &str, kind: Kind, size: u64| Header::new(path, kind, size);
     for (p, data) in files {
         w.append(
             &h(p, Kind::Regular, data.len() as u64),

@@ -660,6 +660,25 @@ pub struct Header {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Header {
+    /// An entry owned by root, mode 0644 (0755 for directories), time zero, no xattrs.
+    pub fn new(path: impl Into<Vec<u8>>, kind: Kind, size: u64) -> Header {
+        Header {
+            path: path.into(),
+            link: Vec::new(),
+            kind,
+            mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size,
+            devmajor: 0,
+            devminor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
 fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     let base = key.len() + value.len() + 3; // ' ', '=', '\n'
     let mut len = base + 1;

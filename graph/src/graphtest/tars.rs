@@ -16,17 +16,8 @@ impl Default for TarBuilder {
 
 fn h(path: &str, kind: Kind) -> Header {
     Header {
-        path: path.as_bytes().to_vec(),
-        link: Vec::new(),
-        kind,
-        mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
-        uid: 0,
-        gid: 0,
         mtime: 1_600_000_000,
-        size: 0,
-        devmajor: 0,
-        devminor: 0,
-        xattrs: Vec::new(),
+        ..Header::new(path, kind, 0)
     }
 }
 

@@ -408,19 +408,7 @@ impl ImageStore {
             context: "writing the archive".into(),
             source: e,
         };
-        let header = |path: String, kind: Kind, size: u64| Header {
-            path: path.into_bytes(),
-            link: Vec::new(),
-            kind,
-            mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size,
-            devmajor: 0,
-            devminor: 0,
-            xattrs: Vec::new(),
-        };
+        let header = |path: String, kind: Kind, size: u64| Header::new(path, kind, size);
         let mut seen_images = HashSet::new();
         for name in names {
             let img = self.get(name)?;
