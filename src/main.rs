@@ -144,6 +144,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         data_root: cfg.data_root.clone(),
         labels: std::sync::RwLock::new(cfg.labels.clone()),
         debug: std::sync::atomic::AtomicBool::new(cfg.debug),
+        events: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

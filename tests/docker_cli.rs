@@ -207,6 +207,16 @@ fn docker_cli_manages_images() {
 
     let work = tempfile::tempdir().expect("tempdir");
     let (archive, diff_ids, id) = busybox_archive(work.path());
+    let stamp = || {
+        format!(
+            "{:.3}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs_f64()
+        )
+    };
+    let t0 = stamp();
     let out = d.ok(&["load", "-i", archive.to_str().expect("path")]);
     assert!(out.contains("Loaded image: test/busybox:1"), "{out}");
     let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
@@ -266,6 +276,35 @@ fn docker_cli_manages_images() {
         "the image and its two layers: {o}"
     );
     assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+
+    // Events: everything above, replayed between two times, and filtered.
+    let t1 = stamp();
+    let fmt = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+    let ev = d.ok(&["events", "--since", &t0, "--until", &t1, "--format", fmt]);
+    let want = [
+        "image load test/busybox:1".to_string(),
+        "image tag localhost:5000/other:2".into(),
+        "image save localhost:5000/other:2".into(),
+        "image untag localhost:5000/other:2".into(),
+        "image untag test/busybox:1".into(),
+        format!("image delete {id}"),
+    ];
+    assert_eq!(
+        ev.lines().collect::<Vec<_>>(),
+        want.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+    );
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        "event=untag",
+        "--format",
+        fmt,
+    ]);
+    assert_eq!(ev.lines().count(), 2, "{ev}");
 
     // Errors come back as dockerd's (texts and codes compared with dockerd 20.10.24 side by
     // side: rmi/tag of a missing image name it with its tag, 409 for an ID with several tags).

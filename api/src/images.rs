@@ -244,12 +244,18 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         let created = images.create(&bytes);
         let _ = images.layers().release(&layer.chain_id);
         let img = created?;
-        if let Some(r) = reference {
-            images.tag(&img.id, &r)?;
+        if let Some(r) = &reference {
+            images.tag(&img.id, r)?;
         }
         Ok(img.id)
     })
     .await??;
+    d.events.emit(
+        "image",
+        "import",
+        &id.to_string(),
+        serde_json::json!({ "name": id.to_string() }),
+    );
     Ok(crate::body::text(
         StatusCode::OK,
         "application/json",
@@ -371,6 +377,15 @@ pub async fn route_named(
             let r = format!("{repo}:{tag}");
             Reference::parse_tagged(&r).map_err(|e| ApiError::bad_request(e.to_string()))?;
             d.images.tag(&img.id, &r)?;
+            let name = Reference::parse_tagged(&r)
+                .map(|x| x.familiar())
+                .unwrap_or(r.clone());
+            d.events.emit(
+                "image",
+                "tag",
+                &img.id.to_string(),
+                serde_json::json!({ "name": name }),
+            );
             Ok(crate::body::text(
                 StatusCode::CREATED,
                 "text/plain; charset=utf-8",
@@ -397,6 +412,12 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
         let r = Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
         d.images.untag(name)?;
         out.push(serde_json::json!({ "Untagged": r.familiar() }));
+        d.events.emit(
+            "image",
+            "untag",
+            &img.id.to_string(),
+            serde_json::json!({ "name": r.familiar() }),
+        );
         if refs.len() > 1 {
             return Ok(json(StatusCode::OK, &serde_json::Value::Array(out)));
         }
@@ -410,12 +431,24 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
         for r in refs {
             d.images.untag(&r.to_string())?;
             out.push(serde_json::json!({ "Untagged": r.familiar() }));
+            d.events.emit(
+                "image",
+                "untag",
+                &img.id.to_string(),
+                serde_json::json!({ "name": r.familiar() }),
+            );
         }
     }
     let images = d.images.clone();
     let id = img.id;
     let removed = tokio::task::spawn_blocking(move || images.delete(&id)).await??;
     out.push(serde_json::json!({ "Deleted": img.id.to_string() }));
+    d.events.emit(
+        "image",
+        "delete",
+        &img.id.to_string(),
+        serde_json::json!({ "name": img.id.to_string() }),
+    );
     for c in removed {
         out.push(serde_json::json!({ "Deleted": c.to_string() }));
     }
@@ -457,6 +490,7 @@ pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<
     let quiet = q.bool("quiet");
     let reader = BodyReader::new(req.into_body());
     let images = d.images.clone();
+    let daemon = d.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
     tokio::task::spawn_blocking(move || {
         let send = |v: serde_json::Value| {
@@ -490,6 +524,13 @@ pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<
         match images.load(reader, progress) {
             Ok(loaded) => {
                 for l in loaded {
+                    let name = l.tags.first().cloned().unwrap_or_else(|| l.id.to_string());
+                    daemon.events.emit(
+                        "image",
+                        "load",
+                        &l.id.to_string(),
+                        serde_json::json!({ "name": name }),
+                    );
                     if l.tags.is_empty() {
                         send(
                             serde_json::json!({ "stream": format!("Loaded image ID: {}\n", l.id) }),
@@ -515,7 +556,13 @@ pub async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Result<Resp, ApiError>
         return Err(ApiError::bad_request("no image names given"));
     }
     for n in &names {
-        find(d, n)?;
+        let img = find(d, n)?;
+        d.events.emit(
+            "image",
+            "save",
+            &img.id.to_string(),
+            serde_json::json!({ "name": n }),
+        );
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let images = d.images.clone();

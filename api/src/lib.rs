@@ -7,6 +7,7 @@
 
 mod body;
 mod error;
+pub mod events;
 mod images;
 mod system;
 
@@ -33,6 +34,8 @@ pub struct Daemon {
     pub labels: std::sync::RwLock<Vec<String>>,
     /// Reloadable on SIGHUP.
     pub debug: std::sync::atomic::AtomicBool,
+    /// What happened, for `/events`.
+    pub events: events::Events,
 }
 
 /// A parsed `-H` address.
@@ -273,6 +276,7 @@ async fn route(
         (&Method::POST, "/images/load") => images::load(&d, req, &q).await,
         (&Method::POST, "/images/create") => images::create(&d, req, &q).await,
         (&Method::GET, "/system/df") => images::system_df(&d).await,
+        (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
         _ => {
             if let Some(rest) = path.strip_prefix("/images/") {

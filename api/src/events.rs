@@ -1,0 +1,187 @@
+//! `/events`: what happened to images, as dockerd reports it; recent events are kept for
+//! `since`, new ones are broadcast to every listener.
+
+use crate::body::{stream, Query, Resp};
+use crate::ApiError;
+use bytes::Bytes;
+use hyper::StatusCode;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+const KEEP: usize = 1024;
+
+/// The event log and its live subscribers.
+pub struct Events {
+    recent: Mutex<VecDeque<serde_json::Value>>,
+    live: tokio::sync::broadcast::Sender<serde_json::Value>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            recent: Mutex::new(VecDeque::new()),
+            live: tokio::sync::broadcast::channel(256).0,
+        }
+    }
+}
+
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+impl Events {
+    /// Records an event of `typ` (e.g. "image") with `action` on `id`.
+    pub fn emit(&self, typ: &str, action: &str, id: &str, attributes: serde_json::Value) {
+        let ns = now_nanos();
+        let e = serde_json::json!({
+            "status": action, "id": id, "Type": typ, "Action": action,
+            "Actor": { "ID": id, "Attributes": attributes },
+            "scope": "local", "time": (ns / 1_000_000_000) as i64, "timeNano": ns as i64,
+        });
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() == KEEP {
+            r.pop_front();
+        }
+        r.push_back(e.clone());
+        drop(r);
+        let _ = self.live.send(e);
+    }
+}
+
+/// A time parameter as the CLI sends it: seconds, optionally with a fraction.
+fn parse_time(v: Option<&str>) -> Result<Option<i128>, ApiError> {
+    match v {
+        None | Some("") => Ok(None),
+        Some(s) => {
+            let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+            let secs: i128 = secs
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid time {s:?}")))?;
+            let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+            let nanos: i128 = digits
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid time {s:?}")))?;
+            Ok(Some(secs * 1_000_000_000 + nanos))
+        }
+    }
+}
+
+/// `filters` as `{"type":{"image":true}}` or `{"type":["image"]}`: key → accepted values.
+fn parse_filters(v: Option<&str>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+    let Some(s) = v.filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let j: serde_json::Value = serde_json::from_str(s)
+        .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
+    let obj = j
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid filters"))?;
+    Ok(obj
+        .iter()
+        .map(|(k, v)| {
+            let vals = match v {
+                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (k.clone(), vals)
+        })
+        .collect())
+}
+
+fn matches(e: &serde_json::Value, filters: &[(String, Vec<String>)]) -> bool {
+    filters.iter().all(|(k, vals)| {
+        let field = match k.as_str() {
+            "type" => e["Type"].as_str(),
+            "event" => e["Action"].as_str(),
+            "image" => e["Actor"]["ID"].as_str(),
+            _ => return true,
+        };
+        field.is_some_and(|f| {
+            vals.iter().any(|v| {
+                v == f || (k == "image" && e["Actor"]["Attributes"]["name"].as_str() == Some(v))
+            })
+        })
+    })
+}
+
+/// `GET /events`.
+pub fn get(events: &Events, q: &Query) -> Result<Resp, ApiError> {
+    let since = parse_time(q.get("since"))?;
+    let until = parse_time(q.get("until"))?;
+    let filters = parse_filters(q.get("filters"))?;
+    let mut live = events.live.subscribe();
+    let backlog: Vec<serde_json::Value> = match since {
+        Some(s) => events
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|e| e["timeNano"].as_i64().map(i128::from) >= Some(s))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let in_range = |e: &serde_json::Value| {
+            until.is_none_or(|u| e["timeNano"].as_i64().map(i128::from) <= Some(u))
+        };
+        for e in backlog
+            .iter()
+            .filter(|e| in_range(e) && matches(e, &filters))
+        {
+            if tx.send(Ok(Bytes::from(format!("{e}\n")))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let wait = match until {
+                Some(u) => {
+                    let left = u - now_nanos();
+                    if left <= 0 {
+                        return;
+                    }
+                    std::time::Duration::from_nanos(left as u64)
+                }
+                None => std::time::Duration::from_secs(3600),
+            };
+            match tokio::time::timeout(wait, live.recv()).await {
+                Ok(Ok(e)) if in_range(&e) && matches(&e, &filters) => {
+                    if tx.send(Ok(Bytes::from(format!("{e}\n")))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(_)) => return,
+                Err(_) if until.is_some() => return,
+                Err(_) => {}
+            }
+        }
+    });
+    Ok(stream(StatusCode::OK, "application/json", rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_filters() {
+        assert_eq!(parse_time(Some("12.5")).unwrap(), Some(12_500_000_000));
+        assert_eq!(parse_time(Some("7")).unwrap(), Some(7_000_000_000));
+        assert!(parse_time(Some("soon")).is_err());
+        let f = parse_filters(Some(r#"{"type":{"image":true},"event":["tag"]}"#)).unwrap();
+        let e =
+            serde_json::json!({"Type":"image","Action":"tag","Actor":{"ID":"x","Attributes":{}}});
+        assert!(matches(&e, &f));
+        let e2 = serde_json::json!({"Type":"image","Action":"delete","Actor":{"ID":"x","Attributes":{}}});
+        assert!(!matches(&e2, &f));
+    }
+}
