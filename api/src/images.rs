@@ -350,7 +350,6 @@ fn find_normalized(d: &Daemon, name: &str) -> Result<Image, ApiError> {
 
 pub async fn route_named(
     d: Arc<Daemon>,
-    req: Request<Incoming>,
     method: &Method,
     rest: &str,
     q: &Query,
@@ -365,7 +364,6 @@ pub async fn route_named(
         }
         _ => (rest.clone(), ""),
     };
-    let _ = req;
     match (method, action) {
         (&Method::GET, "json") => Ok(json(StatusCode::OK, &inspect(&d, &find(&d, &name)?))),
         (&Method::GET, "history") => Ok(json(StatusCode::OK, &history(&d, &find(&d, &name)?))),
@@ -393,9 +391,7 @@ pub async fn route_named(
             ))
         }
         (&Method::DELETE, "") => remove(&d, &name, q.bool("force")).await,
-        _ => Err(ApiError::not_found(format!(
-            "page not found: /images/{rest}"
-        ))),
+        _ => Err(ApiError::not_found("page not found")),
     }
 }
 
@@ -404,13 +400,9 @@ pub async fn route_named(
 async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiError> {
     let img = find_normalized(d, name)?;
     let refs = d.images.references(&img.id);
-    let hexish = name.trim_start_matches("sha256:");
-    let by_id = name.starts_with("sha256:")
-        || (img.id.hex().starts_with(hexish) && hexish.bytes().all(|c| c.is_ascii_hexdigit()));
     let mut out = Vec::new();
-    if !by_id {
-        let r = Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        d.images.untag(name)?;
+    let mut untag = |r: &Reference| -> Result<(), ApiError> {
+        d.images.untag(&r.to_string())?;
         out.push(serde_json::json!({ "Untagged": r.familiar() }));
         d.events.emit(
             "image",
@@ -418,6 +410,10 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
             &img.id.to_string(),
             serde_json::json!({ "name": r.familiar() }),
         );
+        Ok(())
+    };
+    if !strata_graph::image::store::is_id_name(name, &img.id) {
+        untag(&Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?)?;
         if refs.len() > 1 {
             return Ok(json(StatusCode::OK, &serde_json::Value::Array(out)));
         }
@@ -428,15 +424,8 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
                 &img.id.hex()[..12]
             )));
         }
-        for r in refs {
-            d.images.untag(&r.to_string())?;
-            out.push(serde_json::json!({ "Untagged": r.familiar() }));
-            d.events.emit(
-                "image",
-                "untag",
-                &img.id.to_string(),
-                serde_json::json!({ "name": r.familiar() }),
-            );
+        for r in &refs {
+            untag(r)?;
         }
     }
     let images = d.images.clone();

@@ -280,7 +280,7 @@ async fn route(
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
         _ => {
             if let Some(rest) = path.strip_prefix("/images/") {
-                return images::route_named(d, req, method, rest, &q).await;
+                return images::route_named(d, method, rest, &q).await;
             }
             Err(ApiError::not_found("page not found"))
         }

@@ -412,7 +412,7 @@ impl ImageStore {
         let mut seen_images = HashSet::new();
         for name in names {
             let img = self.get(name)?;
-            let by_id = name.starts_with("sha256:") || img.id.hex().starts_with(name);
+            let by_id = super::store::is_id_name(name, &img.id);
             let tag = if by_id {
                 None
             } else {

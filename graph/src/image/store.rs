@@ -88,6 +88,17 @@ impl ConfigHead {
     }
 }
 
+/// Whether `name` names image `id` by its ID (whole, `sha256:`-prefixed, or a prefix of the
+/// hex) rather than by a reference.
+pub fn is_id_name(name: &str, id: &Digest) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    !hex.is_empty()
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && id.hex().starts_with(hex)
+}
+
 /// An image.
 #[derive(Debug, Clone)]
 pub struct Image {

@@ -481,7 +481,7 @@ impl LayerStore {
         let cache_id = random_id(32);
         let tmp = self.paths.tmp().join(&cache_id);
         fs::create_dir(&tmp).map_err(io_ctx("creating a registration directory"))?;
-        let result = self.extract(&tmp, &cache_id, parent, parent_cache, input, &opts);
+        let result = self.extract(&tmp, &cache_id, parent_cache, input, &opts);
         let (diff_id, size, tar_bytes, overrides) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -551,7 +551,6 @@ impl LayerStore {
         &self,
         tmp: &Path,
         cache_id: &str,
-        _parent: Option<&ChainId>,
         parent_cache: Option<&str>,
         input: R,
         opts: &RegisterOpts<'_>,
