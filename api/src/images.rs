@@ -6,39 +6,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use std::sync::Arc;
 use strata_graph::image::{Image, Reference};
+use strata_graph::time::{rfc3339_now, rfc3339_secs};
 use strata_graph::{chain_id, ChainId};
-
-/// Seconds since the epoch of an RFC 3339 time as image configs carry it.
-pub fn rfc3339_secs(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, tz) = match time.find(['Z', '+', '-']) {
-        Some(i) => (&time[..i], &time[i..]),
-        None => (time, "Z"),
-    };
-    let mut t = hms.split(':');
-    let (hh, mm) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let ss = t.next()?.split('.').next()?.parse::<i64>().ok()?;
-    let offset = if tz == "Z" || tz.is_empty() {
-        0
-    } else {
-        let sign = if tz.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = tz[1..].split_once(':')?;
-        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss - offset)
-}
 
 fn config_json(img: &Image) -> serde_json::Value {
     serde_json::from_slice(&img.config).unwrap_or(serde_json::Value::Null)
@@ -149,32 +118,6 @@ pub async fn system_df(d: &Daemon) -> Result<Resp, ApiError> {
         StatusCode::OK,
         &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": [], "Volumes": [], "BuildCache": [] }),
     ))
-}
-
-/// Now as RFC 3339 with nanoseconds, as image configs write it.
-pub fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_nanos()
-    )
 }
 
 /// `POST /images/create`: import from a tarball in the body (`fromSrc=-`).
@@ -568,20 +511,6 @@ pub async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Result<Resp, ApiError>
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339_secs("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            super::rfc3339_secs("2023-05-19T20:19:12.123456789Z"),
-            Some(1684527552)
-        );
-        assert_eq!(
-            super::rfc3339_secs("2023-05-19T22:19:12+02:00"),
-            Some(1684527552)
-        );
-        assert_eq!(super::rfc3339_secs("nonsense"), None);
-    }
-
     #[test]
     fn progress_bars() {
         assert!(super::progress_bar(0, 100).starts_with(&format!("[{}]", " ".repeat(50))));

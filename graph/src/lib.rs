@@ -15,6 +15,7 @@ pub mod layer;
 pub mod options;
 pub mod quota;
 pub mod sys;
+pub mod time;
 
 #[cfg(feature = "graphtest")]
 pub mod graphtest;

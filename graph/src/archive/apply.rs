@@ -33,6 +33,8 @@ pub enum WhiteoutFormat {
     /// Copying drivers (vfs, btrfs, ...): the layer starts as a copy of its parent, so a
     /// whiteout simply deletes.
     Delete,
+    /// A plain archive (`docker cp`): `.wh.` names are ordinary files.
+    None,
 }
 
 /// Errors applying a layer.
@@ -66,6 +68,9 @@ pub struct ApplyOptions<'a> {
     pub tarsplit: Option<TarSplitSink>,
     /// Called now and then with the number of uncompressed bytes read so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Refuse to replace a directory with a non-directory or the reverse (`docker cp`'s
+    /// `noOverwriteDirNonDir`) instead of making room.
+    pub no_overwrite_dir_non_dir: bool,
 }
 
 impl<'a> ApplyOptions<'a> {
@@ -75,6 +80,7 @@ impl<'a> ApplyOptions<'a> {
             lowers: Vec::new(),
             tarsplit: None,
             progress: None,
+            no_overwrite_dir_non_dir: false,
         }
     }
 }
@@ -220,6 +226,7 @@ fn unpack(
         root: root_fd,
         lowers,
         whiteouts: opts.whiteouts,
+        no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
         sink: opts.tarsplit,
         overrides: Vec::new(),
         shadow_len: 0,
@@ -341,6 +348,7 @@ struct Applier {
     root: OwnedFd,
     lowers: Vec<OwnedFd>,
     whiteouts: WhiteoutFormat,
+    no_overwrite_dir_non_dir: bool,
     sink: Option<TarSplitSink>,
     overrides: Vec<Override>,
     shadow_len: u64,
@@ -542,7 +550,7 @@ impl Applier {
         let path = normalize(&e.path, &e.display())?;
         let (parent, name) = split(&path);
         let (parent, name) = (parent.to_vec(), name.to_vec());
-        if name.starts_with(WHITEOUT_PREFIX) {
+        if name.starts_with(WHITEOUT_PREFIX) && self.whiteouts != WhiteoutFormat::None {
             self.inline_payload(reader)?;
             return self.whiteout(e, &parent, &name);
         }
@@ -656,7 +664,7 @@ impl Applier {
                     sys::set_xattr_at(dfd, b"", OVERLAY_OPAQUE_XATTR, b"y")
                         .map_err(|x| Self::io_err(e, x))?;
                 }
-                WhiteoutFormat::Delete => {
+                WhiteoutFormat::Delete | WhiteoutFormat::None => {
                     let names = crate::fsutil::list_dir(dfd).map_err(|x| Self::io_err(e, x))?;
                     for child in names {
                         let cpath = join(parent, &child);
@@ -726,7 +734,16 @@ impl Applier {
             .dir_fd(e, parent, true)?
             .ok_or_else(|| Self::io_err(e, io::Error::other("no parent")))?;
         if let Some(st) = sys::lstat_at(pfd, name).map_err(|x| Self::io_err(e, x))? {
-            if !(e.kind == Kind::Dir && sys::is_dir(&st)) {
+            let (new_dir, old_dir) = (e.kind == Kind::Dir, sys::is_dir(&st));
+            if self.no_overwrite_dir_non_dir && new_dir != old_dir {
+                let what = if old_dir {
+                    "cannot overwrite a directory with a non-directory"
+                } else {
+                    "cannot overwrite a non-directory with a directory"
+                };
+                return Err(Self::io_err(e, io::Error::other(what)));
+            }
+            if !(new_dir && old_dir) {
                 self.remove_existing(e, parent, name, path, &st)?;
             }
         }

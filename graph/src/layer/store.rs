@@ -856,6 +856,20 @@ impl LayerStore {
         }
     }
 
+    /// Names of every container layer.
+    pub fn rw_names(&self) -> Vec<String> {
+        self.state().mounts.keys().cloned().collect()
+    }
+
+    /// Driver metadata of a container layer (for `inspect`).
+    pub fn rw_metadata(
+        &self,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, LayerError> {
+        let (rec, _) = self.rw(name)?;
+        Ok(self.driver.metadata(&rec.cache_id)?)
+    }
+
     /// Driver metadata of a layer (for `inspect`).
     pub fn metadata(
         &self,

@@ -1,0 +1,11 @@
+//! Containers: their records and configs, names and IDs, commit of a container's layer into
+//! an image, and file access inside a container's root (`docker cp`).
+//!
+//! Its own crate because it sits between the storage (`strata-graph`) and the API: the API
+//! asks it for containers, and the runtime issue adds running them (OCI spec, shim) here.
+
+pub mod commit;
+pub mod container;
+pub mod copy;
+
+pub use container::{Container, ContainerConfig, ContainerError, ContainerStore, State};
