@@ -132,8 +132,21 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     for p in problems {
         tracing::warn!("{p}");
     }
+    let containers = strata_runtime::ContainerStore::open(&cfg.data_root.join("containers"))
+        .context("opening the container store")?;
+    // A crash between creating a container's layer and writing its record leaves a layer no
+    // container owns.
+    for name in layers.rw_names() {
+        if !containers.contains(&name) {
+            tracing::warn!(layer = %name, "removing a container layer without a container");
+            if let Err(e) = layers.remove_rw(&name) {
+                tracing::error!(layer = %name, "removing an orphan container layer: {e}");
+            }
+        }
+    }
     tracing::info!(
         driver = driver.name(),
+        containers = containers.list().len(),
         images = images.list().len(),
         layers = layers.list().len(),
         "stores open"
@@ -141,6 +154,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let daemon = Arc::new(strata_api::Daemon {
         images: Arc::new(images),
         layers: layers.clone(),
+        containers: Arc::new(containers),
         data_root: cfg.data_root.clone(),
         labels: std::sync::RwLock::new(cfg.labels.clone()),
         debug: std::sync::atomic::AtomicBool::new(cfg.debug),

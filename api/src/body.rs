@@ -170,6 +170,26 @@ impl io::Read for BodyReader {
     }
 }
 
+/// Reads a whole JSON request body (at most `limit` bytes); `None` when the body is empty.
+/// Malformed JSON is a 400 naming line and column, as dockerd reports it.
+pub async fn read_json(
+    body: Incoming,
+    limit: usize,
+) -> Result<Option<serde_json::Value>, crate::ApiError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| crate::ApiError::bad_request(format!("reading the request body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| crate::ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
 /// A blocking writer into a streamed response.
 pub struct ChannelWriter(pub tokio::sync::mpsc::Sender<io::Result<Bytes>>);
 

@@ -70,7 +70,7 @@ fn parse_time(v: Option<&str>) -> Result<Option<i128>, ApiError> {
 }
 
 /// `filters` as `{"type":{"image":true}}` or `{"type":["image"]}`: key → accepted values.
-fn parse_filters(v: Option<&str>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+pub(crate) fn parse_filters(v: Option<&str>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
     let Some(s) = v.filter(|s| !s.is_empty()) else {
         return Ok(Vec::new());
     };
@@ -97,16 +97,26 @@ fn parse_filters(v: Option<&str>) -> Result<Vec<(String, Vec<String>)>, ApiError
 
 fn matches(e: &serde_json::Value, filters: &[(String, Vec<String>)]) -> bool {
     filters.iter().all(|(k, vals)| {
-        let field = match k.as_str() {
-            "type" => e["Type"].as_str(),
-            "event" => e["Action"].as_str(),
-            "image" => e["Actor"]["ID"].as_str(),
+        let attrs = &e["Actor"]["Attributes"];
+        let container = e["Type"] == "container";
+        let fields: Vec<Option<&str>> = match k.as_str() {
+            "type" => vec![e["Type"].as_str()],
+            "event" => vec![e["Action"].as_str()],
+            "image" if container => vec![attrs["image"].as_str()],
+            "image" => vec![e["Actor"]["ID"].as_str(), attrs["name"].as_str()],
+            "container" if container => vec![e["Actor"]["ID"].as_str(), attrs["name"].as_str()],
+            "container" => vec![None],
+            "label" => {
+                return vals.iter().any(|v| match v.split_once('=') {
+                    Some((lk, lv)) => attrs[lk].as_str() == Some(lv),
+                    None => attrs.get(v.as_str()).is_some(),
+                })
+            }
             _ => return true,
         };
-        field.is_some_and(|f| {
-            vals.iter().any(|v| {
-                v == f || (k == "image" && e["Actor"]["Attributes"]["name"].as_str() == Some(v))
-            })
+        fields.iter().flatten().any(|f| {
+            vals.iter()
+                .any(|v| v == f || (k == "container" && f.starts_with(v.as_str()) && v.len() >= 12))
         })
     })
 }

@@ -44,43 +44,119 @@ fn repo_tags(d: &Daemon, img: &Image) -> Vec<String> {
     v
 }
 
+/// `path.Match`-style glob: `*` and `?` do not cross `/`.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], name)
+                || (!name.is_empty() && name[0] != b'/' && glob(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(c)) if *c != b'/' => glob(&pattern[1..], &name[1..]),
+        (Some(p), Some(c)) if p == c => glob(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Whether an image's references match a `reference` filter, as dockerd matches them: the
+/// pattern against `repo` or `repo:tag` (familiar forms).
+fn reference_matches(refs: &[Reference], pattern: &str) -> bool {
+    refs.iter().any(|r| {
+        let fam = r.familiar();
+        let repo = fam
+            .rsplit_once(':')
+            .map(|(a, b)| if b.contains('/') { fam.as_str() } else { a })
+            .unwrap_or(&fam);
+        glob(pattern.as_bytes(), fam.as_bytes()) || glob(pattern.as_bytes(), repo.as_bytes())
+    })
+}
+
+fn created_secs(img: &Image) -> i64 {
+    img.head
+        .created
+        .as_deref()
+        .and_then(rfc3339_secs)
+        .unwrap_or(0)
+}
+
+fn image_labels(img: &Image) -> serde_json::Map<String, serde_json::Value> {
+    config_json(img)["config"]["Labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn label_filter(labels: &serde_json::Map<String, serde_json::Value>, f: &str) -> bool {
+    match f.split_once('=') {
+        Some((k, v)) => labels.get(k).and_then(|x| x.as_str()) == Some(v),
+        None => labels.contains_key(f),
+    }
+}
+
 pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
-    let filters: serde_json::Value = match q.get("filters") {
-        Some(f) if !f.is_empty() => serde_json::from_str(f)
-            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?,
-        _ => serde_json::Value::Null,
-    };
-    let dangling = filters.get("dangling").and_then(|v| {
-        v.as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .or_else(|| {
-                v.as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-            })
-    });
+    let filters = crate::events::parse_filters(q.get("filters"))?;
+    let mut dangling: Option<bool> = None;
+    let (mut before, mut since) = (None::<i64>, None::<i64>);
+    for (k, vals) in &filters {
+        match k.as_str() {
+            "dangling" => {
+                let v = vals.first().map(String::as_str).unwrap_or("");
+                dangling = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid filter 'dangling={other}'"
+                        )))
+                    }
+                });
+            }
+            "before" | "since" => {
+                let v = vals.first().map(String::as_str).unwrap_or("");
+                let t = created_secs(&find(d, v)?);
+                if k == "before" {
+                    before = Some(t);
+                } else {
+                    since = Some(t);
+                }
+            }
+            "label" | "reference" => {}
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
     let mut out = Vec::new();
     let mut imgs = d.images.list();
-    imgs.sort_by_key(|i| {
-        std::cmp::Reverse(
-            i.head
-                .created
-                .as_deref()
-                .and_then(rfc3339_secs)
-                .unwrap_or(0),
-        )
-    });
+    imgs.sort_by_key(|i| std::cmp::Reverse(created_secs(i)));
+    let used: std::collections::HashMap<String, usize> =
+        d.containers
+            .list()
+            .iter()
+            .fold(Default::default(), |mut m, c| {
+                *m.entry(c.image.clone()).or_default() += 1;
+                m
+            });
     for img in imgs {
         let tags = repo_tags(d, &img);
-        if let Some(want) = &dangling {
-            let is_dangling = tags.is_empty();
-            if want.iter().any(|w| w == "true" || w == "1") != is_dangling {
-                continue;
-            }
+        if dangling.is_some_and(|want| want != tags.is_empty()) {
+            continue;
         }
-        out.push(summary(d, &img, tags));
+        let t = created_secs(&img);
+        if before.is_some_and(|b| t >= b) || since.is_some_and(|s| t <= s) {
+            continue;
+        }
+        let labels = image_labels(&img);
+        let refs = d.images.references(&img.id);
+        let ok = filters.iter().all(|(k, vals)| match k.as_str() {
+            "label" => vals.iter().all(|v| label_filter(&labels, v)),
+            "reference" => vals.iter().any(|v| reference_matches(&refs, v)),
+            _ => true,
+        });
+        if !ok {
+            continue;
+        }
+        let mut v = summary(d, &img, tags);
+        v["Containers"] = serde_json::json!(used.get(&img.id.to_string()).copied().unwrap_or(0));
+        out.push(v);
     }
     Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
 }
@@ -102,7 +178,10 @@ fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
 }
 
 /// `/system/df`: images and what their layers take.
-pub async fn system_df(d: &Daemon) -> Result<Resp, ApiError> {
+pub async fn system_df(d: &Arc<Daemon>) -> Result<Resp, ApiError> {
+    let daemon = d.clone();
+    let containers =
+        tokio::task::spawn_blocking(move || crate::containers::df_rows(&daemon)).await?;
     let layers_size: u64 = d.layers.list().iter().map(|l| l.size).sum();
     let images: Vec<serde_json::Value> = d
         .images
@@ -110,13 +189,17 @@ pub async fn system_df(d: &Daemon) -> Result<Resp, ApiError> {
         .iter()
         .map(|img| {
             let mut v = summary(d, img, repo_tags(d, img));
-            v["Containers"] = serde_json::json!(0);
+            let id = img.id.to_string();
+            v["Containers"] = serde_json::json!(containers
+                .iter()
+                .filter(|c| c["ImageID"] == id.as_str())
+                .count());
             v
         })
         .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": [], "Volumes": [], "BuildCache": [] }),
+        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": [] }),
     ))
 }
 
@@ -282,7 +365,7 @@ fn find(d: &Daemon, name: &str) -> Result<Image, ApiError> {
 }
 
 /// As `find`, naming a missing image as dockerd does for tag and rmi (`nosuch:latest`).
-fn find_normalized(d: &Daemon, name: &str) -> Result<Image, ApiError> {
+pub(crate) fn find_normalized(d: &Daemon, name: &str) -> Result<Image, ApiError> {
     find(d, name).map_err(|e| match Reference::parse_tagged(name) {
         Ok(r) if e.status == StatusCode::NOT_FOUND && !name.starts_with("sha256:") => {
             ApiError::not_found(format!("No such image: {}", r.familiar()))
@@ -338,11 +421,14 @@ pub async fn route_named(
     }
 }
 
-/// `docker rmi`: a reference is untagged, and the image deleted with its last reference; an ID
-/// with several references is refused without `force`.
+/// `docker rmi`, with dockerd's rules: a reference is untagged, and the image deleted with
+/// its last reference; an ID with several references, or an image a container uses, is
+/// refused without `force`; an image a running container uses is refused even with it.
 async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiError> {
     let img = find_normalized(d, name)?;
+    let id12 = &img.id.hex()[..12];
     let refs = d.images.references(&img.id);
+    let users = crate::containers::using_image(d, &img.id.to_string());
     let mut out = Vec::new();
     let mut untag = |r: &Reference| -> Result<(), ApiError> {
         d.images.untag(&r.to_string())?;
@@ -355,17 +441,42 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
         );
         Ok(())
     };
-    if !strata_graph::image::store::is_id_name(name, &img.id) {
-        untag(&Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?)?;
+    let by_reference = !strata_graph::image::store::is_id_name(name, &img.id);
+    if let Some(running) = users.iter().find(|c| c.state.running) {
+        if !by_reference || refs.len() <= 1 {
+            return Err(ApiError::conflict(format!(
+                "conflict: unable to delete {id12} (cannot be forced) - image is being used by running container {}",
+                &running.id[..12]
+            )));
+        }
+    }
+    if by_reference {
+        let r = Reference::parse_tagged(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !force && refs.len() <= 1 {
+            if let Some(c) = users.first() {
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {id12}",
+                    &c.id[..12]
+                )));
+            }
+        }
+        untag(&r)?;
         if refs.len() > 1 {
             return Ok(json(StatusCode::OK, &serde_json::Value::Array(out)));
         }
     } else {
-        if refs.len() > 1 && !force {
-            return Err(ApiError::conflict(format!(
-                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                &img.id.hex()[..12]
-            )));
+        if !force {
+            if refs.len() > 1 {
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to delete {id12} (must be forced) - image is referenced in multiple repositories"
+                )));
+            }
+            if let Some(c) = users.first() {
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to delete {id12} (must be forced) - image is being used by stopped container {}",
+                    &c.id[..12]
+                )));
+            }
         }
         for r in &refs {
             untag(r)?;
@@ -385,6 +496,96 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
         out.push(serde_json::json!({ "Deleted": c.to_string() }));
     }
     Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+}
+
+/// `POST /images/prune`: dangling images (or, with `dangling=false`, every image no
+/// container uses), optionally older than `until` or matching labels.
+pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
+    let filters = crate::events::parse_filters(q.get("filters"))?;
+    let mut dangling_only = true;
+    let mut until = None;
+    for (k, vals) in &filters {
+        match k.as_str() {
+            "dangling" => {
+                dangling_only = !matches!(vals.first().map(String::as_str), Some("false" | "0"))
+            }
+            "until" => {
+                until = vals
+                    .first()
+                    .map(|v| crate::containers::parse_until(v))
+                    .transpose()?
+            }
+            "label" | "label!" => {}
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let used: std::collections::HashSet<String> =
+        d.containers.list().into_iter().map(|c| c.image).collect();
+    let mut records = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in d.images.list() {
+        let refs = d.images.references(&img.id);
+        if used.contains(&img.id.to_string()) || (dangling_only && !refs.is_empty()) {
+            continue;
+        }
+        if until.is_some_and(|u| created_secs(&img) >= u) {
+            continue;
+        }
+        let labels = image_labels(&img);
+        let ok = filters.iter().all(|(k, vals)| match k.as_str() {
+            "label" => vals.iter().all(|v| label_filter(&labels, v)),
+            "label!" => vals.iter().all(|v| !label_filter(&labels, v)),
+            _ => true,
+        });
+        if !ok {
+            continue;
+        }
+        for r in &refs {
+            d.images.untag(&r.to_string())?;
+            records.push(serde_json::json!({ "Untagged": r.familiar() }));
+            d.events.emit(
+                "image",
+                "untag",
+                &img.id.to_string(),
+                serde_json::json!({ "name": r.familiar() }),
+            );
+        }
+        let sizes: std::collections::HashMap<ChainId, u64> = d
+            .layers
+            .list()
+            .into_iter()
+            .map(|l| (l.chain_id, l.size))
+            .collect();
+        let images = d.images.clone();
+        let id = img.id;
+        let removed = tokio::task::spawn_blocking(move || images.delete(&id)).await??;
+        records.push(serde_json::json!({ "Deleted": img.id.to_string() }));
+        d.events.emit(
+            "image",
+            "delete",
+            &img.id.to_string(),
+            serde_json::json!({ "name": img.id.to_string() }),
+        );
+        for c in removed {
+            reclaimed += sizes.get(&c).copied().unwrap_or(0);
+            records.push(serde_json::json!({ "Deleted": c.to_string() }));
+        }
+    }
+    d.events.emit(
+        "image",
+        "prune",
+        "",
+        serde_json::json!({ "reclaimed": reclaimed.to_string() }),
+    );
+    let records = if records.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::Array(records)
+    };
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "ImagesDeleted": records, "SpaceReclaimed": reclaimed }),
+    ))
 }
 
 /// A text progress bar as dockerd's JSON messages carry one (`[====>    ] 1.2MB/3MB`).

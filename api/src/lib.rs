@@ -6,6 +6,7 @@
 //! and response bodies cross into them through channels, so `load` and `save` stream.
 
 mod body;
+mod containers;
 mod error;
 pub mod events;
 mod images;
@@ -29,6 +30,7 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub struct Daemon {
     pub images: Arc<ImageStore>,
     pub layers: Arc<LayerStore>,
+    pub containers: Arc<strata_runtime::ContainerStore>,
     pub data_root: PathBuf,
     /// Reloadable on SIGHUP.
     pub labels: std::sync::RwLock<Vec<String>>,
@@ -278,7 +280,15 @@ async fn route(
         (&Method::GET, "/system/df") => images::system_df(&d).await,
         (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
+        (&Method::POST, "/images/prune") => images::prune(&d, &q).await,
+        (&Method::POST, "/containers/create") => containers::create(&d, req, &q).await,
+        (&Method::GET, "/containers/json") => containers::list(&d, &q).await,
+        (&Method::POST, "/containers/prune") => containers::prune(&d, &q).await,
+        (&Method::POST, "/commit") => containers::commit(&d, req, &q).await,
         _ => {
+            if let Some(rest) = path.strip_prefix("/containers/") {
+                return containers::route_named(d.clone(), method, rest, req, &q).await;
+            }
             if let Some(rest) = path.strip_prefix("/images/") {
                 return images::route_named(d, method, rest, &q).await;
             }

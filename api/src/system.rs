@@ -102,6 +102,9 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
     let (kernel, machine, host) = uname();
     let driver = d.layers.driver().clone();
     let images = d.images.list().len();
+    let containers = d.containers.list();
+    let running = containers.iter().filter(|c| c.state.running).count();
+    let paused = containers.iter().filter(|c| c.state.paused).count();
     let status: Vec<[String; 2]> = tokio::task::spawn_blocking(move || {
         driver.status().into_iter().map(|(k, v)| [k, v]).collect()
     })
@@ -110,7 +113,8 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
         StatusCode::OK,
         &serde_json::json!({
             "ID": "",
-            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+            "Containers": containers.len(), "ContainersRunning": running, "ContainersPaused": paused,
+            "ContainersStopped": containers.len() - running - paused,
             "Images": images,
             "Driver": d.layers.driver().name(),
             "DriverStatus": status,
@@ -145,7 +149,7 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Isolation": "",
             "InitBinary": "",
             "SecurityOptions": [],
-            "Warnings": ["Containers, networks and volumes are not implemented yet in this Strata"],
+            "Warnings": ["Running containers, networks and volumes are not implemented yet in this Strata"],
         }),
     ))
 }

@@ -79,5 +79,4 @@ mod tests {
         );
         assert_eq!(super::rfc3339_secs("nonsense"), None);
     }
-
 }

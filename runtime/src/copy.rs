@@ -151,7 +151,8 @@ fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
 pub fn stat(root: &Path, path: &str, container: &str) -> Result<PathStat, CopyError> {
     let r = resolve_path(root, path, container)?;
     let link_target = if sys::file_type(r.st.st_mode) == libc::S_IFLNK {
-        let t = sys::readlinkat(r.dir.as_fd(), &r.name).map_err(io_ctx(format!("readlink {path}")))?;
+        let t =
+            sys::readlinkat(r.dir.as_fd(), &r.name).map_err(io_ctx(format!("readlink {path}")))?;
         let t = String::from_utf8_lossy(&t).into_owned();
         if t.starts_with('/') {
             t
@@ -178,11 +179,7 @@ pub fn stat(root: &Path, path: &str, container: &str) -> Result<PathStat, CopyEr
 }
 
 /// Adds `rel` and, for a directory, everything beneath it.
-fn add_tree<W: Write>(
-    a: &mut TreeArchiver<W>,
-    base: BorrowedFd<'_>,
-    rel: &[u8],
-) -> io::Result<()> {
+fn add_tree<W: Write>(a: &mut TreeArchiver<W>, base: BorrowedFd<'_>, rel: &[u8]) -> io::Result<()> {
     if !rel.is_empty() {
         a.add_path(rel)?;
     }
@@ -312,7 +309,14 @@ mod tests {
         let tar = export_tree(d.path(), Vec::new()).unwrap();
         assert_eq!(
             names(&tar),
-            ["escape", "etc/", "etc/hosts", "etc/sub/", "etc/sub/x", "link"]
+            [
+                "escape",
+                "etc/",
+                "etc/hosts",
+                "etc/sub/",
+                "etc/sub/x",
+                "link"
+            ]
         );
     }
 
@@ -330,13 +334,13 @@ mod tests {
         // Into a directory named through a symlink that points outside: lands inside.
         std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
         let err = extract(d.path(), "/out", "c", &tar[..], true);
-        assert!(
-            matches!(err, Err(CopyError::NotFound(..))),
-            "{err:?}"
-        );
+        assert!(matches!(err, Err(CopyError::NotFound(..))), "{err:?}");
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
         extract(d.path(), "/link/sub", "c", &tar[..], true).unwrap();
-        assert_eq!(std::fs::read(d.path().join("etc/sub/new.txt")).unwrap(), b"hi");
+        assert_eq!(
+            std::fs::read(d.path().join("etc/sub/new.txt")).unwrap(),
+            b"hi"
+        );
         assert!(d.path().join("etc/sub/.wh.kept").exists());
         assert!(matches!(
             extract(d.path(), "/etc/hosts", "c", &tar[..], true),
@@ -344,10 +348,14 @@ mod tests {
         ));
         // A file over a directory is refused with noOverwriteDirNonDir.
         let mut w = TarWriter::new(Vec::new());
-        w.append(&Header::new("sub", Kind::Regular, 0), None).unwrap();
+        w.append(&Header::new("sub", Kind::Regular, 0), None)
+            .unwrap();
         let tar = w.finish().unwrap();
         let e = extract(d.path(), "/etc", "c", &tar[..], true).unwrap_err();
-        assert!(e.to_string().contains("cannot overwrite a directory"), "{e}");
+        assert!(
+            e.to_string().contains("cannot overwrite a directory"),
+            "{e}"
+        );
         assert!(d.path().join("etc/sub/x").exists());
         // A hostile entry is refused.
         let mut w = TarWriter::new(Vec::new());

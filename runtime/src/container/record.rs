@@ -84,13 +84,19 @@ pub struct Container {
 }
 
 impl Container {
-    /// `Path` and `Args` as one command line, as `docker ps` shows it.
+    /// `Path` and `Args` as one command line, as dockerd lists it: arguments with a space
+    /// in single quotes.
     pub fn command(&self) -> String {
-        if self.args.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{} {}", self.path, self.args.join(" "))
+        let mut out = self.path.clone();
+        for a in &self.args {
+            out.push(' ');
+            if a.contains(' ') {
+                out.push_str(&format!("'{a}'"));
+            } else {
+                out.push_str(a);
+            }
         }
+        out
     }
 
     /// The name of its layer in the layer store.

@@ -275,7 +275,10 @@ impl ContainerStore {
         st.names.remove(&c.name);
         drop(st);
         if let Err(e) = remove_tree(&gone) {
-            tracing::warn!("removing {}: {e} (finished at the next start)", gone.display());
+            tracing::warn!(
+                "removing {}: {e} (finished at the next start)",
+                gone.display()
+            );
         }
         Ok(c)
     }
@@ -313,8 +316,14 @@ mod tests {
             s.reserve(Some("web")),
             Err(ContainerError::NameInUse { .. })
         ));
-        s.commit(r, container(&Reservation { id: id.clone(), name: "web".into() }))
-            .unwrap();
+        s.commit(
+            r,
+            container(&Reservation {
+                id: id.clone(),
+                name: "web".into(),
+            }),
+        )
+        .unwrap();
         let r2 = s.reserve(None).unwrap();
         let id2 = r2.id.clone();
         let c2 = container(&r2);

@@ -1,0 +1,821 @@
+//! `/containers/...` and `/commit`: containers that are created and kept, not yet run.
+
+use crate::body::{json, read_json, stream, text, BodyReader, ChannelWriter, Query, Resp};
+use crate::events::parse_filters;
+use crate::{ApiError, Daemon};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json as j, Value};
+use std::sync::Arc;
+use strata_graph::time::{rfc3339_now, rfc3339_secs};
+use strata_graph::{ChainId, CreateOpts, LayerStore, StorageOpts};
+use strata_runtime::commit::{image_config, CommitError, CommitSpec};
+use strata_runtime::container::ContainerError;
+use strata_runtime::copy::CopyError;
+use strata_runtime::{Container, ContainerConfig, State};
+
+const BODY_LIMIT: usize = 4 << 20;
+
+impl From<ContainerError> for ApiError {
+    fn from(e: ContainerError) -> Self {
+        let status = match &e {
+            ContainerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ContainerError::Ambiguous(_) | ContainerError::BadName(_) => StatusCode::BAD_REQUEST,
+            ContainerError::NameInUse { .. } => StatusCode::CONFLICT,
+            ContainerError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<CopyError> for ApiError {
+    fn from(e: CopyError) -> Self {
+        let status = match &e {
+            CopyError::NotFound(..) => StatusCode::NOT_FOUND,
+            CopyError::NotADirectory | CopyError::Apply(_) => StatusCode::BAD_REQUEST,
+            CopyError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<CommitError> for ApiError {
+    fn from(e: CommitError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<strata_graph::LayerError> for ApiError {
+    fn from(e: strata_graph::LayerError) -> Self {
+        strata_graph::image::ImageError::from(e).into()
+    }
+}
+
+/// Attributes of a container's events: image, name and labels, as dockerd sends them.
+fn attributes(c: &Container) -> Value {
+    let mut a = serde_json::Map::new();
+    for (k, v) in c.config.labels.iter().flatten() {
+        a.insert(k.clone(), j!(v));
+    }
+    a.insert("image".into(), j!(c.config.image));
+    a.insert("name".into(), j!(c.name));
+    Value::Object(a)
+}
+
+fn emit(d: &Daemon, c: &Container, action: &str, extra: &[(&str, String)]) {
+    let mut a = attributes(c);
+    for (k, v) in extra {
+        a[*k] = j!(v);
+    }
+    d.events.emit("container", action, &c.id, a);
+}
+
+pub(crate) fn find(d: &Daemon, key: &str) -> Result<Container, ApiError> {
+    Ok(d.containers.get(key)?)
+}
+
+/// Size of an image layer chain.
+fn chain_size(layers: &LayerStore, top: Option<ChainId>) -> u64 {
+    let mut total = 0;
+    let mut cur = top;
+    while let Some(c) = cur {
+        match layers.get(&c) {
+            Some(l) => {
+                total += l.size;
+                cur = l.parent;
+            }
+            None => break,
+        }
+    }
+    total
+}
+
+/// (SizeRw, SizeRootFs) of a container; blocking.
+fn sizes(layers: &LayerStore, c: &Container) -> (i64, i64) {
+    let rw = layers
+        .rw_size(c.layer_name())
+        .map(|s| s as i64)
+        .unwrap_or(-1);
+    let parent = layers.get_rw(c.layer_name()).and_then(|r| r.parent);
+    (rw, rw.max(0) + chain_size(layers, parent) as i64)
+}
+
+fn network_mode(c: &Container) -> String {
+    c.host_config["NetworkMode"]
+        .as_str()
+        .unwrap_or("bridge")
+        .to_string()
+}
+
+/// A container as `/containers/json` lists it.
+pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
+    let mut v = j!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": c.config.image,
+        "ImageID": c.image,
+        "Command": c.command(),
+        "Created": rfc3339_secs(&c.created).unwrap_or(0),
+        "Ports": [],
+        "Labels": c.config.labels.clone().unwrap_or_default(),
+        "State": c.state.status,
+        "Status": c.state.human(),
+        "HostConfig": { "NetworkMode": network_mode(c) },
+        "NetworkSettings": { "Networks": {} },
+        "Mounts": [],
+    });
+    if let Some((rw, root)) = size {
+        v["SizeRw"] = j!(rw);
+        v["SizeRootFs"] = j!(root);
+    }
+    v
+}
+
+fn inspect(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Value {
+    let graph = d.layers.rw_metadata(c.layer_name()).unwrap_or_default();
+    let mut v = j!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": c.state,
+        "Image": c.image,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": c.driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": c.host_config,
+        "GraphDriver": { "Name": c.driver, "Data": graph },
+        "Mounts": [],
+        "Config": c.config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
+            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {},
+        },
+    });
+    if let Some((rw, root)) = size {
+        v["SizeRw"] = j!(rw);
+        v["SizeRootFs"] = j!(root);
+    }
+    v
+}
+
+/// `POST /containers/create`.
+pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    let body = read_json(req.into_body(), BODY_LIMIT)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("invalid JSON: got EOF while reading request body"))?;
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::bad_request(
+            "invalid JSON: the container config must be an object",
+        ));
+    };
+    let host_config = match body.remove("HostConfig") {
+        None | Some(Value::Null) => j!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid JSON: HostConfig must be an object",
+            ))
+        }
+    };
+    let networking = body.remove("NetworkingConfig").unwrap_or(Value::Null);
+    let mut config: ContainerConfig = serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    if config.image.is_empty() {
+        return Err(ApiError::bad_request(
+            "No image specified: the config has no Image",
+        ));
+    }
+    let img = crate::images::find_normalized(d, &config.image)?;
+    let image_cfg: Value = serde_json::from_slice(&img.config).unwrap_or(Value::Null);
+    let from_image: ContainerConfig = match &image_cfg["config"] {
+        Value::Null => ContainerConfig::default(),
+        v => serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::internal(format!("image {} has an invalid config: {e}", img.id))
+        })?,
+    };
+    config.merge_image(&from_image);
+    let (path, args) = config
+        .process()
+        .ok_or_else(|| ApiError::bad_request("No command specified"))?;
+    let mut host_config = host_config;
+    if matches!(
+        host_config["NetworkMode"].as_str(),
+        None | Some("" | "default")
+    ) {
+        host_config["NetworkMode"] = j!("bridge");
+    }
+    let storage_opt: Vec<String> = match &host_config["StorageOpt"] {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let storage_opt =
+        StorageOpts::parse(&storage_opt).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let name = q.get("name").filter(|n| !n.is_empty());
+    let r = d.containers.reserve(name)?;
+    if config.hostname.is_empty() {
+        config.hostname = r.id[..12].to_string();
+    }
+    let c = Container {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        created: rfc3339_now(),
+        image: img.id.to_string(),
+        path,
+        args,
+        config,
+        host_config,
+        networking_config: networking,
+        driver: d.layers.driver().name().to_string(),
+        state: State::created(),
+        restart_count: 0,
+    };
+    let daemon = d.clone();
+    let top = img.top_layer;
+    let c2 = c.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        let opts = CreateOpts {
+            storage_opt,
+            mount_label: String::new(),
+        };
+        if let Err(e) = daemon.layers.create_rw(&r.id, top.as_ref(), &opts) {
+            daemon.containers.cancel(r);
+            return Err(e.into());
+        }
+        let id = r.id.clone();
+        if let Err(e) = daemon.containers.commit(r, c2) {
+            let _ = daemon.layers.remove_rw(&id);
+            return Err(e.into());
+        }
+        Ok(())
+    })
+    .await?;
+    res?;
+    emit(d, &c, "create", &[]);
+    Ok(json(
+        StatusCode::CREATED,
+        &j!({ "Id": c.id, "Warnings": [] }),
+    ))
+}
+
+fn label_match(labels: &Option<std::collections::BTreeMap<String, String>>, f: &str) -> bool {
+    let labels = labels.as_ref();
+    match f.split_once('=') {
+        Some((k, v)) => labels.and_then(|l| l.get(k)).is_some_and(|x| x == v),
+        None => labels.is_some_and(|l| l.contains_key(f)),
+    }
+}
+
+/// `GET /containers/json`.
+pub async fn list(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
+    let filters = parse_filters(q.get("filters"))?;
+    let limit: Option<usize> = match q.get("limit") {
+        None | Some("") => None,
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => return Err(ApiError::bad_request(format!("invalid limit {n:?}"))),
+        },
+    };
+    let all = q.bool("all") || limit.is_some();
+    let mut before: Option<String> = None;
+    let mut since: Option<String> = None;
+    for (k, vals) in &filters {
+        match k.as_str() {
+            "before" | "since" => {
+                let v = vals.first().map(String::as_str).unwrap_or("");
+                let c = find(d, v)?;
+                if k == "before" {
+                    before = Some(c.created);
+                } else {
+                    since = Some(c.created);
+                }
+            }
+            "id" | "name" | "label" | "status" | "ancestor" | "exited" => {}
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let ancestors: Vec<String> = filters
+        .iter()
+        .filter(|(k, _)| k == "ancestor")
+        .flat_map(|(_, v)| v.iter())
+        .filter_map(|a| d.images.get(a).ok().map(|i| i.id.to_string()))
+        .collect();
+    let want_ancestor = filters.iter().any(|(k, _)| k == "ancestor");
+    let mut out = Vec::new();
+    let size = q.bool("size");
+    for c in d.containers.list() {
+        if !all && !c.state.running {
+            continue;
+        }
+        let ok = filters.iter().all(|(k, vals)| match k.as_str() {
+            "id" => vals.iter().any(|v| c.id.starts_with(v.as_str())),
+            "name" => vals
+                .iter()
+                .any(|v| c.name.contains(v.trim_start_matches('/'))),
+            "label" => vals.iter().all(|v| label_match(&c.config.labels, v)),
+            "status" => vals.contains(&c.state.status),
+            "exited" => {
+                c.state.status == "exited"
+                    && vals.iter().any(|v| v.parse() == Ok(c.state.exit_code))
+            }
+            _ => true,
+        });
+        if !ok || (want_ancestor && !ancestors.contains(&c.image)) {
+            continue;
+        }
+        if before.as_ref().is_some_and(|b| c.created >= *b)
+            || since.as_ref().is_some_and(|s| c.created <= *s)
+        {
+            continue;
+        }
+        out.push(c);
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    let layers = d.layers.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        out.iter()
+            .map(|c| summary(c, size.then(|| sizes(&layers, c))))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &Value::Array(rows)))
+}
+
+/// A container layer mounted for the length of a blocking operation.
+struct Mounted<'a> {
+    layers: &'a LayerStore,
+    name: String,
+    root: std::path::PathBuf,
+}
+
+impl<'a> Mounted<'a> {
+    fn new(layers: &'a LayerStore, c: &Container) -> Result<Self, ApiError> {
+        let root = layers.mount_rw(c.layer_name(), "")?;
+        Ok(Mounted {
+            layers,
+            name: c.layer_name().to_string(),
+            root,
+        })
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.layers.unmount_rw(&self.name) {
+            tracing::warn!(layer = %self.name, "unmounting a container layer: {e}");
+        }
+    }
+}
+
+/// `POST /commit`.
+pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    let key = q.get("container").unwrap_or("");
+    let c = find(d, key)?;
+    let config: Option<ContainerConfig> = match read_json(req.into_body(), BODY_LIMIT).await? {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value(v)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?,
+        ),
+    };
+    let reference = match q.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            let r = format!("{repo}:{tag}");
+            strata_graph::image::Reference::parse_tagged(&r)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Some(r)
+        }
+    };
+    let changes = q.all("changes");
+    let author = q.get("author").unwrap_or("").to_string();
+    let comment = q.get("comment").unwrap_or("").to_string();
+    // Refuse bad --change lines before doing any work.
+    strata_runtime::commit::apply_changes(&mut ContainerConfig::default(), &changes)?;
+    let daemon = d.clone();
+    let c2 = c.clone();
+    let id = tokio::task::spawn_blocking(move || -> Result<strata_graph::Digest, ApiError> {
+        let layers = &daemon.layers;
+        let rw = layers
+            .get_rw(c2.layer_name())
+            .ok_or_else(|| ApiError::internal(format!("container {} has no layer", c2.id)))?;
+        let parent_cfg: Value = match daemon.images.get(&c2.image) {
+            Ok(img) => serde_json::from_slice(&img.config).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if parent_cfg.is_null() && rw.parent.is_some() {
+            return Err(ApiError::conflict(format!(
+                "the image of container {} was deleted; its config is gone, so it cannot be committed",
+                &c2.id[..12]
+            )));
+        }
+        let empty = layers.rw_changes(c2.layer_name())?.is_empty();
+        let layer = if empty {
+            None
+        } else {
+            let (mut rd, wr) = std::io::pipe()
+                .map_err(|e| ApiError::internal(format!("creating a pipe: {e}")))?;
+            let name = c2.layer_name().to_string();
+            let layers2 = layers.clone();
+            let writer = std::thread::spawn(move || {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, wr);
+                layers2.rw_diff(&name, &mut w)?;
+                use std::io::Write;
+                w.flush()
+                    .map_err(|e| strata_graph::LayerError::Io {
+                        context: "writing a container diff".into(),
+                        source: e,
+                    })
+            });
+            let reg = layers.register(rw.parent.as_ref(), &mut rd, Default::default());
+            drop(rd);
+            let wres = writer
+                .join()
+                .map_err(|_| ApiError::internal("the diff writer panicked"))?;
+            let layer = reg?;
+            if let Err(e) = wres {
+                let _ = layers.release(&layer.chain_id);
+                return Err(e.into());
+            }
+            Some(layer)
+        };
+        let cfg = image_config(
+            &parent_cfg,
+            CommitSpec {
+                container: &c2,
+                config,
+                changes: &changes,
+                author: &author,
+                comment: &comment,
+                diff_id: layer.as_ref().map(|l| l.diff_id),
+                created: rfc3339_now(),
+            },
+        );
+        let created = cfg.and_then(|cfg| {
+            let bytes = serde_json::to_vec(&cfg)
+                .map_err(|e| CommitError::BadImageConfig(e.to_string()))?;
+            Ok(daemon.images.create(&bytes))
+        });
+        if let Some(l) = &layer {
+            let _ = layers.release(&l.chain_id);
+        }
+        let img = created??;
+        if let Some(r) = &reference {
+            daemon.images.tag(&img.id, r)?;
+        }
+        Ok(img.id)
+    })
+    .await??;
+    emit(
+        d,
+        &c,
+        "commit",
+        &[("comment", q.get("comment").unwrap_or("").to_string())],
+    );
+    Ok(json(StatusCode::CREATED, &j!({ "Id": id.to_string() })))
+}
+
+/// `POST /containers/prune`.
+pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
+    let filters = parse_filters(q.get("filters"))?;
+    let mut until: Option<i64> = None;
+    for (k, vals) in &filters {
+        match k.as_str() {
+            "label" | "label!" => {}
+            "until" => until = vals.first().map(|v| parse_until(v)).transpose()?,
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0i64;
+    for c in d.containers.list() {
+        if c.state.running || c.state.paused || c.state.restarting {
+            continue;
+        }
+        if until.is_some_and(|u| rfc3339_secs(&c.created).unwrap_or(0) >= u) {
+            continue;
+        }
+        let labels_ok = filters.iter().all(|(k, vals)| match k.as_str() {
+            "label" => vals.iter().all(|v| label_match(&c.config.labels, v)),
+            "label!" => vals.iter().all(|v| !label_match(&c.config.labels, v)),
+            _ => true,
+        });
+        if !labels_ok {
+            continue;
+        }
+        let layers = d.layers.clone();
+        let c2 = c.clone();
+        let size = tokio::task::spawn_blocking(move || sizes(&layers, &c2).0).await?;
+        remove_container(d, &c).await?;
+        reclaimed += size.max(0);
+        deleted.push(c.id.clone());
+    }
+    d.events.emit(
+        "container",
+        "prune",
+        "",
+        j!({ "reclaimed": reclaimed.to_string() }),
+    );
+    let deleted = if deleted.is_empty() {
+        Value::Null
+    } else {
+        j!(deleted)
+    };
+    Ok(json(
+        StatusCode::OK,
+        &j!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
+    ))
+}
+
+/// `until` as a prune filter takes a Unix time or a duration (`10m`, `24h`).
+pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if let Ok(t) = v.split('.').next().unwrap_or(v).parse::<i64>() {
+        return Ok(t);
+    }
+    if let Some(t) = rfc3339_secs(v) {
+        return Ok(t);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid filter 'until={v}'")))?;
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(ApiError::bad_request(format!("invalid filter 'until={v}'"))),
+    };
+    Ok(now - (n * mult) as i64)
+}
+
+async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError> {
+    let daemon = d.clone();
+    let id = c.id.clone();
+    let layer = c.layer_name().to_string();
+    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        daemon.containers.remove(&id)?;
+        if let Err(e) = daemon.layers.remove_rw(&layer) {
+            // The record is gone: the layer is an orphan the next start removes.
+            tracing::warn!(layer = %layer, "removing a container layer: {e} (left for the next start)");
+        }
+        Ok(())
+    })
+    .await??;
+    emit(d, c, "destroy", &[]);
+    Ok(())
+}
+
+fn path_stat_header(st: &strata_runtime::copy::PathStat) -> hyper::header::HeaderValue {
+    use base64::Engine;
+    let raw = serde_json::to_vec(st).unwrap_or_default();
+    let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+    hyper::header::HeaderValue::from_str(&enc)
+        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static(""))
+}
+
+const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
+
+async fn archive(
+    d: &Arc<Daemon>,
+    c: Container,
+    method: &Method,
+    req: Request<Incoming>,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let path = q.get("path").unwrap_or("").to_string();
+    if path.is_empty() {
+        return Err(ApiError::bad_request("path cannot be empty"));
+    }
+    let daemon = d.clone();
+    match *method {
+        Method::HEAD => {
+            let c2 = c.clone();
+            let st = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                let m = Mounted::new(&daemon.layers, &c2)?;
+                Ok(strata_runtime::copy::stat(&m.root, &path, &c2.id)?)
+            })
+            .await??;
+            let mut r = text(StatusCode::OK, "application/x-tar", "");
+            r.headers_mut().insert(STAT_HEADER, path_stat_header(&st));
+            Ok(r)
+        }
+        Method::GET => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let (st_tx, st_rx) = tokio::sync::oneshot::channel();
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || {
+                let m = match Mounted::new(&daemon.layers, &c2) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = st_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Stat first, so that a missing path is an error status, not a broken stream.
+                match strata_runtime::copy::stat(&m.root, &path, &c2.id) {
+                    Ok(st) => {
+                        let _ = st_tx.send(Ok(st));
+                    }
+                    Err(e) => {
+                        let _ = st_tx.send(Err(e.into()));
+                        return;
+                    }
+                }
+                let err_tx = tx.clone();
+                if let Err(e) =
+                    strata_runtime::copy::archive(&m.root, &path, &c2.id, ChannelWriter(tx))
+                {
+                    tracing::warn!("archive of {path}: {e}");
+                    let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            });
+            let st = st_rx
+                .await
+                .map_err(|_| ApiError::internal("archive task ended early"))??;
+            emit(d, &c, "archive-path", &[]);
+            let mut r = stream(StatusCode::OK, "application/x-tar", rx);
+            r.headers_mut().insert(STAT_HEADER, path_stat_header(&st));
+            Ok(r)
+        }
+        Method::PUT => {
+            if c.host_config["ReadonlyRootfs"].as_bool() == Some(true) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "container rootfs is marked read-only",
+                ));
+            }
+            let no_overwrite = q.bool("noOverwriteDirNonDir");
+            let reader = BodyReader::new(req.into_body());
+            let c2 = c.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+                let m = Mounted::new(&daemon.layers, &c2)?;
+                Ok(strata_runtime::copy::extract(
+                    &m.root,
+                    &path,
+                    &c2.id,
+                    reader,
+                    no_overwrite,
+                )?)
+            })
+            .await??;
+            emit(d, &c, "extract-to-dir", &[]);
+            Ok(text(StatusCode::OK, "text/plain", ""))
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `/containers/{id}/...`.
+pub async fn route_named(
+    d: Arc<Daemon>,
+    method: &Method,
+    rest: &str,
+    req: Request<Incoming>,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let key = crate::body::decode_path(key);
+    match (method, action) {
+        (&Method::GET, "json") => {
+            let c = find(&d, &key)?;
+            let size = if q.bool("size") {
+                let layers = d.layers.clone();
+                let c2 = c.clone();
+                Some(tokio::task::spawn_blocking(move || sizes(&layers, &c2)).await?)
+            } else {
+                None
+            };
+            Ok(json(StatusCode::OK, &inspect(&d, &c, size)))
+        }
+        (&Method::GET, "changes") => {
+            let c = find(&d, &key)?;
+            let layers = d.layers.clone();
+            let changes =
+                tokio::task::spawn_blocking(move || layers.rw_changes(c.layer_name())).await??;
+            let v: Vec<Value> = changes
+                .iter()
+                .map(|ch| j!({ "Path": ch.path, "Kind": ch.kind as u8 }))
+                .collect();
+            Ok(json(StatusCode::OK, &Value::Array(v)))
+        }
+        (&Method::GET, "export") => {
+            let c = find(&d, &key)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let daemon = d.clone();
+            let c2 = c.clone();
+            let (ok_tx, ok_rx) = tokio::sync::oneshot::channel();
+            tokio::task::spawn_blocking(move || {
+                let m = match Mounted::new(&daemon.layers, &c2) {
+                    Ok(m) => {
+                        let _ = ok_tx.send(Ok(()));
+                        m
+                    }
+                    Err(e) => {
+                        let _ = ok_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let err_tx = tx.clone();
+                if let Err(e) = strata_runtime::copy::export_tree(&m.root, ChannelWriter(tx)) {
+                    tracing::warn!("export of {}: {e}", c2.id);
+                    let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            });
+            ok_rx
+                .await
+                .map_err(|_| ApiError::internal("export task ended early"))??;
+            emit(&d, &c, "export", &[]);
+            Ok(stream(StatusCode::OK, "application/x-tar", rx))
+        }
+        (&Method::POST, "rename") => {
+            let c = find(&d, &key)?;
+            let new = q.get("name").unwrap_or("");
+            if new.is_empty() {
+                return Err(ApiError::bad_request(
+                    "Neither old nor new names may be empty",
+                ));
+            }
+            if new.trim_start_matches('/') == c.name {
+                return Err(ApiError::bad_request(
+                    "Renaming a container with the same name as its current name",
+                ));
+            }
+            let old = d.containers.rename(&c.id, new)?;
+            let c = find(&d, &c.id)?;
+            emit(&d, &c, "rename", &[("oldName", format!("/{old}"))]);
+            Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+        }
+        (&Method::GET | &Method::HEAD | &Method::PUT, "archive") => {
+            let c = find(&d, &key)?;
+            archive(&d, c, method, req, q).await
+        }
+        (&Method::DELETE, "") => {
+            let c = find(&d, &key)?;
+            if q.bool("link") {
+                return Err(ApiError::bad_request("links are not supported"));
+            }
+            if c.state.running && !q.bool("force") {
+                return Err(ApiError::conflict(format!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", c.name)));
+            }
+            remove_container(&d, &c).await?;
+            Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+        }
+        (
+            &Method::POST,
+            "start" | "stop" | "restart" | "kill" | "wait" | "attach" | "pause" | "unpause"
+            | "resize" | "exec" | "update",
+        )
+        | (&Method::GET, "logs" | "top" | "stats") => {
+            find(&d, &key)?;
+            Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "{action}: running containers is not implemented yet in this Strata (issue #5)"
+                ),
+            ))
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// Containers for `/system/df`, with sizes; blocking.
+pub(crate) fn df_rows(d: &Daemon) -> Vec<Value> {
+    d.containers
+        .list()
+        .iter()
+        .map(|c| summary(c, Some(sizes(&d.layers, c))))
+        .collect()
+}
+
+/// The containers using an image.
+pub(crate) fn using_image(d: &Daemon, id: &str) -> Vec<Container> {
+    d.containers
+        .list()
+        .into_iter()
+        .filter(|c| c.image == id)
+        .collect()
+}

@@ -1,0 +1,212 @@
+//! What the integration tests share: a daemon on a temporary socket and data root (stopped by
+//! PID, also when a test fails), the docker CLI, and a busybox image built offline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+use strata_graph::archive::tar::{Header, Kind, TarWriter};
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::Digest;
+
+/// A daemon process, stopped by PID when dropped (also when a test fails).
+#[derive(Debug)]
+pub struct Running(pub Child);
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then waits; SIGKILL after 10 s. Returns the exit status and how long it took.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Some(s) = self.0.try_wait().expect("try_wait") {
+                return (s, t.elapsed());
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = self.0.kill();
+                return (self.0.wait().expect("wait"), t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+/// A daemon with its own data root and socket.
+pub struct Daemon {
+    pub child: Running,
+    pub sock: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub args: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(driver: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-daemon-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("root");
+        let pid = dir.path().join("strata.pid");
+        let sock = dir.path().join("strata.sock");
+        let args = ["--storage-driver", driver, "--label", "test=yes"];
+        let child = spawn(&root, &pid, &sock, &args)
+            .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
+        Daemon {
+            child,
+            sock,
+            dir,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The data root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Starts the daemon again on the same data root and socket (after `stop` or a kill).
+    pub fn restart(&mut self) {
+        if self.child.0.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.child = spawn(
+            &self.root(),
+            &self.dir.path().join("strata.pid"),
+            &self.sock,
+            &args,
+        )
+        .unwrap_or_else(|e| panic!("daemon did not restart: {e}"));
+    }
+
+    /// Runs docker and returns (success, stdout, stderr).
+    pub fn try_docker(&self, args: &[&str]) -> (bool, String, String) {
+        let o = self.docker(args);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+
+    /// Runs docker and returns stdout, failing the test with stderr on error.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let (status, took) = self.child.stop();
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+        status
+    }
+}
+
+/// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
+pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Running, String> {
+    let log = sock.with_extension("log");
+    // A socket left by a killed daemon must not look like a ready one.
+    let _ = std::fs::remove_file(sock);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["daemon", "--data-root"])
+        .arg(root)
+        .arg("--pidfile")
+        .arg(pid)
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start strata daemon");
+    let t = Instant::now();
+    while !sock.exists() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Err(format!(
+                "exit {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the daemon did not create its socket in 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Running(child))
+}
+
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A docker-archive of a two-layer busybox image (from Debian's busybox-static).
+pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
+    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian package busybox-static)");
+    let l0 = TarBuilder::new()
+        .dir("bin")
+        .file_mode("bin/busybox", &bb, 0o755, 0, 0)
+        .symlink("bin/sh", "busybox")
+        .build();
+    let l1 = TarBuilder::new()
+        .dir("etc")
+        .file("etc/motd", b"hello from strata\n")
+        .build();
+    let diff_ids = vec![Digest::of(&l0), Digest::of(&l1)];
+    let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","created":"2024-01-02T03:04:05Z","config":{{"Cmd":["sh"],"Env":["PATH=/bin"],"Labels":{{"org.test":"1"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}},"history":[{{"created":"2024-01-02T03:04:05Z","created_by":"ADD busybox"}},{{"created":"2024-01-02T03:04:05Z","created_by":"ADD motd"}},{{"created":"2024-01-02T03:04:05Z","created_by":"CMD [\"sh\"]","empty_layer":true}}]}}"#,
+        ids.join(",")
+    )
+    .into_bytes();
+    let id = Digest::of(&cfg);
+    let cfg_name = format!("{}.json", id.hex());
+    let manifest = format!(
+        r#"[{{"Config":"{cfg_name}","RepoTags":["test/busybox:1"],"Layers":["a/layer.tar","b/layer.tar"]}}]"#
+    );
+    let mut w = TarWriter::new(Vec::new());
+    for (p, data) in [
+        (cfg_name.as_str(), &cfg[..]),
+        ("a/layer.tar", &l0[..]),
+        ("b/layer.tar", &l1[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let h = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).expect("append");
+    }
+    let path = dir.join("busybox.tar");
+    std::fs::write(&path, w.finish().expect("finish")).expect("write");
+    (path, diff_ids, id)
+}
