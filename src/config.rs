@@ -14,9 +14,6 @@ const KEYS: &[&str] = &[
     "debug",
     "log-level",
     "pidfile",
-];
-/// dockerd keys Strata knows but does not implement yet: refused rather than ignored.
-const NOT_YET: &[&str] = &[
     "tls",
     "tlsverify",
     "tlscacert",
@@ -37,6 +34,13 @@ pub struct Flags {
     pub debug: bool,
     pub log_level: Option<String>,
     pub pidfile: Option<PathBuf>,
+    pub tls: bool,
+    pub tlsverify: bool,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
+    pub exec_root: Option<PathBuf>,
+    pub group: Option<String>,
 }
 
 /// The effective configuration.
@@ -50,6 +54,29 @@ pub struct Config {
     pub debug: bool,
     pub log_level: String,
     pub pidfile: PathBuf,
+    /// TLS on TCP sockets (`--tlsverify` implies it).
+    pub tls: bool,
+    pub tlsverify: bool,
+    pub tlscacert: PathBuf,
+    pub tlscert: PathBuf,
+    pub tlskey: PathBuf,
+    pub exec_root: PathBuf,
+    /// Group owning unix sockets; `None`: dockerd's default ("docker") if it exists.
+    pub group: Option<String>,
+}
+
+/// Where dockerd looks for TLS files by default: `$DOCKER_CERT_PATH`, else `~/.docker`.
+fn cert_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("DOCKER_CERT_PATH").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".docker")
+}
+
+fn boolean(v: &serde_json::Value, key: &str) -> anyhow::Result<bool> {
+    v.as_bool()
+        .with_context(|| format!("daemon.json: {key} must be true or false"))
 }
 
 fn strings(v: &serde_json::Value, key: &str) -> anyhow::Result<Vec<String>> {
@@ -94,7 +121,7 @@ pub fn read_file(
     };
     let unknown: Vec<&String> = map
         .keys()
-        .filter(|k| !KEYS.contains(&k.as_str()) && !NOT_YET.contains(&k.as_str()))
+        .filter(|k| !KEYS.contains(&k.as_str()))
         .collect();
     if !unknown.is_empty() {
         bail!(
@@ -107,12 +134,6 @@ pub fn read_file(
                 .join(", ")
         );
     }
-    if let Some(k) = map.keys().find(|k| NOT_YET.contains(&k.as_str())) {
-        bail!(
-            "{}: {k} is not implemented yet in Strata (issue #4)",
-            path.display()
-        );
-    }
     Ok(map)
 }
 
@@ -121,7 +142,30 @@ pub fn merge(
     flags: &Flags,
     file: &serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Config> {
-    let given: [(&str, bool, String); 8] = [
+    let given: [(&str, bool, String); 15] = [
+        ("tls", flags.tls, "true".into()),
+        ("tlsverify", flags.tlsverify, "true".into()),
+        (
+            "tlscacert",
+            flags.tlscacert.is_some(),
+            format!("{:?}", flags.tlscacert),
+        ),
+        (
+            "tlscert",
+            flags.tlscert.is_some(),
+            format!("{:?}", flags.tlscert),
+        ),
+        (
+            "tlskey",
+            flags.tlskey.is_some(),
+            format!("{:?}", flags.tlskey),
+        ),
+        (
+            "exec-root",
+            flags.exec_root.is_some(),
+            format!("{:?}", flags.exec_root),
+        ),
+        ("group", flags.group.is_some(), format!("{:?}", flags.group)),
         (
             "hosts",
             !flags.hosts.is_empty(),
@@ -168,7 +212,37 @@ pub fn merge(
         bail!("the following directives are specified both as a flag and in the configuration file: {}", conflicts.join(", "));
     }
     let get = |k: &str| file.get(k);
+    let path_of = |k: &str, flag: &Option<PathBuf>, default: &str| -> anyhow::Result<PathBuf> {
+        Ok(match get(k) {
+            Some(v) => PathBuf::from(string(v, k)?),
+            None => flag.clone().unwrap_or_else(|| cert_dir().join(default)),
+        })
+    };
+    let tlsverify = match get("tlsverify") {
+        Some(v) => boolean(v, "tlsverify")?,
+        None => flags.tlsverify,
+    };
     Ok(Config {
+        tls: tlsverify
+            || match get("tls") {
+                Some(v) => boolean(v, "tls")?,
+                None => flags.tls,
+            },
+        tlsverify,
+        tlscacert: path_of("tlscacert", &flags.tlscacert, "ca.pem")?,
+        tlscert: path_of("tlscert", &flags.tlscert, "cert.pem")?,
+        tlskey: path_of("tlskey", &flags.tlskey, "key.pem")?,
+        exec_root: match get("exec-root") {
+            Some(v) => PathBuf::from(string(v, "exec-root")?),
+            None => flags
+                .exec_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/run/strata")),
+        },
+        group: match get("group") {
+            Some(v) => Some(string(v, "group")?),
+            None => flags.group.clone(),
+        },
         hosts: match get("hosts") {
             Some(v) => strings(v, "hosts")?,
             None => flags.hosts.clone(),

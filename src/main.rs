@@ -59,6 +59,39 @@ struct DaemonArgs {
     /// Daemon configuration file [default: /etc/strata/daemon.json].
     #[arg(long = "config-file")]
     config_file: Option<PathBuf>,
+    /// Root of the execution state [default: /run/strata].
+    #[arg(long = "exec-root")]
+    exec_root: Option<PathBuf>,
+    /// Group owning the unix socket(s) [default: docker, when it exists].
+    #[arg(long = "group", short = 'G')]
+    group: Option<String>,
+    /// Use TLS on TCP sockets; implied by --tlsverify.
+    #[arg(long)]
+    tls: bool,
+    /// Use TLS and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    tlsverify: bool,
+    /// CA that client certificates must be signed by [default: ~/.docker/ca.pem].
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate [default: ~/.docker/cert.pem].
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// The daemon's TLS key [default: ~/.docker/key.pem].
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
+}
+
+/// A group name or number as a gid.
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
 }
 
 fn main() {
@@ -92,6 +125,13 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         debug: args.debug,
         log_level: args.log_level.clone(),
         pidfile: args.pidfile.clone(),
+        tls: args.tls,
+        tlsverify: args.tlsverify,
+        tlscacert: args.tlscacert.clone(),
+        tlscert: args.tlscert.clone(),
+        tlskey: args.tlskey.clone(),
+        exec_root: args.exec_root.clone(),
+        group: args.group.clone(),
     };
     let config_path = args
         .config_file
@@ -111,7 +151,29 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     } else {
         cfg.hosts.clone()
     };
-    let sockets = strata_api::resolve_hosts(&hosts, &activated).map_err(anyhow::Error::msg)?;
+    let sockets =
+        strata_api::resolve_hosts(&hosts, &activated, cfg.tls).map_err(anyhow::Error::msg)?;
+    let tls = if cfg.tls {
+        let files = strata_api::tls::TlsFiles {
+            ca: Some(cfg.tlscacert.clone()),
+            cert: Some(cfg.tlscert.clone()),
+            key: Some(cfg.tlskey.clone()),
+        };
+        Some(strata_api::tls::server_config(&files, cfg.tlsverify).context("TLS")?)
+    } else {
+        None
+    };
+    let socket_gid = match &cfg.group {
+        Some(g) => Some(group_id(g).with_context(|| format!("group {g:?} not found"))?),
+        None => group_id("docker"),
+    };
+    let serve_opts = strata_api::ServeOptions {
+        tls,
+        verify: cfg.tlsverify,
+        socket_gid,
+    };
+    std::fs::create_dir_all(&cfg.exec_root)
+        .with_context(|| format!("creating the exec root {}", cfg.exec_root.display()))?;
     let opts = strata_graph::StorageOpts::parse(&cfg.storage_opts).context("storage options")?;
     std::fs::create_dir_all(&cfg.data_root)
         .with_context(|| format!("creating {}", cfg.data_root.display()))?;
@@ -169,12 +231,13 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         let mut servers = Vec::new();
         for sock in sockets {
             let d = daemon.clone();
+            let opts = serve_opts.clone();
             let mut rx = stop_rx.clone();
             servers.push(tokio::spawn(async move {
                 let stop = async move {
                     let _ = rx.wait_for(|v| *v).await;
                 };
-                let res = strata_api::serve(&sock, d, stop).await.with_context(|| format!("serving {sock:?}"));
+                let res = strata_api::serve(&sock, d, opts, stop).await.with_context(|| format!("serving {sock:?}"));
                 if let Err(e) = &res {
                     tracing::error!("{e:#}");
                 }
@@ -208,6 +271,11 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                                 ("storage-driver", new.storage_driver != current.storage_driver),
                                 ("storage-opts", new.storage_opts != current.storage_opts),
                                 ("pidfile", new.pidfile != current.pidfile),
+                                ("exec-root", new.exec_root != current.exec_root),
+                                ("group", new.group != current.group),
+                                ("tls", new.tls != current.tls || new.tlsverify != current.tlsverify
+                                    || new.tlscacert != current.tlscacert || new.tlscert != current.tlscert
+                                    || new.tlskey != current.tlskey),
                             ]
                             .iter()
                             .filter(|(_, changed)| *changed)

@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 mod images;
 mod system;
+pub mod tls;
 
 use body::Resp;
 pub use error::ApiError;
@@ -71,7 +72,8 @@ pub fn activation_fds() -> Vec<i32> {
 }
 
 /// Expands `-H` values into hosts; `fd://` takes every activation socket, `fd://N` one of them.
-pub fn resolve_hosts(values: &[String], activated: &[i32]) -> Result<Vec<Host>, String> {
+/// A TCP address without a port gets 2376 with TLS, 2375 without.
+pub fn resolve_hosts(values: &[String], activated: &[i32], tls: bool) -> Result<Vec<Host>, String> {
     let mut out = Vec::new();
     for v in values {
         if let Some(rest) = v.strip_prefix("fd://") {
@@ -92,7 +94,7 @@ pub fn resolve_hosts(values: &[String], activated: &[i32]) -> Result<Vec<Host>, 
                 out.push(Host::Fd(fd));
             }
         } else {
-            out.push(Host::parse(v)?);
+            out.push(Host::parse_port(v, if tls { 2376 } else { 2375 })?);
         }
     }
     Ok(out)
@@ -101,6 +103,11 @@ pub fn resolve_hosts(values: &[String], activated: &[i32]) -> Result<Vec<Host>, 
 impl Host {
     /// Parses `unix://PATH` or `tcp://HOST:PORT` (dockerd's forms; port 2375 by default).
     pub fn parse(s: &str) -> Result<Host, String> {
+        Self::parse_port(s, 2375)
+    }
+
+    /// As `parse`, with the port a TCP address without one gets.
+    pub fn parse_port(s: &str, default_port: u16) -> Result<Host, String> {
         if let Some(p) = s.strip_prefix("unix://") {
             return if p.is_empty() {
                 Ok(Host::Unix(PathBuf::from("/run/strata.sock")))
@@ -116,12 +123,12 @@ impl Host {
                 ),
                 Some(_) => Err(format!("invalid tcp address {s:?}")),
                 None => Ok(Host::Tcp(format!(
-                    "{}:2375",
+                    "{}:{default_port}",
                     if a.is_empty() { "0.0.0.0" } else { a }
                 ))),
             };
         }
-        Err(format!("{s}: unsupported address (unix://PATH, tcp://HOST:PORT or fd://; TLS is not implemented yet)"))
+        Err(format!("{s}: unsupported address (unix://PATH, tcp://HOST:PORT or fd://)"))
     }
 }
 
@@ -149,10 +156,22 @@ where
     });
 }
 
-/// Serves the API on `host` until `shutdown` resolves.
+/// How the daemon's sockets are set up.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// TLS on TCP sockets (`--tls`/`--tlsverify`); plain TCP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Client certificates are verified (`--tlsverify`).
+    pub verify: bool,
+    /// Group owning unix sockets (`--group`).
+    pub socket_gid: Option<u32>,
+}
+
+/// Serves the API on `host` until `shutdown` resolves; TCP sockets use TLS when configured.
 pub async fn serve(
     host: &Host,
     daemon: Arc<Daemon>,
+    security: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let listener = match host {
@@ -164,6 +183,9 @@ pub async fn serve(
             let l = tokio::net::UnixListener::bind(path)?;
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+            if let Some(gid) = security.socket_gid {
+                std::os::unix::fs::chown(path, None, Some(gid))?;
+            }
             tracing::info!(socket = %path.display(), "API listening");
             Listener::Unix(l)
         }
@@ -196,10 +218,13 @@ pub async fn serve(
         }
         Host::Tcp(addr) => {
             let l = tokio::net::TcpListener::bind(addr).await?;
-            tracing::warn!(
-                address = %addr,
-                "Binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network"
-            );
+            if !security.verify {
+                tracing::warn!(
+                    address = %addr,
+                    "Binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network"
+                );
+            }
+            tracing::info!(address = %addr, tls = security.tls.is_some(), verify = security.verify, "API listening");
             Listener::Tcp(l)
         }
     };
@@ -210,7 +235,22 @@ pub async fn serve(
             r = async {
                 match &listener {
                     Listener::Unix(l) => l.accept().await.map(|(s, _)| spawn_connection(s, daemon.clone())),
-                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| spawn_connection(s, daemon.clone())),
+                    Listener::Tcp(l) => l.accept().await.map(|(s, peer)| match &security.tls {
+                        None => spawn_connection(s, daemon.clone()),
+                        Some(cfg) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+                            let d = daemon.clone();
+                            // The handshake runs in its own task, so a slow client cannot stall
+                            // the accept loop.
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(std::time::Duration::from_secs(30), acceptor.accept(s)).await {
+                                    Ok(Ok(tls)) => spawn_connection(tls, d),
+                                    Ok(Err(e)) => tracing::warn!(%peer, "TLS handshake failed: {e}"),
+                                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }),
                 }
             } => {
                 if let Err(e) = r {
