@@ -19,6 +19,8 @@ use tracing_subscriber::util::SubscriberInitExt;
     about = "A container engine built around its layered image store"
 )]
 struct Cli {
+    #[command(flatten)]
+    client: strata_cli::ClientOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Daemon(DaemonArgs),
+    #[command(flatten)]
+    Client(strata_cli::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -98,6 +102,17 @@ fn main() {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Daemon(args) => daemon(args),
+        Command::Client(cmd) => {
+            if let Err(e) = strata_cli::run(&cli.client, cmd) {
+                let text = e.to_string();
+                // An empty message: each failure was reported as it happened.
+                if !text.is_empty() {
+                    eprintln!("{text}");
+                }
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     };
     if let Err(e) = res {
         eprintln!("strata: {e:#}");

@@ -6,6 +6,7 @@
 //! and response bodies cross into them through channels, so `load` and `save` stream.
 
 mod body;
+pub mod client;
 mod containers;
 mod error;
 pub mod events;

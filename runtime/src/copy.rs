@@ -227,6 +227,32 @@ pub fn archive<W: Write>(
     Ok((st, out))
 }
 
+/// Writes a tar of `name` in the local directory `dir` and everything beneath it, named `as_name`
+/// in the archive (the client's side of `docker cp` into a container).
+pub fn archive_local<W: Write>(
+    dir: &Path,
+    name: &[u8],
+    as_name: &[u8],
+    out: W,
+) -> Result<W, CopyError> {
+    let ctx = || format!("archiving {}", dir.join(String::from_utf8_lossy(name).as_ref()).display());
+    let mut a = TreeArchiver::new(dir, out)
+        .map_err(io_ctx(ctx()))?
+        .rebase(name, as_name);
+    let base = sys::open(dir, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io_ctx(ctx()))?;
+    add_tree(&mut a, base.as_fd(), name).map_err(io_ctx(ctx()))?;
+    a.finish().map_err(io_ctx(ctx()))
+}
+
+/// Unpacks a plain tar into a local directory (the client's side of `docker cp` out of a
+/// container): entries stay beneath `dir`, `.wh.` names are ordinary files.
+pub fn extract_local<R: Read + Send>(dir: &Path, input: R) -> Result<(), CopyError> {
+    let mut opts = ApplyOptions::new(WhiteoutFormat::None);
+    opts.no_overwrite_dir_non_dir = true;
+    apply_layer(dir, input, opts)?;
+    Ok(())
+}
+
 /// Writes the whole tree at `root` as a tar (`docker export`).
 pub fn export_tree<W: Write>(root: &Path, out: W) -> Result<W, CopyError> {
     let mut a = TreeArchiver::new(root, out).map_err(io_ctx("exporting"))?;

@@ -21,6 +21,8 @@ pub struct TreeArchiver<W: Write> {
     tar: TarWriter<W>,
     root: OwnedFd,
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// Entries under `.0` are named under `.1` in the archive.
+    rebase: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<W: Write> TreeArchiver<W> {
@@ -29,7 +31,25 @@ impl<W: Write> TreeArchiver<W> {
             tar: TarWriter::new(out),
             root: sys::open(root, libc::O_PATH | libc::O_DIRECTORY, 0)?,
             links: HashMap::new(),
+            rebase: None,
         })
+    }
+
+    /// Names the entry `from` (and everything beneath it) `to` in the archive
+    /// (`docker cp a.txt c:/b.txt`).
+    pub fn rebase(mut self, from: &[u8], to: &[u8]) -> Self {
+        self.rebase = Some((from.to_vec(), to.to_vec()));
+        self
+    }
+
+    fn archive_name(&self, rel: &[u8]) -> Vec<u8> {
+        match &self.rebase {
+            Some((from, to)) if rel == from.as_slice() => to.clone(),
+            Some((from, to)) if rel.starts_with(from) && rel.get(from.len()) == Some(&b'/') => {
+                [to.as_slice(), &rel[from.len()..]].concat()
+            }
+            _ => rel.to_vec(),
+        }
     }
 
     /// Adds the entry at `rel` (relative to the root) with its metadata and content.
@@ -69,7 +89,7 @@ impl<W: Write> TreeArchiver<W> {
             _ => return Ok(()),
         };
         let mut h = Header {
-            path: rel.to_vec(),
+            path: self.archive_name(rel),
             link: Vec::new(),
             kind,
             mode: st.st_mode & 0o7777,
@@ -94,7 +114,8 @@ impl<W: Write> TreeArchiver<W> {
                     h.size = 0;
                     return self.tar.append(&h, None);
                 }
-                self.links.insert((st.st_dev, st.st_ino), rel.to_vec());
+                self.links
+                    .insert((st.st_dev, st.st_ino), self.archive_name(rel));
             }
             _ => {}
         }

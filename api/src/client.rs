@@ -1,0 +1,399 @@
+//! A small blocking HTTP/1.1 client for the Engine API over unix sockets, TCP and TLS: what
+//! the `strata` CLI speaks. One connection per request, bodies streamed both ways.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("Cannot connect to the Strata daemon at {addr}. Is the daemon running? ({source})")]
+    Connect { addr: String, source: io::Error },
+    #[error("{0}: unsupported host (unix://PATH, tcp://HOST:PORT)")]
+    BadHost(String),
+    #[error("talking to the daemon at {addr}: {source}")]
+    Io { addr: String, source: io::Error },
+    #[error("the daemon at {addr} sent a malformed response: {what}")]
+    Protocol { addr: String, what: String },
+    /// An error response: the daemon's `message` and the status.
+    #[error("Error response from daemon: {message}")]
+    Daemon { status: u16, message: String },
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// Where the daemon is and how to reach it.
+#[derive(Clone)]
+pub struct Client {
+    addr: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A request body.
+pub enum Body<'a> {
+    None,
+    Json(serde_json::Value),
+    /// Streamed with chunked encoding.
+    Stream {
+        content_type: &'static str,
+        reader: &'a mut dyn Read,
+    },
+}
+
+/// A response: status, headers, and the body as a reader.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    body: Box<dyn Read + Send>,
+}
+
+impl Response {
+    /// A header's value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as a reader.
+    pub fn reader(&mut self) -> &mut (dyn Read + Send) {
+        &mut *self.body
+    }
+    /// The whole body.
+    pub fn bytes(mut self) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.body.read_to_end(&mut v)?;
+        Ok(v)
+    }
+}
+
+/// Percent-encodes a query value or path segment.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client for `unix://PATH` or `tcp://HOST:PORT`; TLS over TCP when `tls` is given.
+    pub fn new(host: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Client, ClientError> {
+        if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
+            return Err(ClientError::BadHost(host.into()));
+        }
+        Ok(Client {
+            addr: host.to_string(),
+            tls,
+        })
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn io(&self) -> impl Fn(io::Error) -> ClientError + '_ {
+        move |source| ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    fn connect(&self) -> Result<Box<dyn Stream>, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            addr: self.addr.clone(),
+            source,
+        };
+        if let Some(path) = self.addr.strip_prefix("unix://") {
+            return Ok(Box::new(UnixStream::connect(path).map_err(connect_err)?));
+        }
+        let hp = self.addr.trim_start_matches("tcp://").trim_end_matches('/');
+        let hp = if hp.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            hp.to_string()
+        } else {
+            format!("{hp}:{}", if self.tls.is_some() { 2376 } else { 2375 })
+        };
+        let tcp = TcpStream::connect(&hp).map_err(connect_err)?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some(cfg) => {
+                let host = hp
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+                    .unwrap_or(&hp)
+                    .to_string();
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
+                let conn = rustls::ClientConnection::new(cfg.clone(), name)
+                    .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                // Finish the handshake now, so that certificate errors read as connect errors.
+                while s.conn.is_handshaking() {
+                    s.conn
+                        .complete_io(&mut s.sock)
+                        .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
+                }
+                Ok(Box::new(s))
+            }
+        }
+    }
+
+    /// Sends a request; error statuses come back as `Ok` (see `call` for the usual path).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<Response, ClientError> {
+        let mut stream = self.connect()?;
+        let mut target = path.to_string();
+        if !query.is_empty() {
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", escape(v)))
+                .collect();
+            target.push('?');
+            target.push_str(&q.join("&"));
+        }
+        let host = if self.addr.starts_with("unix://") {
+            "api.strata"
+        } else {
+            self.addr.trim_start_matches("tcp://")
+        };
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata-cli/{}\r\nConnection: close\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let io = self.io();
+        match body {
+            Body::None => {
+                head.push_str("\r\n");
+                stream.write_all(head.as_bytes()).map_err(&io)?;
+            }
+            Body::Json(v) => {
+                let data = serde_json::to_vec(&v).unwrap_or_default();
+                head.push_str(&format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    data.len()
+                ));
+                stream.write_all(head.as_bytes()).map_err(&io)?;
+                stream.write_all(&data).map_err(&io)?;
+            }
+            Body::Stream {
+                content_type,
+                reader,
+            } => {
+                head.push_str(&format!(
+                    "Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                ));
+                stream.write_all(head.as_bytes()).map_err(&io)?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = reader.read(&mut buf).map_err(|e| ClientError::Io {
+                        addr: "the local input".into(),
+                        source: e,
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    stream
+                        .write_all(format!("{n:x}\r\n").as_bytes())
+                        .map_err(&io)?;
+                    stream.write_all(&buf[..n]).map_err(&io)?;
+                    stream.write_all(b"\r\n").map_err(&io)?;
+                }
+                stream.write_all(b"0\r\n\r\n").map_err(&io)?;
+            }
+        }
+        stream.flush().map_err(&io)?;
+        self.read_response(BufReader::with_capacity(1 << 16, stream), method == "HEAD")
+    }
+
+    fn read_response(
+        &self,
+        mut r: BufReader<Box<dyn Stream>>,
+        head_only: bool,
+    ) -> Result<Response, ClientError> {
+        let proto = |what: String| ClientError::Protocol {
+            addr: self.addr.clone(),
+            what,
+        };
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(self.io())?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| proto(format!("status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).map_err(self.io())?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let body: Box<dyn Read + Send> = if head_only || status == 204 || status == 304 {
+            Box::new(io::empty())
+        } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            Box::new(Chunked {
+                inner: r,
+                left: 0,
+                done: false,
+            })
+        } else if let Some(len) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
+            Box::new(r.take(len))
+        } else {
+            Box::new(r)
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a request and turns an error status into `ClientError::Daemon`.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<Response, ClientError> {
+        let resp = self.send(method, path, query, body)?;
+        if resp.status < 400 {
+            return Ok(resp);
+        }
+        let status = resp.status;
+        let data = resp.bytes().map_err(self.io())?;
+        let message = serde_json::from_slice::<serde_json::Value>(&data)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&data).trim().to_string());
+        Err(ClientError::Daemon { status, message })
+    }
+
+    /// A request whose answer is JSON.
+    pub fn json(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let data = self
+            .call(method, path, query, body)?
+            .bytes()
+            .map_err(self.io())?;
+        if data.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&data).map_err(|e| ClientError::Protocol {
+            addr: self.addr.clone(),
+            what: format!("invalid JSON: {e}"),
+        })
+    }
+}
+
+/// A chunked transfer-encoded body.
+struct Chunked<R: BufRead> {
+    inner: R,
+    left: u64,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut line = String::new();
+            self.inner.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                // The CRLF after the previous chunk.
+                line.clear();
+                self.inner.read_line(&mut line)?;
+            }
+            let size = line.trim().split(';').next().unwrap_or("");
+            if size.is_empty() {
+                // The connection ended without the last chunk.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the response ended early",
+                ));
+            }
+            self.left = u64::from_str_radix(size, 16)
+                .map_err(|_| io::Error::other(format!("bad chunk size {size:?}")))?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the response ended early",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies() {
+        let data = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+        let mut c = Chunked {
+            inner: &data[..],
+            left: 0,
+            done: false,
+        };
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "hello, world");
+        let cut = b"5\r\nhel";
+        let mut c = Chunked {
+            inner: &cut[..],
+            left: 0,
+            done: false,
+        };
+        assert!(c.read_to_string(&mut String::new()).is_err());
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape("a/b:c d"), "a%2Fb%3Ac%20d");
+        assert!(matches!(
+            Client::new("ssh://x", None),
+            Err(ClientError::BadHost(_))
+        ));
+    }
+}

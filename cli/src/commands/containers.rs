@@ -1,0 +1,555 @@
+//! `create`, `ps`, `inspect`, `diff`, `export`, `commit`, `rename`, `rm`, `container ...`.
+
+use super::images::{image_json, print_inspect, split_tag};
+use super::{confirm, each, filters_json, out, output};
+use crate::format::{ago, ellipsis, go_time, human_size, print_rows, short_id};
+use crate::CliError;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use strata_api::client::{escape, Body, Client, ClientError};
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Set meta data on a container.
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Storage driver options for the container.
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Signal to stop the container.
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Bind mount a volume.
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Connect a container to a network.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Pull image before creating ("missing", "never"); pulling comes with the registry issue.
+    #[arg(long)]
+    pub pull: Option<String>,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Display total file sizes.
+    #[arg(short, long)]
+    pub size: bool,
+    /// Filter output based on conditions provided.
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, `table`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show n last created containers (includes all states).
+    #[arg(short = 'n', long)]
+    pub last: Option<i64>,
+    /// Show the latest created container (includes all states).
+    #[arg(short, long)]
+    pub latest: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Format output using a Go template.
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only this type of object (container, image).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Display total file sizes.
+    #[arg(short, long)]
+    pub size: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArg {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub container: String,
+    /// Write to a file, instead of STDOUT.
+    #[arg(short, long)]
+    pub output: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    pub container: String,
+    pub reference: Option<String>,
+    /// Author.
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit.
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Force the removal of a running container.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container.
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Provide filter values (e.g. `until=<timestamp>`).
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// List containers.
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(PsArgs),
+    /// Create a new container.
+    Create(CreateArgs),
+    /// Display detailed information on one or more containers.
+    Inspect(InspectArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(IdArg),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Remove one or more containers.
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(super::cp::CpArgs),
+    /// Remove all stopped containers.
+    Prune(PruneArgs),
+}
+
+pub fn container(c: &Client, cmd: ContainerCommand) -> Result<(), CliError> {
+    match cmd {
+        ContainerCommand::Ls(a) => ps(c, a),
+        ContainerCommand::Create(a) => create(c, a),
+        ContainerCommand::Inspect(mut a) => {
+            a.kind = Some("container".into());
+            inspect(c, a)
+        }
+        ContainerCommand::Diff(a) => diff(c, a),
+        ContainerCommand::Export(a) => export(c, a),
+        ContainerCommand::Commit(a) => commit(c, a),
+        ContainerCommand::Rename(a) => rename(c, a),
+        ContainerCommand::Rm(a) => rm(c, a),
+        ContainerCommand::Cp(a) => super::cp::cp(c, a),
+        ContainerCommand::Prune(a) => prune(c, a),
+    }
+}
+
+fn cpath(name: &str) -> String {
+    escape(name)
+}
+
+/// `KEY=VALUE` flags as a map.
+fn kv_map(items: &[String]) -> serde_json::Map<String, Value> {
+    items
+        .iter()
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) => (k.to_string(), json!(v)),
+            None => (i.clone(), json!("")),
+        })
+        .collect()
+}
+
+pub fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {
+    let mut cfg = json!({ "Image": a.image, "Tty": a.tty, "OpenStdin": a.interactive,
+        "AttachStdin": a.interactive, "AttachStdout": true, "AttachStderr": true });
+    if !a.command.is_empty() {
+        cfg["Cmd"] = json!(a.command);
+    }
+    if let Some(e) = &a.entrypoint {
+        cfg["Entrypoint"] = if e.is_empty() { json!([]) } else { json!([e]) };
+    }
+    if !a.env.is_empty() {
+        let env: Vec<String> = a
+            .env
+            .iter()
+            .filter_map(|e| {
+                if e.contains('=') {
+                    Some(e.clone())
+                } else {
+                    // `-e NAME` takes the value from this environment, as docker does.
+                    std::env::var(e).ok().map(|v| format!("{e}={v}"))
+                }
+            })
+            .collect();
+        cfg["Env"] = json!(env);
+    }
+    if !a.label.is_empty() {
+        cfg["Labels"] = Value::Object(kv_map(&a.label));
+    }
+    for (k, v) in [
+        ("WorkingDir", &a.workdir),
+        ("User", &a.user),
+        ("Hostname", &a.hostname),
+        ("StopSignal", &a.stop_signal),
+    ] {
+        if let Some(v) = v {
+            cfg[k] = json!(v);
+        }
+    }
+    if !a.expose.is_empty() {
+        let ports: serde_json::Map<String, Value> = a
+            .expose
+            .iter()
+            .map(|p| {
+                let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+                (p, json!({}))
+            })
+            .collect();
+        cfg["ExposedPorts"] = Value::Object(ports);
+    }
+    let mut hc = json!({ "ReadonlyRootfs": a.read_only, "AutoRemove": a.rm });
+    if !a.storage_opt.is_empty() {
+        hc["StorageOpt"] = Value::Object(kv_map(&a.storage_opt));
+    }
+    if !a.volume.is_empty() {
+        hc["Binds"] = json!(a.volume);
+    }
+    if let Some(n) = &a.network {
+        hc["NetworkMode"] = json!(n);
+    }
+    if let Some(r) = &a.restart {
+        let (name, count) = r.split_once(':').unwrap_or((r, "0"));
+        hc["RestartPolicy"] =
+            json!({ "Name": name, "MaximumRetryCount": count.parse::<i64>().unwrap_or(0) });
+    }
+    cfg["HostConfig"] = hc;
+    let mut q = vec![];
+    if let Some(n) = &a.name {
+        q.push(("name", n.clone()));
+    }
+    let v = c.json("POST", "/containers/create", &q, Body::Json(cfg))?;
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
+    }
+    out(&format!("{}\n", v["Id"].as_str().unwrap_or("")))
+}
+
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("State", "STATE"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+];
+
+pub fn ps(c: &Client, a: PsArgs) -> Result<(), CliError> {
+    let mut q = vec![];
+    if a.all {
+        q.push(("all", "1".into()));
+    }
+    if a.size {
+        q.push(("size", "1".into()));
+    }
+    let limit = if a.latest { Some(1) } else { a.last };
+    if let Some(n) = limit {
+        q.push(("limit", n.to_string()));
+    }
+    if let Some(f) = filters_json(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let list = c.json("GET", "/containers/json", &q, Body::None)?;
+    let list = list.as_array().cloned().unwrap_or_default();
+    let id = |v: &Value| {
+        let id = v["Id"].as_str().unwrap_or("");
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            short_id(id)
+        }
+    };
+    if a.quiet {
+        return out(&list.iter().map(|v| format!("{}\n", id(v))).collect::<String>());
+    }
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|v| {
+            let cmd = v["Command"].as_str().unwrap_or("");
+            let command = if a.no_trunc {
+                cmd.to_string()
+            } else {
+                ellipsis(cmd, 20)
+            };
+            let created = v["Created"].as_i64().unwrap_or(0);
+            let labels: Vec<String> = v["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let names: Vec<String> = v["Names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(|s| s.trim_start_matches('/').to_string()))
+                .collect();
+            let size = match (v["SizeRw"].as_f64(), v["SizeRootFs"].as_f64()) {
+                (Some(rw), Some(root)) => {
+                    format!("{} (virtual {})", human_size(rw), human_size(root))
+                }
+                _ => String::new(),
+            };
+            json!({
+                "ID": id(v),
+                "Image": v["Image"],
+                "Command": format!("{command:?}"),
+                "CreatedAt": go_time(created),
+                "RunningFor": ago(created),
+                "Status": v["Status"],
+                "State": v["State"],
+                "Ports": "",
+                "Names": names.join(","),
+                "Labels": labels.join(","),
+                "Size": size,
+                "Mounts": "",
+                "Networks": v["HostConfig"]["NetworkMode"],
+            })
+        })
+        .collect();
+    let default = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    print_rows(a.format.as_deref(), default, PS_HEADERS, &rows)
+}
+
+pub fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
+    let mut found = Vec::new();
+    let mut failed = false;
+    for n in &a.names {
+        let container = || -> Result<Value, CliError> {
+            let q = if a.size {
+                vec![("size", "1".to_string())]
+            } else {
+                vec![]
+            };
+            Ok(c.json(
+                "GET",
+                &format!("/containers/{}/json", cpath(n)),
+                &q,
+                Body::None,
+            )?)
+        };
+        let res = match a.kind.as_deref() {
+            Some("container") => container(),
+            Some("image") => image_json(c, n),
+            Some(other) => return Err(CliError::Usage(format!("\"{other}\" is not a valid value for --type"))),
+            None => match container() {
+                Err(CliError::Client(ClientError::Daemon { status: 404, .. })) => image_json(c, n)
+                    .map_err(|_| CliError::Usage(format!("Error: No such object: {n}"))),
+                other => other,
+            },
+        };
+        match res {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    print_inspect(&found, a.format.as_deref())?;
+    if failed {
+        return Err(CliError::Usage(String::new()));
+    }
+    Ok(())
+}
+
+pub fn diff(c: &Client, a: IdArg) -> Result<(), CliError> {
+    let v = c.json(
+        "GET",
+        &format!("/containers/{}/changes", cpath(&a.container)),
+        &[],
+        Body::None,
+    )?;
+    let mut text = String::new();
+    for ch in v.as_array().into_iter().flatten() {
+        let k = match ch["Kind"].as_i64() {
+            Some(0) => "C",
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "?",
+        };
+        text.push_str(&format!("{k} {}\n", ch["Path"].as_str().unwrap_or("")));
+    }
+    out(&text)
+}
+
+pub fn export(c: &Client, a: ExportArgs) -> Result<(), CliError> {
+    let mut w = output(&a.output, "the export")?;
+    let mut resp = c.call(
+        "GET",
+        &format!("/containers/{}/export", cpath(&a.container)),
+        &[],
+        Body::None,
+    )?;
+    std::io::copy(resp.reader(), &mut w).map_err(|e| CliError::Io {
+        context: "exporting".into(),
+        source: e,
+    })?;
+    w.flush().map_err(CliError::Stdout)
+}
+
+use std::io::Write as _;
+
+pub fn commit(c: &Client, a: CommitArgs) -> Result<(), CliError> {
+    let mut q = vec![("container", a.container.clone())];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_tag(r);
+        q.push(("repo", repo));
+        q.push(("tag", tag));
+    }
+    if let Some(m) = &a.message {
+        q.push(("comment", m.clone()));
+    }
+    if let Some(au) = &a.author {
+        q.push(("author", au.clone()));
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    q.push(("pause", if a.pause { "1" } else { "0" }.into()));
+    let v = c.json("POST", "/commit", &q, Body::None)?;
+    out(&format!("{}\n", v["Id"].as_str().unwrap_or("")))
+}
+
+pub fn rename(c: &Client, a: RenameArgs) -> Result<(), CliError> {
+    c.call(
+        "POST",
+        &format!("/containers/{}/rename", cpath(&a.container)),
+        &[("name", a.new_name.clone())],
+        Body::None,
+    )?;
+    Ok(())
+}
+
+pub fn rm(c: &Client, a: RmArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        let mut q = vec![];
+        if a.force {
+            q.push(("force", "1".into()));
+        }
+        if a.volumes {
+            q.push(("v", "1".into()));
+        }
+        c.call("DELETE", &format!("/containers/{}", cpath(n)), &q, Body::None)?;
+        out(&format!("{n}\n"))
+    })
+}
+
+pub fn prune(c: &Client, a: PruneArgs) -> Result<(), CliError> {
+    if !a.force
+        && !confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?")
+    {
+        return Ok(());
+    }
+    let mut q = vec![];
+    if let Some(f) = filters_json(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let v = c.json("POST", "/containers/prune", &q, Body::None)?;
+    let mut text = String::new();
+    if let Some(ids) = v["ContainersDeleted"].as_array().filter(|i| !i.is_empty()) {
+        text.push_str("Deleted Containers:\n");
+        for i in ids {
+            text.push_str(&format!("{}\n", i.as_str().unwrap_or("")));
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    ));
+    out(&text)
+}

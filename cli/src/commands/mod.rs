@@ -1,0 +1,91 @@
+//! The client commands, one module per area.
+
+pub mod containers;
+pub mod cp;
+pub mod images;
+pub mod system;
+
+use crate::CliError;
+use std::io::Write;
+
+/// `--filter k=v` flags as the API's `filters` JSON (`{"k": {"v": true}}`).
+pub fn filters_json(filters: &[String]) -> Result<Option<String>, CliError> {
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut m = serde_json::Map::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("bad format of filter (expected name=value): {f}")))?;
+        let e = m
+            .entry(k.to_lowercase())
+            .or_insert_with(|| serde_json::json!({}));
+        e[v] = serde_json::Value::Bool(true);
+    }
+    Ok(Some(serde_json::Value::Object(m).to_string()))
+}
+
+/// Writes text to stdout.
+pub fn out(s: &str) -> Result<(), CliError> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes()).map_err(CliError::Stdout)?;
+    o.flush().map_err(CliError::Stdout)
+}
+
+/// Asks `question [y/N]` on the terminal; true for y/yes.
+pub fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Prints JSON as docker's inspect does (4-space indentation).
+pub fn pretty(v: &serde_json::Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    let _ = serde::Serialize::serialize(v, &mut ser);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Runs each item; reports failures on stderr and fails at the end if any did, as docker's
+/// multi-argument commands do.
+pub fn each<T>(
+    items: &[T],
+    mut f: impl FnMut(&T) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let mut failed = 0;
+    for i in items {
+        if let Err(e) = f(i) {
+            eprintln!("{e}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Usage(String::new()));
+    }
+    Ok(())
+}
+
+/// Opens the output of `-o FILE`, or stdout (refused when it is a terminal).
+pub fn output(path: &Option<String>, what: &str) -> Result<Box<dyn Write>, CliError> {
+    match path.as_deref() {
+        Some(p) if p != "-" => Ok(Box::new(std::fs::File::create(p).map_err(|e| {
+            CliError::Io {
+                context: format!("creating {p}"),
+                source: e,
+            }
+        })?)),
+        _ => {
+            // SAFETY: isatty only inspects the descriptor.
+            if unsafe { libc::isatty(1) } == 1 {
+                return Err(CliError::Usage(format!(
+                    "cowardly refusing to save {what} to a terminal. Use the -o flag or redirect"
+                )));
+            }
+            Ok(Box::new(std::io::stdout().lock()))
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! `info`, `version`, `events`, `system df|info|events`.
+
+use super::{filters_json, out};
+use crate::format::{human_size, print_rows, Tmpl};
+use crate::CliError;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use strata_api::client::{Body, Client};
+
+#[derive(Args, Debug)]
+pub struct FormatArg {
+    /// Format output using a Go template, or `json`.
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided.
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DfArgs {
+    /// Format output using a Go template, `table`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show detailed information on space usage.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show docker disk usage.
+    Df(DfArgs),
+    /// Display system-wide information.
+    Info(FormatArg),
+    /// Get real time events from the server.
+    Events(EventsArgs),
+}
+
+pub fn system(c: &Client, cmd: SystemCommand) -> Result<(), CliError> {
+    match cmd {
+        SystemCommand::Df(a) => df(c, a),
+        SystemCommand::Info(a) => info(c, a),
+        SystemCommand::Events(a) => events(c, a),
+    }
+}
+
+fn templated(v: &Value, format: Option<&str>) -> Result<bool, CliError> {
+    match format.filter(|f| !f.is_empty()) {
+        None => Ok(false),
+        Some("json") => out(&format!("{v}\n")).map(|_| true),
+        Some(f) => out(&format!("{}\n", Tmpl::parse(f)?.render(v)?)).map(|_| true),
+    }
+}
+
+pub fn info(c: &Client, a: FormatArg) -> Result<(), CliError> {
+    let v = c.json("GET", "/info", &[], Body::None)?;
+    if templated(&v, a.format.as_deref())? {
+        return Ok(());
+    }
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut t = String::new();
+    t.push_str(&format!(
+        "Client:\n Version:    {}\n Context:    default\n\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    t.push_str("Server:\n");
+    t.push_str(&format!(" Containers: {}\n", s("Containers")));
+    t.push_str(&format!("  Running: {}\n", s("ContainersRunning")));
+    t.push_str(&format!("  Paused: {}\n", s("ContainersPaused")));
+    t.push_str(&format!("  Stopped: {}\n", s("ContainersStopped")));
+    t.push_str(&format!(" Images: {}\n", s("Images")));
+    t.push_str(&format!(" Server Version: {}\n", s("ServerVersion")));
+    t.push_str(&format!(" Storage Driver: {}\n", s("Driver")));
+    for pair in v["DriverStatus"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(val)) = (pair[0].as_str(), pair[1].as_str()) {
+            t.push_str(&format!("  {k}: {val}\n"));
+        }
+    }
+    t.push_str(&format!(" Logging Driver: {}\n", s("LoggingDriver")));
+    t.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
+    t.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
+    t.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
+    t.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
+    t.push_str(&format!(" OSType: {}\n", s("OSType")));
+    t.push_str(&format!(" Architecture: {}\n", s("Architecture")));
+    t.push_str(&format!(" CPUs: {}\n", s("NCPU")));
+    t.push_str(&format!(
+        " Total Memory: {}\n",
+        human_size(v["MemTotal"].as_f64().unwrap_or(0.0))
+    ));
+    t.push_str(&format!(" Name: {}\n", s("Name")));
+    t.push_str(&format!(" Docker Root Dir: {}\n", s("DockerRootDir")));
+    t.push_str(&format!(" Debug Mode: {}\n", s("Debug")));
+    let labels: Vec<String> = v["Labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str().map(String::from))
+        .collect();
+    if !labels.is_empty() {
+        t.push_str(" Labels:\n");
+        for l in labels {
+            t.push_str(&format!("  {l}\n"));
+        }
+    }
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
+    }
+    out(&t)
+}
+
+pub fn version(c: &Client, a: FormatArg) -> Result<(), CliError> {
+    let client = json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": strata_api::API_VERSION,
+        "Os": "linux",
+        "Arch": strata_runtime::commit::go_arch(),
+    });
+    let server = c.json("GET", "/version", &[], Body::None);
+    let v = json!({ "Client": client, "Server": server.as_ref().ok() });
+    if templated(&v, a.format.as_deref())? {
+        return server.map(|_| ()).map_err(Into::into);
+    }
+    let mut t = format!(
+        "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}\n",
+        client["Version"].as_str().unwrap_or(""),
+        strata_api::API_VERSION,
+        client["Arch"].as_str().unwrap_or("")
+    );
+    let server = server?;
+    t.push_str(&format!(
+        "\nServer: {}\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel Version:   {}\n",
+        server["Platform"]["Name"].as_str().unwrap_or("Strata"),
+        server["Version"].as_str().unwrap_or(""),
+        server["ApiVersion"].as_str().unwrap_or(""),
+        server["MinAPIVersion"].as_str().unwrap_or(""),
+        server["Os"].as_str().unwrap_or(""),
+        server["Arch"].as_str().unwrap_or(""),
+        server["KernelVersion"].as_str().unwrap_or(""),
+    ));
+    out(&t)
+}
+
+/// A `--since`/`--until` value as the API wants it: Unix seconds (a timestamp, an RFC 3339
+/// time, or a duration before now such as `10m`).
+fn time_arg(v: &str) -> Result<String, CliError> {
+    if v.split_once('.').map_or(v, |(a, _)| a).parse::<i64>().is_ok() {
+        return Ok(v.to_string());
+    }
+    if let Some(t) = strata_graph::time::rfc3339_secs(v) {
+        return Ok(t.to_string());
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| CliError::Usage(format!("invalid time {v:?}")))?;
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(CliError::Usage(format!("invalid time {v:?}"))),
+    };
+    Ok((crate::format::now() - (n * mult) as i64).to_string())
+}
+
+pub fn events(c: &Client, a: EventsArgs) -> Result<(), CliError> {
+    let mut q = vec![];
+    if let Some(s) = &a.since {
+        q.push(("since", time_arg(s)?));
+    }
+    if let Some(u) = &a.until {
+        q.push(("until", time_arg(u)?));
+    }
+    if let Some(f) = filters_json(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let tmpl = match a.format.as_deref() {
+        None | Some("") | Some("json") => None,
+        Some(f) => Some(Tmpl::parse(f)?),
+    };
+    let mut resp = c.call("GET", "/events", &q, Body::None)?;
+    for line in std::io::BufReader::new(resp.reader()).lines() {
+        let line = line.map_err(|e| CliError::Io {
+            context: "reading events".into(),
+            source: e,
+        })?;
+        let Ok(e) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let text = match (&tmpl, a.format.as_deref()) {
+            (Some(t), _) => t.render(&e)?,
+            (None, Some("json")) => e.to_string(),
+            _ => {
+                let nanos = e["timeNano"].as_i64().unwrap_or(0);
+                let t = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_nanos(nanos.max(0) as u64);
+                let mut attrs: Vec<String> = e["Actor"]["Attributes"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                attrs.sort();
+                format!(
+                    "{} {} {} {} ({})",
+                    strata_graph::time::rfc3339(t),
+                    e["Type"].as_str().unwrap_or(""),
+                    e["Action"].as_str().unwrap_or(""),
+                    e["Actor"]["ID"].as_str().unwrap_or(""),
+                    attrs.join(", ")
+                )
+            }
+        };
+        out(&format!("{text}\n"))?;
+    }
+    Ok(())
+}
+
+pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
+    if a.verbose {
+        return Err(CliError::Usage(
+            "system df --verbose is not implemented yet in strata".into(),
+        ));
+    }
+    let v = c.json("GET", "/system/df", &[], Body::None)?;
+    let images = v["Images"].as_array().cloned().unwrap_or_default();
+    let containers = v["Containers"].as_array().cloned().unwrap_or_default();
+    let img_active = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
+        .count();
+    let img_size = v["LayersSize"].as_f64().unwrap_or(0.0);
+    let used: f64 = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
+        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
+        .sum();
+    let reclaim = |r: f64, total: f64| {
+        let pct = if total > 0.0 { r * 100.0 / total } else { 0.0 };
+        format!("{} ({:.0}%)", human_size(r), pct)
+    };
+    let ct_size: f64 = containers
+        .iter()
+        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0))
+        .sum();
+    let ct_active = containers
+        .iter()
+        .filter(|c| c["State"] == "running")
+        .count();
+    let ct_reclaim: f64 = containers
+        .iter()
+        .filter(|c| c["State"] != "running")
+        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0))
+        .sum();
+    let rows = vec![
+        json!({ "Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(),
+            "Size": human_size(img_size), "Reclaimable": reclaim((img_size - used).max(0.0), img_size) }),
+        json!({ "Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ct_active.to_string(),
+            "Size": human_size(ct_size), "Reclaimable": reclaim(ct_reclaim, ct_size) }),
+        json!({ "Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B" }),
+        json!({ "Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B" }),
+    ];
+    print_rows(
+        a.format.as_deref(),
+        "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        &[
+            ("Type", "TYPE"),
+            ("TotalCount", "TOTAL"),
+            ("Active", "ACTIVE"),
+            ("Size", "SIZE"),
+            ("Reclaimable", "RECLAIMABLE"),
+        ],
+        &rows,
+    )
+}
