@@ -119,10 +119,7 @@ pub fn read_file(
             path.display()
         ),
     };
-    let unknown: Vec<&String> = map
-        .keys()
-        .filter(|k| !KEYS.contains(&k.as_str()))
-        .collect();
+    let unknown: Vec<&String> = map.keys().filter(|k| !KEYS.contains(&k.as_str())).collect();
     if !unknown.is_empty() {
         bail!(
             "{}: the following directives don't match any configuration option: {}",

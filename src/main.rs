@@ -314,3 +314,12 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     layers.cleanup().context("cleanup")?;
     res
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -116,7 +116,10 @@ impl Client {
             return Ok(Box::new(UnixStream::connect(path).map_err(connect_err)?));
         }
         let hp = self.addr.trim_start_matches("tcp://").trim_end_matches('/');
-        let hp = if hp.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let hp = if hp
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             hp.to_string()
         } else {
             format!("{hp}:{}", if self.tls.is_some() { 2376 } else { 2375 })

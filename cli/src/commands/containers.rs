@@ -9,7 +9,11 @@ use serde_json::{json, Value};
 use strata_api::client::{escape, Body, Client, ClientError};
 
 #[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
+    /// Print help (`-h` is the host name, as with docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Assign a name to the container.
     #[arg(long)]
     pub name: Option<String>,
@@ -177,7 +181,7 @@ pub enum ContainerCommand {
     #[command(visible_aliases = ["list", "ps"])]
     Ls(PsArgs),
     /// Create a new container.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Display detailed information on one or more containers.
     Inspect(InspectArgs),
     /// Inspect changes to files or directories on a container's filesystem.
@@ -200,7 +204,7 @@ pub enum ContainerCommand {
 pub fn container(c: &Client, cmd: ContainerCommand) -> Result<(), CliError> {
     match cmd {
         ContainerCommand::Ls(a) => ps(c, a),
-        ContainerCommand::Create(a) => create(c, a),
+        ContainerCommand::Create(a) => create(c, *a),
         ContainerCommand::Inspect(mut a) => {
             a.kind = Some("container".into());
             inspect(c, a)
@@ -272,7 +276,11 @@ pub fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {
             .expose
             .iter()
             .map(|p| {
-                let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+                let p = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                };
                 (p, json!({}))
             })
             .collect();
@@ -347,7 +355,10 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<(), CliError> {
         }
     };
     if a.quiet {
-        return out(&list.iter().map(|v| format!("{}\n", id(v))).collect::<String>());
+        return out(&list
+            .iter()
+            .map(|v| format!("{}\n", id(v)))
+            .collect::<String>());
     }
     let rows: Vec<Value> = list
         .iter()
@@ -424,7 +435,11 @@ pub fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
         let res = match a.kind.as_deref() {
             Some("container") => container(),
             Some("image") => image_json(c, n),
-            Some(other) => return Err(CliError::Usage(format!("\"{other}\" is not a valid value for --type"))),
+            Some(other) => {
+                return Err(CliError::Usage(format!(
+                    "\"{other}\" is not a valid value for --type"
+                )))
+            }
             None => match container() {
                 Err(CliError::Client(ClientError::Daemon { status: 404, .. })) => image_json(c, n)
                     .map_err(|_| CliError::Usage(format!("Error: No such object: {n}"))),
@@ -523,14 +538,21 @@ pub fn rm(c: &Client, a: RmArgs) -> Result<(), CliError> {
         if a.volumes {
             q.push(("v", "1".into()));
         }
-        c.call("DELETE", &format!("/containers/{}", cpath(n)), &q, Body::None)?;
+        c.call(
+            "DELETE",
+            &format!("/containers/{}", cpath(n)),
+            &q,
+            Body::None,
+        )?;
         out(&format!("{n}\n"))
     })
 }
 
 pub fn prune(c: &Client, a: PruneArgs) -> Result<(), CliError> {
     if !a.force
-        && !confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?")
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )
     {
         return Ok(());
     }

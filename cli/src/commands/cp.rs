@@ -159,11 +159,18 @@ fn from_container(c: &Client, ctr: &str, path: &str, dst: &str) -> Result<(), Cl
     let tmp = tempfile::Builder::new()
         .prefix(".strata-cp-")
         .tempdir_in(parent)
-        .map_err(io_err(format!("creating a temporary directory in {}", parent.display())))?;
+        .map_err(io_err(format!(
+            "creating a temporary directory in {}",
+            parent.display()
+        )))?;
     extract_local(tmp.path(), resp.reader()).map_err(|e| CliError::Copy(e.to_string()))?;
     let got = tmp.path().join(base_name(path));
-    let got_meta = std::fs::symlink_metadata(&got)
-        .map_err(|_| CliError::Copy(format!("the archive of {path} did not hold {}", base_name(path))))?;
+    let got_meta = std::fs::symlink_metadata(&got).map_err(|_| {
+        CliError::Copy(format!(
+            "the archive of {path} did not hold {}",
+            base_name(path)
+        ))
+    })?;
     if got_meta.is_dir() && meta.is_some() {
         return Err(CliError::Copy(format!(
             "cannot overwrite non-directory {dst} with directory {path}"
@@ -204,8 +211,8 @@ fn to_container(
     if follow {
         src_path = std::fs::canonicalize(&src_path).map_err(io_err(format!("resolving {src}")))?;
     }
-    let smeta = std::fs::symlink_metadata(&src_path)
-        .map_err(io_err(format!("could not stat {src}")))?;
+    let smeta =
+        std::fs::symlink_metadata(&src_path).map_err(io_err(format!("could not stat {src}")))?;
     let local_dir = src_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

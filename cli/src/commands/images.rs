@@ -207,7 +207,11 @@ pub fn ls(c: &Client, a: LsArgs) -> Result<(), CliError> {
     for v in &list {
         let tags: Vec<String> = v["RepoTags"]
             .as_array()
-            .map(|t| t.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let pairs: Vec<(String, String)> = if tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
@@ -249,7 +253,12 @@ pub fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
     let mut found = Vec::new();
     let mut failed = false;
     for n in &a.images {
-        match c.json("GET", &format!("/images/{}/json", path_of(n)), &[], Body::None) {
+        match c.json(
+            "GET",
+            &format!("/images/{}/json", path_of(n)),
+            &[],
+            Body::None,
+        ) {
             Ok(v) => found.push(v),
             Err(e) => {
                 eprintln!("{e}");
@@ -357,12 +366,10 @@ pub fn history(c: &Client, a: HistoryArgs) -> Result<(), CliError> {
         })
         .collect();
     if a.quiet {
-        return out(
-            &rows
-                .iter()
-                .map(|r| format!("{}\n", r["ID"].as_str().unwrap_or("")))
-                .collect::<String>(),
-        );
+        return out(&rows
+            .iter()
+            .map(|r| format!("{}\n", r["ID"].as_str().unwrap_or("")))
+            .collect::<String>());
     }
     print_rows(
         a.format.as_deref(),
@@ -382,9 +389,11 @@ pub fn history(c: &Client, a: HistoryArgs) -> Result<(), CliError> {
 fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
     match path {
         None | Some("-") => Ok(Box::new(std::io::stdin().lock())),
-        Some(p) => Ok(Box::new(std::fs::File::open(p).map_err(|e| CliError::Io {
-            context: format!("opening {p}"),
-            source: e,
+        Some(p) => Ok(Box::new(std::fs::File::open(p).map_err(|e| {
+            CliError::Io {
+                context: format!("opening {p}"),
+                source: e,
+            }
         })?)),
     }
 }

@@ -15,9 +15,9 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>, CliError> {
     }
     let mut m = serde_json::Map::new();
     for f in filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("bad format of filter (expected name=value): {f}")))?;
+        let (k, v) = f.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("bad format of filter (expected name=value): {f}"))
+        })?;
         let e = m
             .entry(k.to_lowercase())
             .or_insert_with(|| serde_json::json!({}));
@@ -52,10 +52,7 @@ pub fn pretty(v: &serde_json::Value) -> String {
 
 /// Runs each item; reports failures on stderr and fails at the end if any did, as docker's
 /// multi-argument commands do.
-pub fn each<T>(
-    items: &[T],
-    mut f: impl FnMut(&T) -> Result<(), CliError>,
-) -> Result<(), CliError> {
+pub fn each<T>(items: &[T], mut f: impl FnMut(&T) -> Result<(), CliError>) -> Result<(), CliError> {
     let mut failed = 0;
     for i in items {
         if let Err(e) = f(i) {

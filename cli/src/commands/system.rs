@@ -163,7 +163,11 @@ pub fn version(c: &Client, a: FormatArg) -> Result<(), CliError> {
 /// A `--since`/`--until` value as the API wants it: Unix seconds (a timestamp, an RFC 3339
 /// time, or a duration before now such as `10m`).
 fn time_arg(v: &str) -> Result<String, CliError> {
-    if v.split_once('.').map_or(v, |(a, _)| a).parse::<i64>().is_ok() {
+    if v.split_once('.')
+        .map_or(v, |(a, _)| a)
+        .parse::<i64>()
+        .is_ok()
+    {
         return Ok(v.to_string());
     }
     if let Some(t) = strata_graph::time::rfc3339_secs(v) {
@@ -211,8 +215,8 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<(), CliError> {
             (None, Some("json")) => e.to_string(),
             _ => {
                 let nanos = e["timeNano"].as_i64().unwrap_or(0);
-                let t = std::time::UNIX_EPOCH
-                    + std::time::Duration::from_nanos(nanos.max(0) as u64);
+                let t =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos.max(0) as u64);
                 let mut attrs: Vec<String> = e["Actor"]["Attributes"]
                     .as_object()
                     .map(|m| {
