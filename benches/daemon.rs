@@ -1,0 +1,506 @@
+//! The daemon against dockerd 20.10, in the same run: API round trips per second (parallel
+//! keep-alive clients, unix socket and TCP), idle RSS, `load`/`save` of a ~300 MB
+//! multi-layer image, and `system df` with 100 images and 100 containers.
+//!
+//! `cargo bench --bench daemon` (root; dockerd from Debian's `docker.io` when installed, else
+//! Strata alone). Each daemon gets its own data root and sockets and is stopped by PID. The
+//! results are printed as a Markdown table for benches/README.md.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_graph::archive::tar::{Header, Kind, TarWriter};
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::Digest;
+
+const CLIENTS: usize = 4;
+const RATE_SECS: f64 = 3.0;
+
+/// A daemon under test.
+struct Engine {
+    name: &'static str,
+    child: Child,
+    sock: PathBuf,
+    tcp: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(sock: &Path, child: &mut Child, what: &str) {
+    let t = Instant::now();
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("{what} exited: {s}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_strata(dir: &Path) -> Engine {
+    std::fs::write(dir.join("none.json"), "{}").expect("config file");
+    let sock = dir.join("strata.sock");
+    let port = free_port();
+    let tcp = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("daemon")
+        .arg("--data-root")
+        .arg(dir.join("root"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("strata.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("-H")
+        .arg(format!("tcp://{tcp}"))
+        .args(["-s", "overlay2", "--config-file"])
+        .arg(dir.join("none.json"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strata");
+    wait_for(&sock, &mut child, "strata");
+    Engine {
+        name: "Strata",
+        child,
+        sock,
+        tcp,
+    }
+}
+
+fn start_dockerd(dir: &Path) -> Option<Engine> {
+    if !Path::new("/usr/sbin/dockerd").exists() {
+        return None;
+    }
+    std::fs::write(dir.join("none.json"), "{}").ok()?;
+    let sock = dir.join("docker.sock");
+    let port = free_port();
+    let tcp = format!("127.0.0.1:{port}");
+    let mut child = Command::new("/usr/sbin/dockerd")
+        .arg("--data-root")
+        .arg(dir.join("root"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("-H")
+        .arg(format!("tcp://{tcp}"))
+        .args([
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--storage-driver",
+            "overlay2",
+            "--config-file",
+        ])
+        .arg(dir.join("none.json"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dockerd.log")).ok()?)
+        .spawn()
+        .ok()?;
+    wait_for(&sock, &mut child, "dockerd");
+    Some(Engine {
+        name: "dockerd 20.10",
+        child,
+        sock,
+        tcp,
+    })
+}
+
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+fn connect(e: &Engine, tcp: bool) -> Box<dyn Conn> {
+    if tcp {
+        let s = std::net::TcpStream::connect(&e.tcp).expect("tcp connect");
+        s.set_nodelay(true).ok();
+        Box::new(s)
+    } else {
+        Box::new(std::os::unix::net::UnixStream::connect(&e.sock).expect("unix connect"))
+    }
+}
+
+/// Reads one response (Content-Length or chunked); returns the status and body.
+fn read_response(r: &mut BufReader<Box<dyn Conn>>) -> (u16, Vec<u8>) {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (mut len, mut chunked) = (None, false);
+    loop {
+        line.clear();
+        r.read_line(&mut line).expect("header");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let lower = l.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse::<usize>().ok();
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("chunk size");
+            let n = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).expect("chunk");
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = len {
+        body.resize(n, 0);
+        r.read_exact(&mut body).expect("body");
+    }
+    (status, body)
+}
+
+/// Round trips per second of `GET path`, `CLIENTS` keep-alive connections in parallel.
+fn rate(e: &Engine, path: &str, tcp: bool) -> f64 {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    // Warm up.
+    {
+        let mut r = BufReader::new(connect(e, tcp));
+        for _ in 0..200 {
+            r.get_mut().write_all(req.as_bytes()).unwrap();
+            assert_eq!(read_response(&mut r).0, 200, "{} {path}", e.name);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(RATE_SECS);
+    let total: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let req = req.clone();
+                s.spawn(move || {
+                    let mut r = BufReader::new(connect(e, tcp));
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        r.get_mut().write_all(req.as_bytes()).unwrap();
+                        read_response(&mut r);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total as f64 / RATE_SECS
+}
+
+/// One request on a fresh connection, body streamed from a file; returns the response body.
+fn request(e: &Engine, method: &str, path: &str, body: Option<&Path>) -> (u16, Vec<u8>) {
+    let mut c = connect(e, false);
+    match body {
+        None => {
+            write!(c, "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        }
+        Some(p) => {
+            let len = std::fs::metadata(p).unwrap().len();
+            write!(c, "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-tar\r\nContent-Length: {len}\r\n\r\n").unwrap();
+            std::io::copy(&mut std::fs::File::open(p).unwrap(), &mut c).unwrap();
+        }
+    }
+    let mut r = BufReader::with_capacity(1 << 20, c);
+    read_response(&mut r)
+}
+
+fn json_request(e: &Engine, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut c = connect(e, false);
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut r = BufReader::new(c);
+    read_response(&mut r)
+}
+
+/// RSS of a process and its direct children (dockerd's containerd), in MB.
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let rss = |p: &str| -> f64 {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+            / 1000.0
+    };
+    let own = rss(&pid.to_string());
+    let mut children = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            children += rss(&name);
+        }
+    }
+    (own, children)
+}
+
+/// A docker-archive of `layers` random layers of `mib_each` MiB, tagged `tag`.
+fn image_archive(dir: &Path, name: &str, tag: &str, layers: usize, mib_each: usize) -> PathBuf {
+    use rand::RngCore;
+    let mut rng = rand::rng();
+    let path = dir.join(name);
+    let mut w = TarWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
+    let mut diff_ids = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..layers {
+        let mut b = TarBuilder::new().dir(&format!("l{i}"));
+        let mut chunk = vec![0u8; 4 << 20];
+        for j in 0..mib_each.div_ceil(4) {
+            rng.fill_bytes(&mut chunk);
+            b = b.file(&format!("l{i}/f{j}"), &chunk);
+        }
+        let data = b.build();
+        diff_ids.push(format!("\"{}\"", Digest::of(&data)));
+        let n = format!("{i}/layer.tar");
+        let h = Header::new(n.as_str(), Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).unwrap();
+        names.push(format!("\"{n}\""));
+    }
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diff_ids.join(",")
+    );
+    let h = Header::new("config.json", Kind::Regular, cfg.len() as u64);
+    w.append(&h, Some(&mut cfg.as_bytes())).unwrap();
+    let m = format!(
+        r#"[{{"Config":"config.json","RepoTags":["{tag}"],"Layers":[{}]}}]"#,
+        names.join(",")
+    );
+    let h = Header::new("manifest.json", Kind::Regular, m.len() as u64);
+    w.append(&h, Some(&mut m.as_bytes())).unwrap();
+    w.finish().unwrap();
+    path
+}
+
+/// An archive holding `n` small images, each with its own layer.
+fn many_images(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("many.tar");
+    let mut w = TarWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
+    let bb = std::fs::read("/bin/busybox").unwrap_or_else(|_| b"busybox".to_vec());
+    let mut manifest = Vec::new();
+    for i in 0..n {
+        let data = TarBuilder::new()
+            .dir("bin")
+            .file_mode("bin/sh", &bb, 0o755, 0, 0)
+            .file("id", format!("{i}").as_bytes())
+            .build();
+        let lname = format!("l{i}/layer.tar");
+        let h = Header::new(lname.as_str(), Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).unwrap();
+        let cfg = format!(
+            r#"{{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:{:02}Z","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            i % 60,
+            Digest::of(&data)
+        );
+        let cname = format!("c{i}.json");
+        let h = Header::new(cname.as_str(), Kind::Regular, cfg.len() as u64);
+        w.append(&h, Some(&mut cfg.as_bytes())).unwrap();
+        manifest.push(format!(
+            r#"{{"Config":"{cname}","RepoTags":["bench/many:{i}"],"Layers":["{lname}"]}}"#
+        ));
+    }
+    let m = format!("[{}]", manifest.join(","));
+    let h = Header::new("manifest.json", Kind::Regular, m.len() as u64);
+    w.append(&h, Some(&mut m.as_bytes())).unwrap();
+    w.finish().unwrap();
+    path
+}
+
+fn best_of<T: PartialOrd + Copy>(n: usize, mut f: impl FnMut() -> T) -> T {
+    let mut best = f();
+    for _ in 1..n {
+        let v = f();
+        if v < best {
+            best = v;
+        }
+    }
+    best
+}
+
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+}
+
+struct Figures {
+    rss: (f64, f64),
+    rates: Vec<(String, f64)>,
+    load: f64,
+    save: f64,
+    df: f64,
+}
+
+fn measure(e: &Engine, big: &Path, many: &Path) -> Figures {
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_mb(e.child.id());
+    eprintln!("{}: RSS {:.1} MB (+{:.1} MB children)", e.name, rss.0, rss.1);
+    // load / save of the big image: best of 3 (the image removed in between).
+    let load = best_of(3, || {
+        drop_caches();
+        let t = Instant::now();
+        let (st, body) = request(e, "POST", "/images/load?quiet=1", Some(big));
+        let took = t.elapsed().as_secs_f64();
+        assert!(
+            st == 200 && !String::from_utf8_lossy(&body).contains("\"error\""),
+            "{} load: {st} {}",
+            e.name,
+            String::from_utf8_lossy(&body)
+        );
+        let (st, _) = request(e, "DELETE", "/images/bench/big:1", None);
+        assert_eq!(st, 200, "{} rmi", e.name);
+        took
+    });
+    let (st, _) = request(e, "POST", "/images/load?quiet=1", Some(big));
+    assert_eq!(st, 200);
+    let save = best_of(3, || {
+        let t = Instant::now();
+        let (st, body) = request(e, "GET", "/images/bench/big:1/get", None);
+        assert!(st == 200 && body.len() > 300 << 20, "{} save", e.name);
+        t.elapsed().as_secs_f64()
+    });
+    eprintln!("{}: load {load:.2} s, save {save:.2} s", e.name);
+    // 100 images, 100 containers.
+    let (st, _) = request(e, "POST", "/images/load?quiet=1", Some(many));
+    assert_eq!(st, 200);
+    for i in 0..100 {
+        let (st, body) = json_request(
+            e,
+            "POST",
+            &format!("/containers/create?name=bench{i}"),
+            &format!(r#"{{"Image":"bench/many:{i}"}}"#),
+        );
+        assert_eq!(st, 201, "{} create: {}", e.name, String::from_utf8_lossy(&body));
+    }
+    let df = best_of(5, || {
+        let t = Instant::now();
+        let (st, _) = request(e, "GET", "/system/df", None);
+        assert_eq!(st, 200);
+        t.elapsed().as_secs_f64()
+    });
+    eprintln!("{}: system df {:.1} ms", e.name, df * 1000.0);
+    let mut rates = Vec::new();
+    for (path, tcp) in [
+        ("/_ping", false),
+        ("/_ping", true),
+        ("/containers/json?all=1", false),
+        ("/containers/json?all=1", true),
+        ("/images/json", false),
+        ("/images/json", true),
+    ] {
+        let r = rate(e, path, tcp);
+        let label = format!("`GET {path}` {}", if tcp { "TCP" } else { "unix" });
+        eprintln!("{}: {label} {r:.0} req/s", e.name);
+        rates.push((label, r));
+    }
+    Figures {
+        rss,
+        rates,
+        load,
+        save,
+        df,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("daemon: bench");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the daemon benchmark needs root (mounts)");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("strata-bench-daemon-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
+    eprintln!("building images in {} ...", dir.path().display());
+    let big = image_archive(dir.path(), "big.tar", "bench/big:1", 5, 64);
+    let many = many_images(dir.path(), 100);
+    let big_mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
+    std::fs::create_dir_all(dir.path().join("strata")).unwrap();
+    std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+    let strata = {
+        let e = start_strata(&dir.path().join("strata"));
+        measure(&e, &big, &many)
+    };
+    let docker = start_dockerd(&dir.path().join("docker")).map(|e| measure(&e, &big, &many));
+    println!("\n| what | dockerd 20.10 | Strata | ratio |\n|---|---|---|---|");
+    let d = docker.as_ref();
+    let cell = |v: Option<String>| v.unwrap_or_else(|| "not installed".into());
+    println!(
+        "| idle RSS | {} | {:.1} MB | {} |",
+        cell(d.map(|d| format!("{:.1} MB (+ {:.1} MB containerd)", d.rss.0, d.rss.1))),
+        strata.rss.0,
+        cell(d.map(|d| format!("1/{:.1} (1/{:.1} with containerd)", d.rss.0 / strata.rss.0, (d.rss.0 + d.rss.1) / strata.rss.0)))
+    );
+    for (i, (label, r)) in strata.rates.iter().enumerate() {
+        let theirs = d.map(|d| d.rates[i].1);
+        println!(
+            "| {label}, {CLIENTS} keep-alive clients | {} | {r:.0} req/s | {} |",
+            cell(theirs.map(|t| format!("{t:.0} req/s"))),
+            cell(theirs.map(|t| format!("{:.2}×", r / t)))
+        );
+    }
+    for (what, s, t) in [
+        (format!("`load` of a {big_mb:.0} MB 5-layer image (best of 3)"), strata.load, d.map(|d| d.load)),
+        (format!("`save` of the same image (best of 3)"), strata.save, d.map(|d| d.save)),
+        ("`GET /system/df`, 100 images + 100 containers (best of 5)".to_string(), strata.df, d.map(|d| d.df)),
+    ] {
+        println!(
+            "| {what} | {} | {:.3} s | {} |",
+            cell(t.map(|t| format!("{t:.3} s"))),
+            s,
+            cell(t.map(|t| format!("{:.2}× the time", s / t)))
+        );
+    }
+}
