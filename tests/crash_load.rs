@@ -34,11 +34,11 @@ fn big_archive(dir: &Path, mib: usize) -> (std::path::PathBuf, Digest) {
     )
     .into_bytes();
     let id = Digest::of(&cfg);
-    let manifest = format!(
-        r#"[{{"Config":"c.json","RepoTags":["crash/big:1"],"Layers":["0/layer.tar","1/layer.tar","2/layer.tar"]}}]"#
-    );
+    let manifest = r#"[{"Config":"c.json","RepoTags":["crash/big:1"],"Layers":["0/layer.tar","1/layer.tar","2/layer.tar"]}]"#;
     let path = dir.join("big.tar");
-    let mut w = TarWriter::new(std::io::BufWriter::new(std::fs::File::create(&path).unwrap()));
+    let mut w = TarWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
     let mut add = |p: &str, data: &[u8]| {
         let h = Header::new(p, Kind::Regular, data.len() as u64);
         w.append(&h, Some(&mut &data[..])).unwrap();
@@ -90,18 +90,32 @@ fn kill_9_during_load_leaves_no_partial_image() {
             t.elapsed() < Duration::from_secs(60),
             "the load never reached its second layer"
         );
-        assert!(load.try_wait().unwrap().is_none(), "the load ended before the kill");
+        assert!(
+            load.try_wait().unwrap().is_none(),
+            "the load ended before the kill"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: killing our own child by PID.
     unsafe { libc::kill(d.child.pid() as i32, libc::SIGKILL) };
     let _ = d.child.0.wait();
     let status = load.wait().unwrap();
-    assert!(!status.success(), "docker load must fail when the daemon dies");
+    assert!(
+        !status.success(),
+        "docker load must fail when the daemon dies"
+    );
     // Mounts the dead daemon left are the restart's to clean; the data is what counts.
     d.restart();
-    assert_eq!(d.ok(&["images", "-q"]).trim(), "", "a partial image survived");
-    assert_eq!(entries(&layers.join("sha256")), Vec::<String>::new(), "layers survived");
+    assert_eq!(
+        d.ok(&["images", "-q"]).trim(),
+        "",
+        "a partial image survived"
+    );
+    assert_eq!(
+        entries(&layers.join("sha256")),
+        Vec::<String>::new(),
+        "layers survived"
+    );
     assert_eq!(entries(&layers.join("tmp")), Vec::<String>::new());
     let driver: Vec<String> = entries(&d.root().join("overlay2"))
         .into_iter()

@@ -402,6 +402,9 @@ fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
 /// an `error`.
 fn json_messages(r: &mut dyn Read, quiet: bool) -> Result<Vec<Value>, CliError> {
     let mut all = Vec::new();
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let mut progress_shown = false;
     for line in std::io::BufReader::new(r).lines() {
         let line = line.map_err(|e| CliError::Io {
             context: "reading the daemon's answer".into(),
@@ -416,7 +419,17 @@ fn json_messages(r: &mut dyn Read, quiet: bool) -> Result<Vec<Value>, CliError> 
         }
         if !quiet {
             if let Some(s) = v["stream"].as_str() {
+                if progress_shown {
+                    eprintln!();
+                    progress_shown = false;
+                }
                 out(s)?;
+            } else if let (Some(st), Some(p)) = (v["status"].as_str(), v["progress"].as_str()) {
+                // Progress on a terminal, as docker shows it: one line per layer, rewritten.
+                if tty {
+                    eprint!("\r{}: {st} {p}", v["id"].as_str().unwrap_or(""));
+                    progress_shown = true;
+                }
             }
         }
         all.push(v);
@@ -439,11 +452,9 @@ pub fn load(c: &Client, a: LoadArgs) -> Result<(), CliError> {
             reader: &mut input,
         },
     )?;
-    let msgs = json_messages(resp.reader(), false)?;
-    if a.quiet {
-        // Loaded lines still print with -q (as docker does); progress does not.
-        let _ = msgs;
-    }
+    // With -q the daemon sends no progress; the "Loaded image" lines still print, as with
+    // docker.
+    json_messages(resp.reader(), false)?;
     Ok(())
 }
 
