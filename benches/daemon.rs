@@ -207,7 +207,10 @@ fn cpu_secs(pid: u32) -> f64 {
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        (f.get(1).and_then(|x| x.parse().ok()), (num(11) + num(12)) / tick)
+        (
+            f.get(1).and_then(|x| x.parse().ok()),
+            (num(11) + num(12)) / tick,
+        )
     };
     let mut total = of(&pid.to_string()).1;
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -486,7 +489,10 @@ fn measure(e: &Engine, big: &Path, many: &Path) -> Figures {
     ] {
         let r = rate(e, path, tcp);
         let label = format!("`GET {path}` {}", if tcp { "TCP" } else { "unix" });
-        eprintln!("{}: {label} {:.0} req/s, {:.0} req per CPU-s", e.name, r.0, r.1);
+        eprintln!(
+            "{}: {label} {:.0} req/s, {:.0} req per CPU-s",
+            e.name, r.0, r.1
+        );
         rates.push((label, r));
     }
     Figures {

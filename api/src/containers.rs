@@ -547,29 +547,14 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
     ))
 }
 
-/// `until` as a prune filter takes a Unix time or a duration (`10m`, `24h`).
+/// `until` as a prune filter takes a Unix time, an RFC 3339 time or a duration (`10m`).
 pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    if let Ok(t) = v.split('.').next().unwrap_or(v).parse::<i64>() {
-        return Ok(t);
-    }
-    if let Some(t) = rfc3339_secs(v) {
-        return Ok(t);
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid filter 'until={v}'")))?;
-    let mult = match unit {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(ApiError::bad_request(format!("invalid filter 'until={v}'"))),
-    };
-    Ok(now - (n * mult) as i64)
+    strata_graph::time::parse_time_arg(v, now)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={v}'")))
 }
 
 async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError> {

@@ -501,20 +501,39 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
             untag(r)?;
         }
     }
+    delete_image(d, &img, &mut out).await?;
+    Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+}
+
+/// Deletes an image (its references already gone): records `Deleted` for it and for each
+/// layer that went with it, emits the event; returns the bytes those layers held.
+async fn delete_image(
+    d: &Arc<Daemon>,
+    img: &Image,
+    records: &mut Vec<serde_json::Value>,
+) -> Result<u64, ApiError> {
+    let sizes: std::collections::HashMap<ChainId, u64> = d
+        .layers
+        .list()
+        .into_iter()
+        .map(|l| (l.chain_id, l.size))
+        .collect();
     let images = d.images.clone();
     let id = img.id;
     let removed = tokio::task::spawn_blocking(move || images.delete(&id)).await??;
-    out.push(serde_json::json!({ "Deleted": img.id.to_string() }));
+    records.push(serde_json::json!({ "Deleted": img.id.to_string() }));
     d.events.emit(
         "image",
         "delete",
         &img.id.to_string(),
         serde_json::json!({ "name": img.id.to_string() }),
     );
+    let mut reclaimed = 0;
     for c in removed {
-        out.push(serde_json::json!({ "Deleted": c.to_string() }));
+        reclaimed += sizes.get(&c).copied().unwrap_or(0);
+        records.push(serde_json::json!({ "Deleted": c.to_string() }));
     }
-    Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
+    Ok(reclaimed)
 }
 
 /// `POST /images/prune`: dangling images (or, with `dangling=false`, every image no
@@ -569,26 +588,7 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
                 serde_json::json!({ "name": r.familiar() }),
             );
         }
-        let sizes: std::collections::HashMap<ChainId, u64> = d
-            .layers
-            .list()
-            .into_iter()
-            .map(|l| (l.chain_id, l.size))
-            .collect();
-        let images = d.images.clone();
-        let id = img.id;
-        let removed = tokio::task::spawn_blocking(move || images.delete(&id)).await??;
-        records.push(serde_json::json!({ "Deleted": img.id.to_string() }));
-        d.events.emit(
-            "image",
-            "delete",
-            &img.id.to_string(),
-            serde_json::json!({ "name": img.id.to_string() }),
-        );
-        for c in removed {
-            reclaimed += sizes.get(&c).copied().unwrap_or(0);
-            records.push(serde_json::json!({ "Deleted": c.to_string() }));
-        }
+        reclaimed += delete_image(d, &img, &mut records).await?;
     }
     d.events.emit(
         "image",

@@ -61,6 +61,26 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// A time argument as Docker's `since`/`until` take it: Unix seconds (with an optional
+/// fraction, dropped), an RFC 3339 time, or a duration before `now` (`90s`, `10m`, `24h`).
+pub fn parse_time_arg(v: &str, now: i64) -> Option<i64> {
+    if let Ok(t) = v.split('.').next().unwrap_or(v).parse::<i64>() {
+        return Some(t);
+    }
+    if let Some(t) = rfc3339_secs(v) {
+        return Some(t);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some(now - (n * mult) as i64)
+}
+
 /// The zero time as Go prints it (`0001-01-01T00:00:00Z`): "never" in Docker's JSON.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -78,5 +98,9 @@ mod tests {
             Some(1684527552)
         );
         assert_eq!(super::rfc3339_secs("nonsense"), None);
+        assert_eq!(super::parse_time_arg("12.5", 0), Some(12));
+        assert_eq!(super::parse_time_arg("10m", 1000), Some(400));
+        assert_eq!(super::parse_time_arg("1970-01-01T00:01:00Z", 0), Some(60));
+        assert_eq!(super::parse_time_arg("10x", 0), None);
     }
 }

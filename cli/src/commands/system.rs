@@ -163,27 +163,9 @@ pub fn version(c: &Client, a: FormatArg) -> Result<(), CliError> {
 /// A `--since`/`--until` value as the API wants it: Unix seconds (a timestamp, an RFC 3339
 /// time, or a duration before now such as `10m`).
 fn time_arg(v: &str) -> Result<String, CliError> {
-    if v.split_once('.')
-        .map_or(v, |(a, _)| a)
-        .parse::<i64>()
-        .is_ok()
-    {
-        return Ok(v.to_string());
-    }
-    if let Some(t) = strata_graph::time::rfc3339_secs(v) {
-        return Ok(t.to_string());
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| CliError::Usage(format!("invalid time {v:?}")))?;
-    let mult = match unit {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(CliError::Usage(format!("invalid time {v:?}"))),
-    };
-    Ok((crate::format::now() - (n * mult) as i64).to_string())
+    strata_graph::time::parse_time_arg(v, crate::format::now())
+        .map(|t| t.to_string())
+        .ok_or_else(|| CliError::Usage(format!("invalid time {v:?}")))
 }
 
 pub fn events(c: &Client, a: EventsArgs) -> Result<(), CliError> {
