@@ -3,8 +3,8 @@
 //! multi-layer image, and `system df` with 100 images and 100 containers.
 //!
 //! `cargo bench --bench daemon` (root; dockerd from Debian's `docker.io` when installed, else
-//! Strata alone). Each daemon gets its own data root and sockets and is stopped by PID. The
-//! results are printed as a Markdown table for benches/README.md.
+//! Strata alone). Each daemon gets its own data root (a fresh loop-mounted ext4) and sockets
+//! and is stopped by PID. The results are printed as a Markdown table for benches/README.md.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -522,13 +522,36 @@ fn main() {
     let big = image_archive(dir.path(), "big.tar", "bench/big:1", 5, 64);
     let many = many_images(dir.path(), 100);
     let big_mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
-    std::fs::create_dir_all(dir.path().join("strata")).unwrap();
-    std::fs::create_dir_all(dir.path().join("docker")).unwrap();
-    let strata = {
-        let e = start_strata(&dir.path().join("strata"));
-        measure(&e, &big, &many)
+    // Each engine's data root on a fresh loop-mounted ext4 of its own: the host's root
+    // filesystem (ext4 with `discard`) slows down after large deletions, which made `load`
+    // times depend on what ran before.
+    let fresh_fs = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let fs = strata_graph::graphtest::loopfs::LoopFs::new(
+            &d,
+            &["mkfs.ext4", "-q", "-F"],
+            4 << 30,
+            "",
+        )
+        .unwrap_or_else(|e| panic!("loop ext4: {e:?}"));
+        (fs, d)
     };
-    let docker = start_dockerd(&dir.path().join("docker")).map(|e| measure(&e, &big, &many));
+    let strata = {
+        let (fs, _) = fresh_fs("strata");
+        let e = start_strata(&fs.mnt);
+        let f = measure(&e, &big, &many);
+        drop(e);
+        f
+    };
+    let docker = {
+        let (fs, _) = fresh_fs("docker");
+        start_dockerd(&fs.mnt).map(|e| {
+            let f = measure(&e, &big, &many);
+            drop(e);
+            f
+        })
+    };
     println!("\n| what | dockerd 20.10 | Strata | ratio |\n|---|---|---|---|");
     let d = docker.as_ref();
     let cell = |v: Option<String>| v.unwrap_or_else(|| "not installed".into());
