@@ -387,6 +387,22 @@ fn container_api_rejects_bad_input() {
         "POST",
     ]);
     assert!(o.ends_with("\n501") && o.contains("not implemented"), "{o}");
+    // An unchanged container's changes are `null`, as dockerd 20.10 answers.
+    let o = curl(&[&format!("http://x/containers/{}/changes", ids[0])]);
+    assert_eq!(o, "null\n200", "{o}");
+    // A file is not an extraction point (dockerd 20.10 says so with a 500; it is a bad
+    // parameter, so 400 here).
+    let o = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        "@/dev/null",
+        &format!("http://x/containers/{}/archive?path=/etc/motd", ids[0]),
+    ]);
+    assert!(
+        o.ends_with("\n400") && o.contains("extraction point is not a directory"),
+        "{o}"
+    );
     let o = curl(&["-X", "POST", "http://x/containers/prune"]);
     assert!(
         o.contains("\"ContainersDeleted\"") && o.ends_with("\n200"),

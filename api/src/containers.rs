@@ -705,7 +705,13 @@ pub async fn route_named(
                 .iter()
                 .map(|ch| j!({ "Path": ch.path, "Kind": ch.kind as u8 }))
                 .collect();
-            Ok(json(StatusCode::OK, &Value::Array(v)))
+            // No changes is `null`, as dockerd answers (checked against 20.10).
+            let v = if v.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(v)
+            };
+            Ok(json(StatusCode::OK, &v))
         }
         (&Method::GET, "export") => {
             let c = find(&d, &key)?;
