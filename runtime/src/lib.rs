@@ -7,5 +7,6 @@
 pub mod commit;
 pub mod container;
 pub mod copy;
+pub mod spec;
 
 pub use container::{Container, ContainerConfig, ContainerError, ContainerStore, State};

@@ -1,0 +1,8 @@
+//! The OCI runtime spec of a container, with dockerd's defaults.
+
+pub mod builder;
+pub mod defaults;
+pub mod user;
+
+pub use builder::{build, EtcFiles, SpecError, SpecInput};
+pub use user::{resolve_user, ResolvedUser, UserError};
