@@ -31,6 +31,23 @@ enum Command {
     Daemon(DaemonArgs),
     #[command(flatten)]
     Client(strata_cli::ClientCommand),
+    /// The per-container shim (started by the daemon).
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+#[derive(clap::Args)]
+struct ShimArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    state: PathBuf,
+    #[arg(long)]
+    runtime: PathBuf,
+    #[arg(long = "runtime-root")]
+    runtime_root: PathBuf,
+    #[arg(long)]
+    log: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +103,14 @@ struct DaemonArgs {
     tlskey: Option<PathBuf>,
 }
 
+/// The first `name` in `$PATH`.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// A group name or number as a gid.
 fn group_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse() {
@@ -102,6 +127,15 @@ fn main() {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Daemon(args) => daemon(args),
+        Command::Shim(a) => {
+            std::process::exit(strata_runtime::shim::main(strata_runtime::shim::ShimArgs {
+                id: a.id,
+                state: a.state,
+                runtime: a.runtime,
+                runtime_root: a.runtime_root,
+                log: a.log,
+            }))
+        }
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {
                 let text = e.to_string();
@@ -236,12 +270,19 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         labels: std::sync::RwLock::new(cfg.labels.clone()),
         debug: std::sync::atomic::AtomicBool::new(cfg.debug),
         events: Default::default(),
+        runtime: strata_runtime::lifecycle::Runtime {
+            exec_root: cfg.exec_root.clone(),
+            runtime: find_in_path("runc").unwrap_or_else(|| PathBuf::from("runc")),
+            shim_exe: std::env::current_exe().context("finding the strata binary")?,
+        },
+        changes: tokio::sync::broadcast::channel(256).0,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let res: anyhow::Result<()> = rt.block_on(async move {
+        strata_api::run::adopt(&daemon).await;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for sock in sockets {
@@ -311,6 +352,9 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         }
         Ok(())
     });
+    // Tasks that follow running containers block on their shims: do not wait for them (the
+    // containers keep running and are adopted by the next daemon).
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     layers.cleanup().context("cleanup")?;
     res
 }

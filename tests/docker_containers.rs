@@ -382,7 +382,7 @@ fn container_api_rejects_bad_input() {
         "{o}"
     );
     let o = curl(&[
-        &format!("http://x/containers/{}/start", ids[0]),
+        &format!("http://x/containers/{}/pause", ids[0]),
         "-X",
         "POST",
     ]);

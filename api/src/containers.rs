@@ -107,6 +107,13 @@ fn network_mode(c: &Container) -> String {
         .to_string()
 }
 
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// A container as `/containers/json` lists it.
 pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
     let mut v = j!({
@@ -119,7 +126,7 @@ pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
         "Ports": [],
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status,
-        "Status": c.state.human(),
+        "Status": c.state.human(now_secs()),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
         "Mounts": [],
@@ -557,7 +564,7 @@ pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={v}'")))
 }
 
-async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError> {
+pub(crate) async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError> {
     let daemon = d.clone();
     let id = c.id.clone();
     let layer = c.layer_name().to_string();
@@ -571,6 +578,11 @@ async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError
     })
     .await??;
     emit(d, c, "destroy", &[]);
+    let _ = d.changes.send(crate::run::Change {
+        id: c.id.clone(),
+        what: "destroy",
+        code: c.state.exit_code,
+    });
     Ok(())
 }
 
@@ -769,24 +781,29 @@ pub async fn route_named(
             if q.bool("link") {
                 return Err(ApiError::bad_request("links are not supported"));
             }
-            if c.state.running && !q.bool("force") {
-                return Err(ApiError::conflict(format!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", c.name)));
+            if c.state.running {
+                if !q.bool("force") {
+                    return Err(ApiError::conflict(format!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", c.name)));
+                }
+                crate::run::stop_container(&d, &c, Some(0)).await?;
             }
+            let c = find(&d, &c.id)?;
             remove_container(&d, &c).await?;
             Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
         }
-        (
-            &Method::POST,
-            "start" | "stop" | "restart" | "kill" | "wait" | "attach" | "pause" | "unpause"
-            | "resize" | "exec" | "update",
-        )
-        | (&Method::GET, "logs" | "top" | "stats") => {
+        (&Method::POST, "start") => crate::run::start(&d, &key).await,
+        (&Method::POST, "stop") => crate::run::stop(&d, &key, q).await,
+        (&Method::POST, "restart") => crate::run::restart(&d, &key, q).await,
+        (&Method::POST, "kill") => crate::run::kill(&d, &key, q).await,
+        (&Method::POST, "wait") => crate::run::wait(&d, &key, q).await,
+        (&Method::GET, "logs") => crate::run::logs(&d, &key, q).await,
+        (&Method::POST, "attach") => crate::run::attach(&d, &key, req, q).await,
+        (&Method::POST, "pause" | "unpause" | "resize" | "exec" | "update")
+        | (&Method::GET, "top" | "stats") => {
             find(&d, &key)?;
             Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "{action}: running containers is not implemented yet in this Strata (issue #5)"
-                ),
+                format!("{action}: not implemented yet in this Strata (issue #5)"),
             ))
         }
         _ => Err(ApiError::not_found("page not found")),

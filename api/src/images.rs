@@ -237,11 +237,11 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             ))
         }
     }
-    if !q.all("changes").iter().all(|c| c.is_empty()) {
-        return Err(ApiError::bad_request(
-            "--change on import is not supported yet",
-        ));
-    }
+    // `--change` instructions make the image's config, as dockerd applies them on import.
+    let mut image_cfg = strata_runtime::ContainerConfig::default();
+    strata_runtime::commit::apply_changes(&mut image_cfg, &q.all("changes"))?;
+    let image_cfg =
+        serde_json::to_value(&image_cfg).map_err(|e| ApiError::internal(e.to_string()))?;
     let repo = q.get("repo").unwrap_or("").to_string();
     let tag = q
         .get("tag")
@@ -281,7 +281,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             "architecture": arch,
             "os": "linux",
             "created": now,
-            "config": {},
+            "config": image_cfg,
             "rootfs": { "type": "layers", "diff_ids": [layer.diff_id.to_string()] },
             "history": [{ "created": now, "comment": comment }],
         });

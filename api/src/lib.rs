@@ -11,6 +11,7 @@ mod containers;
 mod error;
 pub mod events;
 mod images;
+pub mod run;
 mod system;
 pub mod tls;
 
@@ -40,6 +41,10 @@ pub struct Daemon {
     pub debug: std::sync::atomic::AtomicBool,
     /// What happened, for `/events`.
     pub events: events::Events,
+    /// How containers are run.
+    pub runtime: strata_runtime::lifecycle::Runtime,
+    /// Exits and removals, for waiters.
+    pub changes: tokio::sync::broadcast::Sender<run::Change>,
 }
 
 /// A parsed `-H` address.

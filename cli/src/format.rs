@@ -281,23 +281,7 @@ fn sig3(v: f64) -> String {
 }
 
 /// A duration as docker's `HumanDuration` words it ("3 minutes", "About an hour").
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (m, h, d) = (s / 60, s / 3600, s / 86400);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        _ if s < 60 => format!("{s} seconds"),
-        _ if m == 1 => "About a minute".into(),
-        _ if m < 60 => format!("{m} minutes"),
-        _ if h == 1 => "About an hour".into(),
-        _ if h < 48 => format!("{h} hours"),
-        _ if h < 24 * 7 * 2 => format!("{d} days"),
-        _ if h < 24 * 30 * 2 => format!("{} weeks", d / 7),
-        _ if h < 24 * 365 * 2 => format!("{} months", d / 30),
-        _ => format!("{} years", d / 365),
-    }
-}
+pub use strata_runtime::container::record::human_duration;
 
 /// "N units ago" for a Unix time.
 pub fn ago(unix: i64) -> String {

@@ -7,6 +7,8 @@
 pub mod commit;
 pub mod container;
 pub mod copy;
+pub mod lifecycle;
+pub mod shim;
 pub mod spec;
 
 pub use container::{Container, ContainerConfig, ContainerError, ContainerStore, State};

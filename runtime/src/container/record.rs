@@ -42,21 +42,50 @@ impl State {
         }
     }
 
-    /// The `Status` column of `docker ps` ("Created", "Exited (0) 3 minutes ago", ...).
-    pub fn human(&self) -> String {
+    /// The `Status` column of `docker ps` ("Created", "Up 3 minutes", "Exited (0) 3 minutes
+    /// ago"), at Unix time `now`.
+    pub fn human(&self, now: i64) -> String {
+        let since = |t: &str| {
+            let secs = strata_graph::time::rfc3339_secs(t).unwrap_or(now);
+            human_duration(now - secs)
+        };
         match self.status.as_str() {
             "created" => "Created".into(),
             "dead" => "Dead".into(),
             "removing" => "Removal In Progress".into(),
-            "exited" => format!("Exited ({})", self.exit_code),
-            other => {
-                let mut s = other.to_string();
-                if let Some(f) = s.get_mut(0..1) {
-                    f.make_ascii_uppercase();
-                }
-                s
-            }
+            "running" => format!("Up {}", since(&self.started_at)),
+            "paused" => format!("Up {} (Paused)", since(&self.started_at)),
+            "restarting" => format!(
+                "Restarting ({}) {} ago",
+                self.exit_code,
+                since(&self.finished_at)
+            ),
+            "exited" => format!(
+                "Exited ({}) {} ago",
+                self.exit_code,
+                since(&self.finished_at)
+            ),
+            other => other.to_string(),
         }
+    }
+}
+
+/// A duration as docker words it in `ps` ("Less than a second", "About a minute", "3 hours").
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        _ if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{d} days"),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", d / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", d / 30),
+        _ => format!("{} years", d / 365),
     }
 }
 

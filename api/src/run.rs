@@ -1,0 +1,622 @@
+//! Running containers: start, wait, kill, stop, restart, logs, attach (output only), and the
+//! monitor that records each exit.
+
+use crate::body::{stream, text, Query, Resp};
+use crate::containers::find;
+use crate::{ApiError, Daemon};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::json as j;
+use std::io::{BufRead, Seek};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_graph::time::{rfc3339_now, ZERO_TIME};
+use strata_runtime::lifecycle::{parse_signal, RunError};
+use strata_runtime::Container;
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        let status = match &e {
+            RunError::Spec(strata_runtime::spec::SpecError::Invalid { .. })
+            | RunError::User(_)
+            | RunError::Runtime(_) => StatusCode::BAD_REQUEST,
+            RunError::NotRunning(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// What happened to a container, for waiters.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: String,
+    /// "die" or "destroy".
+    pub what: &'static str,
+    pub code: i64,
+}
+
+fn attrs(c: &Container, extra: &[(&str, String)]) -> serde_json::Value {
+    let mut a = serde_json::Map::new();
+    for (k, v) in c.config.labels.iter().flatten() {
+        a.insert(k.clone(), j!(v));
+    }
+    a.insert("image".into(), j!(c.config.image));
+    a.insert("name".into(), j!(c.name));
+    for (k, v) in extra {
+        a.insert((*k).into(), j!(v));
+    }
+    serde_json::Value::Object(a)
+}
+
+/// The json-file log of a container.
+pub fn log_path(d: &Daemon, id: &str) -> std::path::PathBuf {
+    d.containers.dir(id).join(format!("{id}-json.log"))
+}
+
+/// Exit code and error dockerd gives a command that cannot be run (127 not found, 126 not
+/// executable).
+fn start_failure_code(msg: &str) -> i64 {
+    if msg.contains("permission denied") {
+        126
+    } else {
+        127
+    }
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    if c.state.running {
+        return Ok(text(StatusCode::NOT_MODIFIED, "text/plain", ""));
+    }
+    let daemon = d.clone();
+    let c2 = c.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<i32, ApiError> {
+        let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
+        match daemon.runtime.start(&c2, &root, &log_path(&daemon, &c2.id)) {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                let _ = daemon.layers.unmount_rw(c2.layer_name());
+                daemon.runtime.cleanup(&c2.id);
+                Err(e.into())
+            }
+        }
+    })
+    .await?;
+    let pid = match res {
+        Ok(p) => p,
+        Err(e) => {
+            let code = start_failure_code(&e.message);
+            let msg = e.message.clone();
+            let _ = d.containers.update(&c.id, |x| {
+                x.state.status = if x.state.started_at == ZERO_TIME {
+                    "created".into()
+                } else {
+                    "exited".into()
+                };
+                x.state.exit_code = code;
+                x.state.error = msg;
+            });
+            // Waiters (`docker run` waits before it starts) learn of the failure as an exit,
+            // and `--rm` removes the container, as with dockerd.
+            let _ = d.changes.send(Change {
+                id: c.id.clone(),
+                what: "die",
+                code,
+            });
+            if c.host_config["AutoRemove"].as_bool() == Some(true) {
+                if let Ok(c) = find(d, &c.id) {
+                    let _ = crate::containers::remove_container(d, &c).await;
+                }
+            }
+            return Err(e);
+        }
+    };
+    let now = rfc3339_now();
+    d.containers.update(&c.id, |x| {
+        x.state.status = "running".into();
+        x.state.running = true;
+        x.state.pid = pid as i64;
+        x.state.exit_code = 0;
+        x.state.error = String::new();
+        x.state.started_at = now.clone();
+        x.state.finished_at = ZERO_TIME.into();
+    })?;
+    d.events.emit("container", "start", &c.id, attrs(&c, &[]));
+    monitor(d.clone(), c.id.clone());
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+/// Waits in the background for a running container to exit, then records it.
+pub fn monitor(d: Arc<Daemon>, id: String) {
+    tokio::spawn(async move {
+        let rt = d.runtime.clone();
+        let id2 = id.clone();
+        let exit = match tokio::task::spawn_blocking(move || rt.wait(&id2)).await {
+            Ok(Ok(e)) => e,
+            other => {
+                tracing::error!(container = %id, "lost track of a container: {other:?}");
+                strata_runtime::lifecycle::Exit {
+                    code: 255,
+                    finished_at: rfc3339_now(),
+                }
+            }
+        };
+        record_exit(&d, &id, exit).await;
+    });
+}
+
+/// Records an exit: state, unmount, event, and `--rm`.
+pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecycle::Exit) {
+    let Ok(c) = d.containers.update(id, |x| {
+        x.state.status = "exited".into();
+        x.state.running = false;
+        x.state.paused = false;
+        x.state.pid = 0;
+        x.state.exit_code = exit.code;
+        x.state.finished_at = exit.finished_at.clone();
+        x.clone()
+    }) else {
+        return;
+    };
+    let daemon = d.clone();
+    let layer = c.layer_name().to_string();
+    let id2 = id.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = daemon.layers.unmount_rw(&layer);
+        daemon.runtime.cleanup(&id2);
+    })
+    .await;
+    d.events.emit(
+        "container",
+        "die",
+        id,
+        attrs(&c, &[("exitCode", exit.code.to_string())]),
+    );
+    let _ = d.changes.send(Change {
+        id: id.to_string(),
+        what: "die",
+        code: exit.code,
+    });
+    if c.host_config["AutoRemove"].as_bool() == Some(true) {
+        if let Err(e) = crate::containers::remove_container(d, &c).await {
+            tracing::warn!(container = %id, "--rm: {}", e.message);
+        }
+    }
+}
+
+/// `POST /containers/{id}/wait`: headers at once, the status when the condition is met.
+pub async fn wait(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
+    let condition = q.get("condition").unwrap_or("not-running").to_string();
+    if !matches!(
+        condition.as_str(),
+        "not-running" | "next-exit" | "removed" | ""
+    ) {
+        return Err(ApiError::bad_request(format!(
+            "invalid condition: \"{condition}\""
+        )));
+    }
+    let mut rx = d.changes.subscribe();
+    let c = find(d, key)?;
+    let (tx, body) = tokio::sync::mpsc::channel(1);
+    let daemon = d.clone();
+    tokio::spawn(async move {
+        let done = |code: i64| {
+            let _ = tx.try_send(Ok(bytes::Bytes::from(format!(
+                "{}\n",
+                j!({ "StatusCode": code, "Error": null })
+            ))));
+        };
+        if condition != "removed" && condition != "next-exit" && !c.state.running {
+            return done(c.state.exit_code);
+        }
+        let mut last = c.state.exit_code;
+        loop {
+            match rx.recv().await {
+                Ok(ch) if ch.id == c.id => {
+                    if ch.what == "die" {
+                        last = ch.code;
+                        if condition != "removed" {
+                            return done(last);
+                        }
+                    } else if ch.what == "destroy" {
+                        return done(last);
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(now) = daemon.containers.get(&c.id) {
+                        if !now.state.running && condition != "removed" {
+                            return done(now.state.exit_code);
+                        }
+                    } else {
+                        return done(last);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(stream(StatusCode::OK, "application/json", body))
+}
+
+/// `POST /containers/{id}/kill`.
+pub async fn kill(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    let sig_name = q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("SIGKILL");
+    let sig = parse_signal(sig_name)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {sig_name}")))?;
+    if !c.state.running {
+        return Err(ApiError::conflict(format!(
+            "Cannot kill container: {key}: Container {} is not running",
+            c.id
+        )));
+    }
+    send_signal(d, &c, sig).await?;
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+async fn send_signal(d: &Arc<Daemon>, c: &Container, sig: i32) -> Result<(), ApiError> {
+    let rt = d.runtime.clone();
+    let id = c.id.clone();
+    tokio::task::spawn_blocking(move || rt.kill(&id, sig)).await??;
+    d.events.emit(
+        "container",
+        "kill",
+        &c.id,
+        attrs(c, &[("signal", sig.to_string())]),
+    );
+    Ok(())
+}
+
+/// Waits up to `t` for the container to stop running.
+async fn wait_stopped(d: &Arc<Daemon>, id: &str, t: Duration) -> bool {
+    let mut rx = d.changes.subscribe();
+    let check = || {
+        d.containers
+            .get(id)
+            .map(|c| !c.state.running)
+            .unwrap_or(true)
+    };
+    if check() {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now() + t;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ch)) if ch.id == id && ch.what == "die" => return true,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                if check() {
+                    return true;
+                }
+            }
+            Err(_) => return check(),
+        }
+    }
+}
+
+/// Stops a container as dockerd does: its stop signal, then SIGKILL after the timeout.
+pub async fn stop_container(
+    d: &Arc<Daemon>,
+    c: &Container,
+    t: Option<i64>,
+) -> Result<bool, ApiError> {
+    if !c.state.running {
+        return Ok(false);
+    }
+    let sig = c
+        .config
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(libc::SIGTERM);
+    let t = t.or(c.config.stop_timeout).unwrap_or(10);
+    if t >= 0 {
+        let _ = send_signal(d, c, sig).await;
+        if wait_stopped(d, &c.id, Duration::from_secs(t as u64)).await {
+            d.events.emit("container", "stop", &c.id, attrs(c, &[]));
+            return Ok(true);
+        }
+    }
+    let _ = send_signal(d, c, libc::SIGKILL).await;
+    if !wait_stopped(d, &c.id, Duration::from_secs(30)).await {
+        return Err(ApiError::internal(format!(
+            "container {} did not exit after SIGKILL",
+            &c.id[..12]
+        )));
+    }
+    d.events.emit("container", "stop", &c.id, attrs(c, &[]));
+    Ok(true)
+}
+
+fn timeout_param(q: &Query) -> Result<Option<i64>, ApiError> {
+    match q.get("t").or_else(|| q.get("timeout")) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid timeout {v:?}"))),
+    }
+}
+
+/// `POST /containers/{id}/stop`.
+pub async fn stop(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    if let Some(s) = q.get("signal").filter(|s| !s.is_empty()) {
+        parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?;
+    }
+    if !stop_container(d, &c, timeout_param(q)?).await? {
+        return Ok(text(StatusCode::NOT_MODIFIED, "text/plain", ""));
+    }
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+/// `POST /containers/{id}/restart`.
+pub async fn restart(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    stop_container(d, &c, timeout_param(q)?).await?;
+    start(d, &c.id).await?;
+    d.events.emit("container", "restart", &c.id, attrs(&c, &[]));
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+/// A frame of Docker's multiplexed stream (non-tty output): stream type, size, payload.
+fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 8);
+    v.extend_from_slice(&[stream, 0, 0, 0]);
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// What a log reader sends.
+#[derive(Clone)]
+struct LogOpts {
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    tty: bool,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+fn render(line: &str, o: &LogOpts) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let is_err = v["stream"] == "stderr";
+    if (is_err && !o.stderr) || (!is_err && !o.stdout) {
+        return None;
+    }
+    let time = v["time"].as_str().unwrap_or("");
+    let secs = strata_graph::time::rfc3339_secs(time).unwrap_or(0);
+    if o.since.is_some_and(|s| secs < s) || o.until.is_some_and(|u| secs >= u) {
+        return None;
+    }
+    let mut payload = Vec::new();
+    if o.timestamps {
+        payload.extend_from_slice(time.as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(v["log"].as_str().unwrap_or("").as_bytes());
+    Some(if o.tty {
+        payload
+    } else {
+        frame(if is_err { 2 } else { 1 }, &payload)
+    })
+}
+
+/// Reads the log from `offset` (the last `tail` lines when given), sending rendered lines; with
+/// `follow`, keeps reading until the container is no longer running and the log is drained.
+fn read_log(
+    d: &Daemon,
+    id: &str,
+    o: &LogOpts,
+    tail: Option<usize>,
+    follow: bool,
+    from_end: bool,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) {
+    let path = log_path(d, id);
+    let mut file = loop {
+        match std::fs::File::open(&path) {
+            Ok(f) => break f,
+            Err(_) if follow && d.containers.get(id).is_ok_and(|c| may_run(&c)) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
+    };
+    if from_end {
+        let _ = file.seek(std::io::SeekFrom::End(0));
+    }
+    let mut r = std::io::BufReader::new(file);
+    let mut first: Vec<String> = Vec::new();
+    let mut line = String::new();
+    if let Some(n) = tail {
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.ends_with('\n') {
+                first.push(std::mem::take(&mut line));
+                if first.len() > n {
+                    first.remove(0);
+                }
+            }
+        }
+        for l in &first {
+            if let Some(b) = render(l, o) {
+                if !send(b) {
+                    return;
+                }
+            }
+        }
+    }
+    let mut idle_after_exit = 0;
+    loop {
+        let n = r.read_line(&mut line).unwrap_or(0);
+        if n > 0 && line.ends_with('\n') {
+            if let Some(b) = render(&line, o) {
+                if !send(b) {
+                    return;
+                }
+            }
+            line.clear();
+            continue;
+        }
+        if !follow {
+            return;
+        }
+        let running = d.containers.get(id).is_ok_and(|c| may_run(&c));
+        if !running {
+            idle_after_exit += 1;
+            if idle_after_exit > 2 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a container runs or may still start (created, and no failed start).
+fn may_run(c: &Container) -> bool {
+    c.state.running || (c.state.status == "created" && c.state.error.is_empty())
+}
+
+fn log_opts(c: &Container, q: &Query) -> Result<LogOpts, ApiError> {
+    let now = crate::containers::now_secs();
+    let time = |k: &str| -> Result<Option<i64>, ApiError> {
+        match q.get(k).filter(|v| !v.is_empty() && *v != "0") {
+            None => Ok(None),
+            Some(v) => strata_graph::time::parse_time_arg(v, now)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid {k} {v:?}"))),
+        }
+    };
+    Ok(LogOpts {
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        timestamps: q.bool("timestamps"),
+        tty: c.config.tty,
+        since: time("since")?,
+        until: time("until")?,
+    })
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    let o = log_opts(&c, q)?;
+    if !o.stdout && !o.stderr {
+        return Err(ApiError::bad_request("You must choose at least one stream"));
+    }
+    let tail = match q.get("tail") {
+        None | Some("" | "all") => None,
+        Some(t) => Some(
+            t.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid tail {t:?}")))?,
+        ),
+    };
+    let follow = q.bool("follow");
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let daemon = d.clone();
+    tokio::task::spawn_blocking(move || {
+        read_log(&daemon, &c.id, &o, tail, follow, false, |b| {
+            tx.blocking_send(Ok(bytes::Bytes::from(b))).is_ok()
+        });
+    });
+    let ct = if c.config.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok(stream(StatusCode::OK, ct, rx))
+}
+
+/// `POST /containers/{id}/attach`: the connection is taken over (HTTP upgrade) and the
+/// container's output streamed on it until it exits. Input is not forwarded yet.
+pub async fn attach(
+    d: &Arc<Daemon>,
+    key: &str,
+    mut req: Request<Incoming>,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let c = find(d, key)?;
+    let mut o = log_opts(&c, q)?;
+    o.since = None;
+    o.until = None;
+    let logs = q.bool("logs");
+    let streaming = q.bool("stream");
+    let upgrade = hyper::upgrade::on(&mut req);
+    let daemon = d.clone();
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(io);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || {
+            if logs {
+                read_log(&daemon, &id, &o, Some(usize::MAX), false, false, |b| {
+                    tx.blocking_send(b).is_ok()
+                });
+            }
+            if streaming {
+                read_log(&daemon, &id, &o, None, true, !logs, |b| {
+                    tx.blocking_send(b).is_ok()
+                });
+            }
+        });
+        use tokio::io::AsyncWriteExt;
+        while let Some(b) = rx.recv().await {
+            if io.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+    let ct = if c.config.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, ct, "");
+    r.headers_mut().insert(
+        "Connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    r.headers_mut()
+        .insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+    Ok(r)
+}
+
+/// At start: containers that were running when the daemon stopped are followed again if
+/// their shim is alive, and get their recorded exit otherwise.
+pub async fn adopt(d: &Arc<Daemon>) {
+    for c in d.containers.list() {
+        if !c.state.running {
+            continue;
+        }
+        if d.runtime.alive(&c.id) {
+            tracing::info!(container = %c.id, "following a container that kept running");
+            // Its layer is still mounted by the shim's container; count our mount again.
+            let daemon = d.clone();
+            let layer = c.layer_name().to_string();
+            let _ = tokio::task::spawn_blocking(move || daemon.layers.mount_rw(&layer, "")).await;
+            monitor(d.clone(), c.id.clone());
+        } else {
+            let exit = d
+                .runtime
+                .exit(&c.id)
+                .unwrap_or(strata_runtime::lifecycle::Exit {
+                    code: 255,
+                    finished_at: rfc3339_now(),
+                });
+            tracing::info!(container = %c.id, code = exit.code, "recording an exit that happened while the daemon was down");
+            let daemon = d.clone();
+            let layer = c.layer_name().to_string();
+            let _ = tokio::task::spawn_blocking(move || daemon.layers.mount_rw(&layer, "")).await;
+            record_exit(d, &c.id, exit).await;
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Running containers through the real docker CLI (issue #5, first part): run with output and
+//! exit codes, --rm, a missing command (127), -d with logs, stop with the stop signal and
+//! after the timeout, kill, and the daemon stopped or killed while containers run or exit.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn loaded(d: &Daemon) {
+    let work = d.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, _, _) = busybox_archive(&work);
+    d.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+}
+
+fn runc_available() -> bool {
+    std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn run_output_exit_codes_and_rm() {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return;
+    }
+    let mut d = Daemon::start("overlay2");
+    loaded(&d);
+    assert_eq!(
+        d.ok(&["run", "--rm", "test/busybox:1", "echo", "hi"]),
+        "hi\n"
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "--rm left the container");
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "three",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("err"));
+    let st = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "three",
+    ]);
+    assert_eq!(st.trim(), "exited 3");
+    let ps = d.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Exited (3) "), "{ps}");
+    // The image's environment and the container's hostname are in place.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "X=y",
+        "--hostname",
+        "box",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "echo $PATH $X $(busybox hostname) $(busybox cat /etc/hostname)",
+    ]);
+    assert_eq!(out, "/bin y box box\n");
+    // A command that does not exist: dockerd's 127.
+    let o = d.docker(&["run", "--rm", "test/busybox:1", "nosuchcommand"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("executable file not found"));
+    d.ok(&["rm", "three"]);
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &format!("{}", now() + 1),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    for want in ["create", "start", "die", "destroy"] {
+        assert!(ev.lines().any(|l| l == want), "{want} not in {ev}");
+    }
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn detached_logs_stop_kill_and_restarts() {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return;
+    }
+    let mut d = Daemon::start("overlay2");
+    loaded(&d);
+    let trap =
+        "trap 'echo got TERM; exit 0' TERM; echo started; while true; do busybox sleep 0.1; done";
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        trap,
+    ]);
+    let t = Instant::now();
+    while !d.ok(&["logs", "polite"]).contains("started") {
+        assert!(t.elapsed() < Duration::from_secs(10), "no output");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d
+        .ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
+        .contains("polite Up "));
+    let t = Instant::now();
+    d.ok(&["stop", "polite"]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(d.ok(&["logs", "polite"]), "started\ngot TERM\n");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "polite"])
+            .trim(),
+        "0"
+    );
+    // One that ignores TERM is killed after the timeout.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do busybox sleep 0.1; done",
+    ]);
+    let t = Instant::now();
+    d.ok(&["stop", "-t", "1", "stubborn"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"])
+            .trim(),
+        "137"
+    );
+    // kill, start again, wait.
+    d.ok(&["start", "stubborn"]);
+    d.ok(&["kill", "stubborn"]);
+    assert_eq!(d.ok(&["wait", "stubborn"]).trim(), "137");
+    let (ok, _, err) = d.try_docker(&["kill", "stubborn"]);
+    assert!(!ok && err.contains("is not running"), "{err}");
+
+    // The daemon stops; the container keeps running and is followed by the next daemon.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "echo one; while true; do busybox sleep 0.1; done",
+    ]);
+    d.restart();
+    assert!(d.ok(&["ps", "--format", "{{.Names}}"]).contains("survivor"));
+    d.ok(&["stop", "-t", "0", "survivor"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "survivor"])
+            .trim(),
+        "exited"
+    );
+    assert_eq!(d.ok(&["logs", "survivor"]), "one\n");
+
+    // A kill -9 of the daemon while a container exits: its exit code is not lost.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quick",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "busybox sleep 1; exit 7",
+    ]);
+    // SAFETY: killing our own child by PID.
+    unsafe { libc::kill(d.child.pid() as i32, libc::SIGKILL) };
+    let _ = d.child.0.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    d.restart();
+    let st = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "quick",
+    ]);
+    assert_eq!(st.trim(), "exited 7");
+    d.ok(&["rm", "-f", "polite", "stubborn", "survivor", "quick"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    assert_eq!(d.stop().code(), Some(0));
+}
