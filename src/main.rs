@@ -138,6 +138,9 @@ fn main() {
         }
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {
+                if let strata_cli::CliError::Exit(code) = e {
+                    std::process::exit(code);
+                }
                 let text = e.to_string();
                 // An empty message: each failure was reported as it happened.
                 if !text.is_empty() {

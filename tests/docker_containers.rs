@@ -221,7 +221,7 @@ fn docker_cli_manages_containers() {
         "--since",
         "0",
         "--until",
-        &format!("{}", now() + 1),
+        &soon(),
         "--filter",
         "type=container",
         "--format",
@@ -262,7 +262,7 @@ fn docker_cli_manages_containers() {
         "--since",
         "0",
         "--until",
-        &format!("{}", now() + 1),
+        &soon(),
         "--filter",
         "container=fromcommit",
         "--format",
@@ -283,13 +283,6 @@ fn docker_cli_manages_containers() {
     assert_eq!(layers, 0, "driver directories left behind");
 
     assert_eq!(d.stop().code(), Some(0));
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// The API directly: malformed and mistyped bodies, ambiguous prefixes, archive without a path.

@@ -83,7 +83,7 @@ fn run_output_exit_codes_and_rm() {
         "--since",
         "0",
         "--until",
-        &format!("{}", now() + 1),
+        &soon(),
         "--filter",
         "type=container",
         "--format",
@@ -93,13 +93,6 @@ fn run_output_exit_codes_and_rm() {
         assert!(ev.lines().any(|l| l == want), "{want} not in {ev}");
     }
     assert_eq!(d.stop().code(), Some(0));
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]
@@ -215,5 +208,80 @@ fn detached_logs_stop_kill_and_restarts() {
     assert_eq!(st.trim(), "exited 7");
     d.ok(&["rm", "-f", "polite", "stubborn", "survivor", "quick"]);
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// The same through the `strata` CLI.
+#[test]
+fn strata_cli_runs_containers() {
+    if !runc_available() {
+        eprintln!("SKIPPED: needs runc");
+        return;
+    }
+    let mut d = Daemon::start("overlay2");
+    let work = d.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, _, _) = busybox_archive(&work);
+    let strata = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env("STRATA_HOST", format!("unix://{}", d.sock.display()))
+            .env_remove("DOCKER_HOST")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(strata(&["load", "-q", "-i", archive.to_str().unwrap()])
+        .status
+        .success());
+    let o = strata(&["run", "--rm", "test/busybox:1", "echo", "hi"]);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(0), "hi\n")
+    );
+    let o = strata(&[
+        "run",
+        "--rm",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let o = strata(&["run", "--rm", "test/busybox:1", "nosuchcommand"]);
+    assert_eq!(o.status.code(), Some(127));
+    let o = strata(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "echo a; while true; do busybox sleep 0.1; done",
+    ]);
+    assert!(o.status.success());
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&strata(&["logs", "bg"]).stdout).contains('a') {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(strata(&["stop", "-t", "0", "bg"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&strata(&["wait", "bg"]).stdout).trim(),
+        "137"
+    );
+    assert!(strata(&["start", "bg"]).status.success());
+    assert!(strata(&["kill", "-s", "KILL", "bg"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&strata(&["wait", "bg"]).stdout).trim(),
+        "137"
+    );
+    assert!(strata(&["rm", "bg"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&strata(&["ps", "-aq"]).stdout).trim(),
+        ""
+    );
     assert_eq!(d.stop().code(), Some(0));
 }

@@ -158,6 +158,38 @@ impl Client {
         query: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
+        self.send_with(method, path, query, body, false)
+    }
+
+    /// Asks for the connection to be taken over (`attach`): the answer is `101 Switching
+    /// Protocols` and the body is the raw stream until the daemon closes it.
+    pub fn upgrade(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Response, ClientError> {
+        let resp = self.send_with(method, path, query, Body::None, true)?;
+        if resp.status >= 400 {
+            let status = resp.status;
+            let data = resp.bytes().map_err(self.io())?;
+            let message = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&data).trim().to_string());
+            return Err(ClientError::Daemon { status, message });
+        }
+        Ok(resp)
+    }
+
+    fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+        upgrade: bool,
+    ) -> Result<Response, ClientError> {
         let mut stream = self.connect()?;
         let mut target = path.to_string();
         if !query.is_empty() {
@@ -173,8 +205,13 @@ impl Client {
         } else {
             self.addr.trim_start_matches("tcp://")
         };
+        let connection = if upgrade {
+            "Connection: Upgrade\r\nUpgrade: tcp"
+        } else {
+            "Connection: close"
+        };
         let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata-cli/{}\r\nConnection: close\r\n",
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata-cli/{}\r\n{connection}\r\n",
             env!("CARGO_PKG_VERSION")
         );
         let io = self.io();

@@ -31,6 +31,9 @@ pub enum CliError {
     Tls(#[from] strata_api::tls::TlsError),
     #[error("{0}")]
     Copy(String),
+    /// Exit with this code (a container's, for `run`); already reported.
+    #[error("")]
+    Exit(i32),
 }
 
 /// Options of every client command (before the command, as with docker).
@@ -117,6 +120,20 @@ pub enum ClientCommand {
     Import(commands::images::ImportArgs),
     /// Create a new container.
     Create(Box<commands::containers::CreateArgs>),
+    /// Create and run a new container from an image.
+    Run(Box<commands::run::RunArgs>),
+    /// Start one or more stopped containers.
+    Start(commands::run::ContainersArg),
+    /// Stop one or more running containers.
+    Stop(commands::run::StopArgs),
+    /// Restart one or more containers.
+    Restart(commands::run::StopArgs),
+    /// Kill one or more running containers.
+    Kill(commands::run::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(commands::run::ContainersArg),
+    /// Fetch the logs of a container.
+    Logs(commands::run::LogsArgs),
     /// List containers.
     Ps(commands::containers::PsArgs),
     /// Manage containers.
@@ -161,6 +178,13 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Save(a) => im::save(&c, a),
         ClientCommand::Import(a) => im::import(&c, a),
         ClientCommand::Create(a) => ct::create(&c, *a),
+        ClientCommand::Run(a) => commands::run::run(&c, *a),
+        ClientCommand::Start(a) => commands::run::start(&c, a),
+        ClientCommand::Stop(a) => commands::run::stop(&c, a, "stop"),
+        ClientCommand::Restart(a) => commands::run::stop(&c, a, "restart"),
+        ClientCommand::Kill(a) => commands::run::kill(&c, a),
+        ClientCommand::Wait(a) => commands::run::wait(&c, a),
+        ClientCommand::Logs(a) => commands::run::logs(&c, a),
         ClientCommand::Ps(a) => ct::ps(&c, a),
         ClientCommand::Container(a) => ct::container(&c, a),
         ClientCommand::Inspect(a) => ct::inspect(&c, a),

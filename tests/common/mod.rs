@@ -217,3 +217,12 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
     std::fs::write(&path, w.finish().expect("finish")).expect("write");
     (path, diff_ids, id)
 }
+
+/// A second from now, as an `--until` that includes every event so far.
+pub fn soon() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now + 1).to_string()
+}

@@ -235,6 +235,12 @@ fn kv_map(items: &[String]) -> serde_json::Map<String, Value> {
 }
 
 pub fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {
+    let id = create_container(c, a)?;
+    out(&format!("{id}\n"))
+}
+
+/// Creates a container from `create`/`run` flags; returns its ID.
+pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     let mut cfg = json!({ "Image": a.image, "Tty": a.tty, "OpenStdin": a.interactive,
         "AttachStdin": a.interactive, "AttachStdout": true, "AttachStderr": true });
     if !a.command.is_empty() {
@@ -310,7 +316,7 @@ pub fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {
     for w in v["Warnings"].as_array().into_iter().flatten() {
         eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
     }
-    out(&format!("{}\n", v["Id"].as_str().unwrap_or("")))
+    Ok(v["Id"].as_str().unwrap_or("").to_string())
 }
 
 const PS_HEADERS: &[(&str, &str)] = &[

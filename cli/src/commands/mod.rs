@@ -3,6 +3,7 @@
 pub mod containers;
 pub mod cp;
 pub mod images;
+pub mod run;
 pub mod system;
 
 use crate::CliError;
