@@ -171,13 +171,7 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let resp = self.send_with(method, path, query, Body::None, true)?;
         if resp.status >= 400 {
-            let status = resp.status;
-            let data = resp.bytes().map_err(self.io())?;
-            let message = serde_json::from_slice::<serde_json::Value>(&data)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&data).trim().to_string());
-            return Err(ClientError::Daemon { status, message });
+            return Err(self.daemon_error(resp));
         }
         Ok(resp)
     }
@@ -325,13 +319,21 @@ impl Client {
         if resp.status < 400 {
             return Ok(resp);
         }
+        Err(self.daemon_error(resp))
+    }
+
+    /// An error response as `ClientError::Daemon` with the daemon's `message`.
+    fn daemon_error(&self, resp: Response) -> ClientError {
         let status = resp.status;
-        let data = resp.bytes().map_err(self.io())?;
+        let data = match resp.bytes() {
+            Ok(d) => d,
+            Err(e) => return self.io()(e),
+        };
         let message = serde_json::from_slice::<serde_json::Value>(&data)
             .ok()
             .and_then(|v| v["message"].as_str().map(String::from))
             .unwrap_or_else(|| String::from_utf8_lossy(&data).trim().to_string());
-        Err(ClientError::Daemon { status, message })
+        ClientError::Daemon { status, message }
     }
 
     /// A request whose answer is JSON.
