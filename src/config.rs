@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "tlskey",
     "exec-root",
     "group",
+    "live-restore",
 ];
 
 /// Settings from the command line; `None`/empty means not given.
@@ -41,6 +42,7 @@ pub struct Flags {
     pub tlskey: Option<PathBuf>,
     pub exec_root: Option<PathBuf>,
     pub group: Option<String>,
+    pub live_restore: bool,
 }
 
 /// The effective configuration.
@@ -63,6 +65,8 @@ pub struct Config {
     pub exec_root: PathBuf,
     /// Group owning unix sockets; `None`: dockerd's default ("docker") if it exists.
     pub group: Option<String>,
+    /// Containers keep running when the daemon stops (reloadable).
+    pub live_restore: bool,
 }
 
 /// Where dockerd looks for TLS files by default: `$DOCKER_CERT_PATH`, else `~/.docker`.
@@ -139,7 +143,8 @@ pub fn merge(
     flags: &Flags,
     file: &serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Config> {
-    let given: [(&str, bool, String); 15] = [
+    let given: [(&str, bool, String); 16] = [
+        ("live-restore", flags.live_restore, "true".into()),
         ("tls", flags.tls, "true".into()),
         ("tlsverify", flags.tlsverify, "true".into()),
         (
@@ -240,6 +245,10 @@ pub fn merge(
             Some(v) => Some(string(v, "group")?),
             None => flags.group.clone(),
         },
+        live_restore: match get("live-restore") {
+            Some(v) => boolean(v, "live-restore")?,
+            None => flags.live_restore,
+        },
         hosts: match get("hosts") {
             Some(v) => strings(v, "hosts")?,
             None => flags.hosts.clone(),
@@ -309,6 +318,10 @@ mod tests {
             "{e}"
         );
         assert!(merge(&Flags::default(), &file(r#"{"labels": "x"}"#)).is_err());
+        let c = merge(&Flags::default(), &file(r#"{"live-restore": true, "tlsverify": true}"#))
+            .unwrap();
+        assert!(c.live_restore && c.tls && c.tlsverify, "tlsverify implies tls");
+        assert!(merge(&Flags::default(), &file(r#"{"live-restore": "yes"}"#)).is_err());
     }
 
     #[test]

@@ -86,6 +86,9 @@ struct DaemonArgs {
     /// Group owning the unix socket(s) [default: docker, when it exists].
     #[arg(long = "group", short = 'G')]
     group: Option<String>,
+    /// Keep containers running when the daemon stops; the next daemon follows them.
+    #[arg(long = "live-restore")]
+    live_restore: bool,
     /// Use TLS on TCP sockets; implied by --tlsverify.
     #[arg(long)]
     tls: bool,
@@ -184,6 +187,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         tlskey: args.tlskey.clone(),
         exec_root: args.exec_root.clone(),
         group: args.group.clone(),
+        live_restore: args.live_restore,
     };
     let config_path = args
         .config_file
@@ -279,6 +283,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
             shim_exe: std::env::current_exe().context("finding the strata binary")?,
         },
         changes: tokio::sync::broadcast::channel(256).0,
+        live_restore: std::sync::atomic::AtomicBool::new(cfg.live_restore),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -319,6 +324,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                                 tracing::info!(old = ?current.labels, new = ?new.labels, "reloaded labels");
                                 *daemon.labels.write().unwrap_or_else(|p| p.into_inner()) = new.labels.clone();
                             }
+                            if new.live_restore != current.live_restore {
+                                tracing::info!(live_restore = new.live_restore, "reloaded live-restore");
+                                daemon.live_restore.store(new.live_restore, Ordering::Relaxed);
+                            }
                             if new.debug != current.debug || new.log_level != current.log_level {
                                 tracing::info!(debug = new.debug, log_level = %new.log_level, "reloaded logging");
                                 daemon.debug.store(new.debug, Ordering::Relaxed);
@@ -348,6 +357,9 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        if !daemon.live_restore.load(Ordering::Relaxed) {
+            strata_api::run::stop_all(&daemon).await;
         }
         let _ = stop_tx.send(true);
         for s in servers {

@@ -92,6 +92,37 @@ fn run_output_exit_codes_and_rm() {
     for want in ["create", "start", "die", "destroy"] {
         assert!(ev.lines().any(|l| l == want), "{want} not in {ev}");
     }
+    // Without --live-restore the daemon stops its containers when it stops (after their stop
+    // timeout: sh as PID 1 ignores SIGTERM), and they are found exited after a restart.
+    assert_eq!(
+        d.ok(&["info", "-f", "{{.LiveRestoreEnabled}}"]).trim(),
+        "false"
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--stop-timeout",
+        "1",
+        "--name",
+        "bye",
+        "test/busybox:1",
+        "sh",
+        "-c",
+        "while true; do busybox sleep 0.1; done",
+    ]);
+    assert_eq!(d.stop().code(), Some(0));
+    d.restart();
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "bye"
+        ])
+        .trim(),
+        "exited 137"
+    );
+    d.ok(&["rm", "bye"]);
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -101,8 +132,12 @@ fn detached_logs_stop_kill_and_restarts() {
         eprintln!("SKIPPED: needs the docker CLI and runc");
         return;
     }
-    let mut d = Daemon::start("overlay2");
+    let mut d = Daemon::start_with("overlay2", &["--live-restore"]);
     loaded(&d);
+    assert_eq!(
+        d.ok(&["info", "-f", "{{.LiveRestoreEnabled}}"]).trim(),
+        "true"
+    );
     let trap =
         "trap 'echo got TERM; exit 0' TERM; echo started; while true; do busybox sleep 0.1; done";
     d.ok(&[
@@ -162,7 +197,8 @@ fn detached_logs_stop_kill_and_restarts() {
     let (ok, _, err) = d.try_docker(&["kill", "stubborn"]);
     assert!(!ok && err.contains("is not running"), "{err}");
 
-    // The daemon stops; the container keeps running and is followed by the next daemon.
+    // With --live-restore the daemon stops and the container keeps running; the next daemon
+    // follows it.
     d.ok(&[
         "run",
         "-d",

@@ -45,6 +45,8 @@ pub struct Daemon {
     pub runtime: strata_runtime::lifecycle::Runtime,
     /// Exits and removals, for waiters.
     pub changes: tokio::sync::broadcast::Sender<run::Change>,
+    /// `--live-restore`: containers keep running when the daemon stops (reloadable).
+    pub live_restore: std::sync::atomic::AtomicBool,
 }
 
 /// A parsed `-H` address.

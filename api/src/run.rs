@@ -590,6 +590,36 @@ pub async fn attach(
     Ok(r)
 }
 
+/// At shutdown without `--live-restore`: stops every running container (their stop signal,
+/// then SIGKILL after their timeout), all at once.
+pub async fn stop_all(d: &Arc<Daemon>) {
+    let running: Vec<Container> = d
+        .containers
+        .list()
+        .into_iter()
+        .filter(|c| c.state.running)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    tracing::info!(
+        count = running.len(),
+        "stopping the running containers (no --live-restore)"
+    );
+    let mut tasks = Vec::new();
+    for c in running {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = stop_container(&d, &c, None).await {
+                tracing::warn!(container = %c.id, "stopping at shutdown: {}", e.message);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 /// At start: containers that were running when the daemon stopped are followed again if
 /// their shim is alive, and get their recorded exit otherwise.
 pub async fn adopt(d: &Arc<Daemon>) {

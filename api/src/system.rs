@@ -145,7 +145,7 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Runtimes": {},
             "DefaultRuntime": "runc",
             "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null, "NodeID": "", "NodeAddr": "" },
-            "LiveRestoreEnabled": false,
+            "LiveRestoreEnabled": d.live_restore.load(std::sync::atomic::Ordering::Relaxed),
             "Isolation": "",
             "InitBinary": "",
             "SecurityOptions": [],

@@ -54,6 +54,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(driver: &str) -> Daemon {
+        Self::start_with(driver, &[])
+    }
+
+    /// As `start`, with more daemon flags.
+    pub fn start_with(driver: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("strata-daemon-")
             .tempdir()
@@ -61,7 +66,8 @@ impl Daemon {
         let root = dir.path().join("root");
         let pid = dir.path().join("strata.pid");
         let sock = dir.path().join("strata.sock");
-        let args = ["--storage-driver", driver, "--label", "test=yes"];
+        let mut args = vec!["--storage-driver", driver, "--label", "test=yes"];
+        args.extend_from_slice(extra);
         let child = spawn(&root, &pid, &sock, &args)
             .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         Daemon {
