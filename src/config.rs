@@ -318,9 +318,15 @@ mod tests {
             "{e}"
         );
         assert!(merge(&Flags::default(), &file(r#"{"labels": "x"}"#)).is_err());
-        let c = merge(&Flags::default(), &file(r#"{"live-restore": true, "tlsverify": true}"#))
-            .unwrap();
-        assert!(c.live_restore && c.tls && c.tlsverify, "tlsverify implies tls");
+        let c = merge(
+            &Flags::default(),
+            &file(r#"{"live-restore": true, "tlsverify": true}"#),
+        )
+        .unwrap();
+        assert!(
+            c.live_restore && c.tls && c.tlsverify,
+            "tlsverify implies tls"
+        );
         assert!(merge(&Flags::default(), &file(r#"{"live-restore": "yes"}"#)).is_err());
     }
 

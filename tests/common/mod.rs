@@ -135,6 +135,46 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// Also when a test fails: stops the daemon, then removes what may outlive it (containers
+    /// under its exec root, so their shims end; mounts under its directory).
+    fn drop(&mut self) {
+        if self.child.0.try_wait().ok().flatten().is_none() {
+            self.child.stop();
+        }
+        let runc_root = self.dir.path().join("exec/runc");
+        if runc_root.exists() {
+            let list = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["list", "-q"])
+                .output();
+            if let Ok(o) = list {
+                for id in String::from_utf8_lossy(&o.stdout).lines() {
+                    let _ = Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["delete", "-f", id.trim()])
+                        .output();
+                }
+            }
+        }
+        let prefix = self.dir.path().to_string_lossy().into_owned();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        for m in mounts.iter().rev() {
+            if let Ok(c) = std::ffi::CString::new(m.as_str()) {
+                // SAFETY: a valid path; detaching our own test mounts.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 /// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
 pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Running, String> {
     let log = sock.with_extension("log");
