@@ -62,7 +62,7 @@ fn attributes(c: &Container) -> Value {
     Value::Object(a)
 }
 
-fn emit(d: &Daemon, c: &Container, action: &str, extra: &[(&str, String)]) {
+pub(crate) fn emit(d: &Daemon, c: &Container, action: &str, extra: &[(&str, String)]) {
     let mut a = attributes(c);
     for (k, v) in extra {
         a[*k] = j!(v);
@@ -107,13 +107,6 @@ fn network_mode(c: &Container) -> String {
         .to_string()
 }
 
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A container as `/containers/json` lists it.
 pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
     let mut v = j!({
@@ -126,7 +119,7 @@ pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
         "Ports": [],
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status,
-        "Status": c.state.human(now_secs()),
+        "Status": c.state.human(strata_graph::time::now_secs()),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
         "Mounts": [],
@@ -282,11 +275,12 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
 }
 
 fn label_match(labels: &Option<std::collections::BTreeMap<String, String>>, f: &str) -> bool {
-    let labels = labels.as_ref();
-    match f.split_once('=') {
-        Some((k, v)) => labels.and_then(|l| l.get(k)).is_some_and(|x| x == v),
-        None => labels.is_some_and(|l| l.contains_key(f)),
-    }
+    crate::events::label_matches(f, |k| {
+        labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .map(|v| Some(v.as_str()))
+    })
 }
 
 /// `GET /containers/json`.
@@ -556,11 +550,7 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
 
 /// `until` as a prune filter takes a Unix time, an RFC 3339 time or a duration (`10m`).
 pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    strata_graph::time::parse_time_arg(v, now)
+    strata_graph::time::parse_time_arg(v, strata_graph::time::now_secs())
         .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={v}'")))
 }
 

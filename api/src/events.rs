@@ -69,6 +69,18 @@ fn parse_time(v: Option<&str>) -> Result<Option<i128>, ApiError> {
     }
 }
 
+/// Whether labels match a `label` filter (`key` or `key=value`); `get` says whether a key
+/// is there and, if its value is a string, which.
+pub(crate) fn label_matches<'a>(
+    filter: &str,
+    get: impl Fn(&str) -> Option<Option<&'a str>>,
+) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => get(k).flatten() == Some(v),
+        None => get(filter).is_some(),
+    }
+}
+
 /// `filters` as `{"type":{"image":true}}` or `{"type":["image"]}`: key → accepted values.
 pub(crate) fn parse_filters(v: Option<&str>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
     let Some(s) = v.filter(|s| !s.is_empty()) else {
@@ -107,10 +119,9 @@ fn matches(e: &serde_json::Value, filters: &[(String, Vec<String>)]) -> bool {
             "container" if container => vec![e["Actor"]["ID"].as_str(), attrs["name"].as_str()],
             "container" => vec![None],
             "label" => {
-                return vals.iter().any(|v| match v.split_once('=') {
-                    Some((lk, lv)) => attrs[lk].as_str() == Some(lv),
-                    None => attrs.get(v.as_str()).is_some(),
-                })
+                return vals
+                    .iter()
+                    .any(|v| label_matches(v, |k| attrs.get(k).map(|x| x.as_str())))
             }
             _ => return true,
         };

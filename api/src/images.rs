@@ -33,10 +33,13 @@ fn size(d: &Daemon, img: &Image) -> u64 {
 }
 
 fn repo_tags(d: &Daemon, img: &Image) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .images
-        .references(&img.id)
-        .into_iter()
+    tags_of(&d.images.references(&img.id))
+}
+
+/// The tagged references among `refs`, familiar and sorted (`RepoTags`).
+fn tags_of(refs: &[Reference]) -> Vec<String> {
+    let mut v: Vec<String> = refs
+        .iter()
         .filter(|r| r.tag.is_some())
         .map(|r| r.familiar())
         .collect();
@@ -87,10 +90,7 @@ fn image_labels(img: &Image) -> serde_json::Map<String, serde_json::Value> {
 }
 
 fn label_filter(labels: &serde_json::Map<String, serde_json::Value>, f: &str) -> bool {
-    match f.split_once('=') {
-        Some((k, v)) => labels.get(k).and_then(|x| x.as_str()) == Some(v),
-        None => labels.contains_key(f),
-    }
+    crate::events::label_matches(f, |k| labels.get(k).map(|v| v.as_str()))
 }
 
 pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
@@ -135,8 +135,15 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
                 *m.entry(c.image.clone()).or_default() += 1;
                 m
             });
+    // As dockerd: with a reference filter, only the matching tags are listed.
+    let patterns: Vec<&String> = filters
+        .iter()
+        .filter(|(k, _)| k == "reference")
+        .flat_map(|(_, v)| v.iter())
+        .collect();
     for img in imgs {
-        let tags = repo_tags(d, &img);
+        let refs = d.images.references(&img.id);
+        let tags = tags_of(&refs);
         if dangling.is_some_and(|want| want != tags.is_empty()) {
             continue;
         }
@@ -144,22 +151,17 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
         if before.is_some_and(|b| t >= b) || since.is_some_and(|s| t <= s) {
             continue;
         }
-        let labels = image_labels(&img);
-        let refs = d.images.references(&img.id);
         let ok = filters.iter().all(|(k, vals)| match k.as_str() {
-            "label" => vals.iter().all(|v| label_filter(&labels, v)),
+            "label" => {
+                let labels = image_labels(&img);
+                vals.iter().all(|v| label_filter(&labels, v))
+            }
             "reference" => vals.iter().any(|v| reference_matches(&refs, v)),
             _ => true,
         });
         if !ok {
             continue;
         }
-        // As dockerd: with a reference filter, only the matching tags are listed.
-        let patterns: Vec<&String> = filters
-            .iter()
-            .filter(|(k, _)| k == "reference")
-            .flat_map(|(_, v)| v.iter())
-            .collect();
         let tags = if patterns.is_empty() {
             tags
         } else {

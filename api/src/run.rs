@@ -2,7 +2,7 @@
 //! monitor that records each exit.
 
 use crate::body::{stream, text, Query, Resp};
-use crate::containers::find;
+use crate::containers::{emit, find};
 use crate::{ApiError, Daemon};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -36,32 +36,9 @@ pub struct Change {
     pub code: i64,
 }
 
-fn attrs(c: &Container, extra: &[(&str, String)]) -> serde_json::Value {
-    let mut a = serde_json::Map::new();
-    for (k, v) in c.config.labels.iter().flatten() {
-        a.insert(k.clone(), j!(v));
-    }
-    a.insert("image".into(), j!(c.config.image));
-    a.insert("name".into(), j!(c.name));
-    for (k, v) in extra {
-        a.insert((*k).into(), j!(v));
-    }
-    serde_json::Value::Object(a)
-}
-
 /// The json-file log of a container.
 pub fn log_path(d: &Daemon, id: &str) -> std::path::PathBuf {
     d.containers.dir(id).join(format!("{id}-json.log"))
-}
-
-/// Exit code and error dockerd gives a command that cannot be run (127 not found, 126 not
-/// executable).
-fn start_failure_code(msg: &str) -> i64 {
-    if msg.contains("permission denied") {
-        126
-    } else {
-        127
-    }
 }
 
 /// `POST /containers/{id}/start`.
@@ -87,7 +64,9 @@ pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
     let pid = match res {
         Ok(p) => p,
         Err(e) => {
-            let code = start_failure_code(&e.message);
+            // Recorded as the container's exit code; 127 when the runtime gave no more detail.
+            let code =
+                strata_runtime::lifecycle::command_failure_code(&e.message).map_or(127, i64::from);
             let msg = e.message.clone();
             let _ = d.containers.update(&c.id, |x| {
                 x.state.status = if x.state.started_at == ZERO_TIME {
@@ -123,7 +102,7 @@ pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
         x.state.started_at = now.clone();
         x.state.finished_at = ZERO_TIME.into();
     })?;
-    d.events.emit("container", "start", &c.id, attrs(&c, &[]));
+    emit(d, &c, "start", &[]);
     monitor(d.clone(), c.id.clone());
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
@@ -168,12 +147,7 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         daemon.runtime.cleanup(&id2);
     })
     .await;
-    d.events.emit(
-        "container",
-        "die",
-        id,
-        attrs(&c, &[("exitCode", exit.code.to_string())]),
-    );
+    emit(d, &c, "die", &[("exitCode", exit.code.to_string())]);
     let _ = d.changes.send(Change {
         id: id.to_string(),
         what: "die",
@@ -264,12 +238,7 @@ async fn send_signal(d: &Arc<Daemon>, c: &Container, sig: i32) -> Result<(), Api
     let rt = d.runtime.clone();
     let id = c.id.clone();
     tokio::task::spawn_blocking(move || rt.kill(&id, sig)).await??;
-    d.events.emit(
-        "container",
-        "kill",
-        &c.id,
-        attrs(c, &[("signal", sig.to_string())]),
-    );
+    emit(d, c, "kill", &[("signal", sig.to_string())]);
     Ok(())
 }
 
@@ -319,7 +288,7 @@ pub async fn stop_container(
     if t >= 0 {
         let _ = send_signal(d, c, sig).await;
         if wait_stopped(d, &c.id, Duration::from_secs(t as u64)).await {
-            d.events.emit("container", "stop", &c.id, attrs(c, &[]));
+            emit(d, c, "stop", &[]);
             return Ok(true);
         }
     }
@@ -330,7 +299,7 @@ pub async fn stop_container(
             &c.id[..12]
         )));
     }
-    d.events.emit("container", "stop", &c.id, attrs(c, &[]));
+    emit(d, c, "stop", &[]);
     Ok(true)
 }
 
@@ -361,7 +330,7 @@ pub async fn restart(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiE
     let c = find(d, key)?;
     stop_container(d, &c, timeout_param(q)?).await?;
     start(d, &c.id).await?;
-    d.events.emit("container", "restart", &c.id, attrs(&c, &[]));
+    emit(d, &c, "restart", &[]);
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
 
@@ -485,7 +454,7 @@ fn may_run(c: &Container) -> bool {
 }
 
 fn log_opts(c: &Container, q: &Query) -> Result<LogOpts, ApiError> {
-    let now = crate::containers::now_secs();
+    let now = strata_graph::time::now_secs();
     let time = |k: &str| -> Result<Option<i64>, ApiError> {
         match q.get(k).filter(|v| !v.is_empty() && *v != "0") {
             None => Ok(None),

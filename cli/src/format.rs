@@ -290,10 +290,7 @@ pub fn ago(unix: i64) -> String {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    strata_graph::time::now_secs()
 }
 
 /// A Unix time as Go prints a `time.Time` in UTC (`2024-01-02 03:04:05 +0000 UTC`).

@@ -61,6 +61,14 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// Now, in seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// A time argument as Docker's `since`/`until` take it: Unix seconds (with an optional
 /// fraction, dropped), an RFC 3339 time, or a duration before `now` (`90s`, `10m`, `24h`).
 pub fn parse_time_arg(v: &str, now: i64) -> Option<i64> {

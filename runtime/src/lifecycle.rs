@@ -155,6 +155,18 @@ impl Runtime {
     }
 }
 
+/// The exit code dockerd and the docker CLI give a start that failed because the command
+/// cannot run: 127 when it is not found, 126 when it may not be executed; `None` otherwise.
+pub fn command_failure_code(msg: &str) -> Option<i32> {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        Some(127)
+    } else if msg.contains("permission denied") {
+        Some(126)
+    } else {
+        None
+    }
+}
+
 /// A signal by name or number (`SIGTERM`, `TERM`, `15`).
 pub fn parse_signal(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {

@@ -112,15 +112,10 @@ fn start_one(c: &Client, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The exit code a failed start gives `docker run` (127 not found, 126 not executable).
+/// The exit code a failed start gives `docker run`: 127/126 for a command that cannot run,
+/// else 125 (an error of the engine).
 fn start_failure_code(msg: &str) -> i32 {
-    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-        127
-    } else if msg.contains("permission denied") {
-        126
-    } else {
-        125
-    }
+    strata_runtime::lifecycle::command_failure_code(msg).unwrap_or(125)
 }
 
 pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
