@@ -196,33 +196,36 @@ fn read_response(r: &mut BufReader<Box<dyn Conn>>) -> (u16, Vec<u8>) {
     (status, body)
 }
 
+/// The fields of `/proc/PID/stat` after the command name (field 3, the state, first).
+fn stat_fields(pid: &str) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The direct children of a process (dockerd's containerd).
+fn children(pid: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|n| stat_fields(n).get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid))
+        .collect()
+}
+
 /// CPU seconds (user + system) used so far by a process and its direct children.
 fn cpu_secs(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let of = |p: &str| -> (Option<u32>, f64) {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return (None, 0.0);
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
+    let of = |p: &str| -> f64 {
+        let f = stat_fields(p);
         let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        (
-            f.get(1).and_then(|x| x.parse().ok()),
-            (num(11) + num(12)) / tick,
-        )
+        (num(11) + num(12)) / tick
     };
-    let mut total = of(&pid.to_string()).1;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.bytes().all(|b| b.is_ascii_digit()) {
-            let (ppid, cpu) = of(&name);
-            if ppid == Some(pid) {
-                total += cpu;
-            }
-        }
-    }
-    total
+    of(&pid.to_string()) + children(pid).iter().map(|c| of(c)).sum::<f64>()
 }
 
 /// Round trips per second of `GET path`, `CLIENTS` keep-alive connections in parallel, and
@@ -304,21 +307,7 @@ fn rss_mb(pid: u32) -> (f64, f64) {
             / 1000.0
     };
     let own = rss(&pid.to_string());
-    let mut children = 0.0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            children += rss(&name);
-        }
-    }
+    let children = children(pid).iter().map(|c| rss(c)).sum();
     (own, children)
 }
 

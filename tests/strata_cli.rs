@@ -227,11 +227,7 @@ fn strata_cli_manages_images_and_containers() {
     assert_eq!(diff, "C /etc\nA /etc/renamed.txt\nA /in.txt\n");
     let exported = work.join("box.tar");
     ok(h, &["export", "-o", exported.to_str().unwrap(), "box"]);
-    let mut r = TarReader::new(std::fs::File::open(&exported).unwrap(), false);
-    let mut names = Vec::new();
-    while let Some(e) = r.next_entry().unwrap() {
-        names.push(e.display());
-    }
+    let names = tar_names(std::fs::File::open(&exported).unwrap());
     assert!(
         names.contains(&"in.txt".to_string()) && names.contains(&"bin/busybox".to_string()),
         "{names:?}"

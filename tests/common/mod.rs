@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
-use strata_graph::archive::tar::{Header, Kind, TarWriter};
+use strata_graph::archive::tar::{Header, Kind, TarReader, TarWriter};
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::Digest;
 
@@ -271,4 +271,14 @@ pub fn soon() -> String {
         .unwrap()
         .as_secs();
     (now + 1).to_string()
+}
+
+/// The entry names of a tar, in order.
+pub fn tar_names(data: impl std::io::Read) -> Vec<String> {
+    let mut r = TarReader::new(data, false);
+    let mut out = Vec::new();
+    while let Some(e) = r.next_entry().expect("tar entry") {
+        out.push(e.display());
+    }
+    out
 }
