@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "exec-root",
     "group",
     "live-restore",
+    "log-driver",
+    "log-opts",
 ];
 
 /// Settings from the command line; `None`/empty means not given.
@@ -43,6 +45,9 @@ pub struct Flags {
     pub exec_root: Option<PathBuf>,
     pub group: Option<String>,
     pub live_restore: bool,
+    pub log_driver: Option<String>,
+    /// `--log-opt KEY=VALUE`.
+    pub log_opts: Vec<String>,
 }
 
 /// The effective configuration.
@@ -67,6 +72,10 @@ pub struct Config {
     pub group: Option<String>,
     /// Containers keep running when the daemon stops (reloadable).
     pub live_restore: bool,
+    /// Log driver of containers that name none (reloadable).
+    pub log_driver: String,
+    /// Its options (reloadable).
+    pub log_opts: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where dockerd looks for TLS files by default: `$DOCKER_CERT_PATH`, else `~/.docker`.
@@ -143,7 +152,17 @@ pub fn merge(
     flags: &Flags,
     file: &serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Config> {
-    let given: [(&str, bool, String); 16] = [
+    let given: &[(&str, bool, String)] = &[
+        (
+            "log-driver",
+            flags.log_driver.is_some(),
+            format!("{:?}", flags.log_driver),
+        ),
+        (
+            "log-opts",
+            !flags.log_opts.is_empty(),
+            format!("{:?}", flags.log_opts),
+        ),
         ("live-restore", flags.live_restore, "true".into()),
         ("tls", flags.tls, "true".into()),
         ("tlsverify", flags.tlsverify, "true".into()),
@@ -244,6 +263,27 @@ pub fn merge(
         group: match get("group") {
             Some(v) => Some(string(v, "group")?),
             None => flags.group.clone(),
+        },
+        log_driver: match get("log-driver") {
+            Some(v) => string(v, "log-driver")?,
+            None => flags
+                .log_driver
+                .clone()
+                .unwrap_or_else(|| "json-file".into()),
+        },
+        log_opts: match get("log-opts") {
+            Some(serde_json::Value::Object(m)) if m.values().all(|v| v.is_string()) => m.clone(),
+            Some(_) => bail!("daemon.json: log-opts must be an object of strings"),
+            None => {
+                let mut m = serde_json::Map::new();
+                for kv in &flags.log_opts {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--log-opt {kv}: expected KEY=VALUE"))?;
+                    m.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                }
+                m
+            }
         },
         live_restore: match get("live-restore") {
             Some(v) => boolean(v, "live-restore")?,

@@ -6,7 +6,7 @@ mod pidfile;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing_subscriber::layer::SubscriberExt;
@@ -38,16 +38,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ShimArgs {
-    #[arg(long)]
-    id: String,
+    /// The container's state directory (holds shim.json).
     #[arg(long)]
     state: PathBuf,
-    #[arg(long)]
-    runtime: PathBuf,
-    #[arg(long = "runtime-root")]
-    runtime_root: PathBuf,
-    #[arg(long)]
-    log: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +82,12 @@ struct DaemonArgs {
     /// Keep containers running when the daemon stops; the next daemon follows them.
     #[arg(long = "live-restore")]
     live_restore: bool,
+    /// Log driver of containers that name none (json-file, local, none) [default: json-file].
+    #[arg(long = "log-driver")]
+    log_driver: Option<String>,
+    /// Options of the default log driver (KEY=VALUE; repeatable).
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
     /// Use TLS on TCP sockets; implied by --tlsverify.
     #[arg(long)]
     tls: bool,
@@ -126,19 +125,21 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
+/// The default log configuration, checked.
+fn log_default(cfg: &config::Config) -> anyhow::Result<strata_api::run::LogDefault> {
+    strata_runtime::shim::LogConfig::new(&cfg.log_driver, &cfg.log_opts, Path::new("/"), "x")
+        .context("the default log driver")?;
+    Ok(strata_api::run::LogDefault {
+        driver: cfg.log_driver.clone(),
+        opts: cfg.log_opts.clone(),
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Daemon(args) => daemon(args),
-        Command::Shim(a) => {
-            std::process::exit(strata_runtime::shim::main(strata_runtime::shim::ShimArgs {
-                id: a.id,
-                state: a.state,
-                runtime: a.runtime,
-                runtime_root: a.runtime_root,
-                log: a.log,
-            }))
-        }
+        Command::Shim(a) => std::process::exit(strata_runtime::shim::main(&a.state)),
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {
                 if let strata_cli::CliError::Exit(code) = e {
@@ -188,6 +189,8 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         exec_root: args.exec_root.clone(),
         group: args.group.clone(),
         live_restore: args.live_restore,
+        log_driver: args.log_driver.clone(),
+        log_opts: args.log_opt.clone(),
     };
     let config_path = args
         .config_file
@@ -284,6 +287,9 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         },
         changes: tokio::sync::broadcast::channel(256).0,
         live_restore: std::sync::atomic::AtomicBool::new(cfg.live_restore),
+        attach: Default::default(),
+        execs: Default::default(),
+        log_default: std::sync::RwLock::new(log_default(&cfg)?),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -327,6 +333,15 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                             if new.live_restore != current.live_restore {
                                 tracing::info!(live_restore = new.live_restore, "reloaded live-restore");
                                 daemon.live_restore.store(new.live_restore, Ordering::Relaxed);
+                            }
+                            if new.log_driver != current.log_driver || new.log_opts != current.log_opts {
+                                match log_default(&new) {
+                                    Ok(l) => {
+                                        tracing::info!(driver = %l.driver, "reloaded the default log driver (for new containers)");
+                                        *daemon.log_default.write().unwrap_or_else(|p| p.into_inner()) = l;
+                                    }
+                                    Err(e) => tracing::error!("SIGHUP: keeping the log driver: {e:#}"),
+                                }
                             }
                             if new.debug != current.debug || new.log_level != current.log_level {
                                 tracing::info!(debug = new.debug, log_level = %new.log_level, "reloaded logging");

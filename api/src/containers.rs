@@ -218,6 +218,11 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     ) {
         host_config["NetworkMode"] = j!("bridge");
     }
+    host_config["LogConfig"] = crate::run::resolve_log_config(d, &host_config)?;
+    // Resources and capabilities are checked now: a bad value is the create's 400.
+    strata_runtime::spec::builder::resources(&host_config)
+        .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let storage_opt: Vec<String> = match &host_config["StorageOpt"] {
         Value::Object(m) => m
             .iter()
@@ -567,6 +572,8 @@ pub(crate) async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(
         Ok(())
     })
     .await??;
+    d.attach.forget(&c.id);
+    d.execs.forget_container(&c.id);
     emit(d, c, "destroy", &[]);
     let _ = d.changes.send(crate::run::Change {
         id: c.id.clone(),
@@ -787,9 +794,12 @@ pub async fn route_named(
         (&Method::POST, "kill") => crate::run::kill(&d, &key, q).await,
         (&Method::POST, "wait") => crate::run::wait(&d, &key, q).await,
         (&Method::GET, "logs") => crate::run::logs(&d, &key, q).await,
-        (&Method::POST, "attach") => crate::run::attach(&d, &key, req, q).await,
-        (&Method::POST, "pause" | "unpause" | "resize" | "exec" | "update")
-        | (&Method::GET, "top" | "stats") => {
+        (&Method::POST, "attach") => crate::attach::attach(&d, &key, req, q).await,
+        (&Method::POST, "resize") => crate::attach::resize(&d, &key, q).await,
+        (&Method::POST, "exec") => crate::exec::create(&d, &key, req).await,
+        (&Method::POST, "pause") => crate::run::pause(&d, &key, true).await,
+        (&Method::POST, "unpause") => crate::run::pause(&d, &key, false).await,
+        (&Method::POST, "update") | (&Method::GET, "top" | "stats") => {
             find(&d, &key)?;
             Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,

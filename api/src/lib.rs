@@ -5,11 +5,13 @@
 //! matched segment by segment. Store calls are blocking and run on the blocking pool; request
 //! and response bodies cross into them through channels, so `load` and `save` stream.
 
+pub mod attach;
 mod body;
 pub mod client;
 mod containers;
 mod error;
 pub mod events;
+pub mod exec;
 mod images;
 pub mod run;
 mod system;
@@ -47,6 +49,12 @@ pub struct Daemon {
     pub changes: tokio::sync::broadcast::Sender<run::Change>,
     /// `--live-restore`: containers keep running when the daemon stops (reloadable).
     pub live_restore: std::sync::atomic::AtomicBool,
+    /// Attachers waiting for their containers to start.
+    pub attach: attach::Pending,
+    /// Exec instances.
+    pub execs: exec::Execs,
+    /// `--log-driver` and `--log-opt`: what containers without a LogConfig get (reloadable).
+    pub log_default: std::sync::RwLock<run::LogDefault>,
 }
 
 /// A parsed `-H` address.
@@ -338,6 +346,9 @@ async fn route(
         _ => {
             if let Some(rest) = path.strip_prefix("/containers/") {
                 return containers::route_named(d.clone(), method, rest, req, &q).await;
+            }
+            if let Some(rest) = path.strip_prefix("/exec/") {
+                return exec::route(&d, method, rest, req, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/images/") {
                 return images::route_named(d, method, rest, &q).await;

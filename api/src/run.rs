@@ -4,14 +4,14 @@
 use crate::body::{stream, text, Query, Resp};
 use crate::containers::{emit, find};
 use crate::{ApiError, Daemon};
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde_json::json as j;
 use std::io::{BufRead, Seek};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_graph::time::{rfc3339_now, ZERO_TIME};
-use strata_runtime::lifecycle::{parse_signal, RunError};
+use strata_runtime::lifecycle::{parse_signal, CreateOptions, RunError};
+use strata_runtime::shim::{frame, LogConfig};
 use strata_runtime::Container;
 
 impl From<RunError> for ApiError {
@@ -19,6 +19,8 @@ impl From<RunError> for ApiError {
         let status = match &e {
             RunError::Spec(strata_runtime::spec::SpecError::Invalid { .. })
             | RunError::User(_)
+            | RunError::Create(_)
+            | RunError::Exec(_)
             | RunError::Runtime(_) => StatusCode::BAD_REQUEST,
             RunError::NotRunning(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -36,9 +38,58 @@ pub struct Change {
     pub code: i64,
 }
 
-/// The json-file log of a container.
-pub fn log_path(d: &Daemon, id: &str) -> std::path::PathBuf {
-    d.containers.dir(id).join(format!("{id}-json.log"))
+/// The daemon's `--log-driver` and `--log-opt`.
+#[derive(Debug, Clone)]
+pub struct LogDefault {
+    pub driver: String,
+    pub opts: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for LogDefault {
+    fn default() -> Self {
+        LogDefault {
+            driver: "json-file".into(),
+            opts: serde_json::Map::new(),
+        }
+    }
+}
+
+/// The HostConfig `LogConfig` a new container gets: its own, or the daemon's default.
+pub fn resolve_log_config(
+    d: &Daemon,
+    hc: &serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let lc = &hc["LogConfig"];
+    let (driver, opts) = match lc["Type"].as_str().filter(|t| !t.is_empty()) {
+        Some(t) => (
+            t.to_string(),
+            lc["Config"].as_object().cloned().unwrap_or_default(),
+        ),
+        None => {
+            let def = d
+                .log_default
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            (def.driver, def.opts)
+        }
+    };
+    // Checked now, so a bad option is the create's 400 and not a failed start.
+    LogConfig::new(&driver, &opts, std::path::Path::new("/"), "x")
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(serde_json::json!({ "Type": driver, "Config": opts }))
+}
+
+/// Where and how a container's output is kept.
+pub fn log_config(d: &Daemon, c: &Container) -> Result<LogConfig, ApiError> {
+    let lc = resolve_log_config(d, &c.host_config)?;
+    LogConfig::new(
+        lc["Type"].as_str().unwrap_or("json-file"),
+        lc["Config"].as_object().unwrap_or(&serde_json::Map::new()),
+        &d.containers.dir(&c.id),
+        &c.id,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `POST /containers/{id}/start`.
@@ -50,15 +101,29 @@ pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
     let daemon = d.clone();
     let c2 = c.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<i32, ApiError> {
+        let log = log_config(&daemon, &c2)?;
         let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
-        match daemon.runtime.start(&c2, &root, &log_path(&daemon, &c2.id)) {
-            Ok(pid) => Ok(pid),
-            Err(e) => {
-                let _ = daemon.layers.unmount_rw(c2.layer_name());
-                daemon.runtime.cleanup(&c2.id);
-                Err(e.into())
-            }
+        let undo = |e: ApiError| {
+            let _ = daemon.layers.unmount_rw(c2.layer_name());
+            daemon.runtime.cleanup(&c2.id);
+            e
+        };
+        let opts = CreateOptions {
+            runtime: daemon.runtime.runtime.clone(),
+            log,
+        };
+        let pid = daemon
+            .runtime
+            .create(&c2, &root, &opts)
+            .map_err(|e| undo(e.into()))?;
+        // Attachers that waited for the container see all of its output.
+        daemon.attach.connect(&daemon, &c2.id);
+        if let Err(e) = daemon.runtime.start(&c2.id) {
+            // The shim deleted the container; let it finish before cleaning up.
+            let _ = daemon.runtime.wait(&c2.id);
+            return Err(undo(e.into()));
         }
+        Ok(pid)
     })
     .await?;
     let pid = match res {
@@ -139,6 +204,7 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
     }) else {
         return;
     };
+    d.execs.forget_container(id);
     let daemon = d.clone();
     let layer = c.layer_name().to_string();
     let id2 = id.to_string();
@@ -334,15 +400,6 @@ pub async fn restart(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiE
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
 
-/// A frame of Docker's multiplexed stream (non-tty output): stream type, size, payload.
-fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(payload.len() + 8);
-    v.extend_from_slice(&[stream, 0, 0, 0]);
-    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
 /// What a log reader sends.
 #[derive(Clone)]
 struct LogOpts {
@@ -374,14 +431,17 @@ fn render(line: &str, o: &LogOpts) -> Option<Vec<u8>> {
     Some(if o.tty {
         payload
     } else {
-        frame(if is_err { 2 } else { 1 }, &payload)
+        frame::encode(if is_err { frame::STDERR } else { frame::STDOUT }, &payload)
     })
 }
 
-/// Reads the log from `offset` (the last `tail` lines when given), sending rendered lines; with
-/// `follow`, keeps reading until the container is no longer running and the log is drained.
+/// Reads a container's log, oldest file first (the last `tail` lines when given), sending
+/// rendered lines; with `follow`, keeps reading (across rotations) until the container is no
+/// longer running and the log is drained. `from_end` skips what is there already.
+#[allow(clippy::too_many_arguments)]
 fn read_log(
     d: &Daemon,
+    cfg: &LogConfig,
     id: &str,
     o: &LogOpts,
     tail: Option<usize>,
@@ -389,53 +449,84 @@ fn read_log(
     from_end: bool,
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) {
-    let path = log_path(d, id);
-    let mut file = loop {
-        match std::fs::File::open(&path) {
-            Ok(f) => break f,
+    let open = || loop {
+        match std::fs::File::open(&cfg.path) {
+            Ok(f) => return Some(f),
             Err(_) if follow && d.containers.get(id).is_ok_and(|c| may_run(&c)) => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(_) => return,
+            Err(_) => return None,
         }
     };
-    if from_end {
-        let _ = file.seek(std::io::SeekFrom::End(0));
-    }
-    let mut r = std::io::BufReader::new(file);
-    let mut first: Vec<String> = Vec::new();
-    let mut line = String::new();
-    if let Some(n) = tail {
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.ends_with('\n') {
-                first.push(std::mem::take(&mut line));
-                if first.len() > n {
-                    first.remove(0);
+    let mut tail_buf: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut take = |line: String, send: &mut dyn FnMut(Vec<u8>) -> bool| -> bool {
+        match tail {
+            Some(n) => {
+                tail_buf.push_back(line);
+                if tail_buf.len() > n {
+                    tail_buf.pop_front();
                 }
+                true
             }
+            None => render(&line, o).is_none_or(&mut *send),
         }
-        for l in &first {
-            if let Some(b) = render(l, o) {
-                if !send(b) {
+    };
+    if !from_end {
+        let files = cfg.files();
+        for f in &files[..files.len() - 1] {
+            let Ok(file) = std::fs::File::open(f) else {
+                continue;
+            };
+            for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                if !take(line + "\n", &mut send) {
                     return;
                 }
             }
         }
+    }
+    let Some(mut file) = open() else { return };
+    if from_end {
+        let _ = file.seek(std::io::SeekFrom::End(0));
+    }
+    let mut r = std::io::BufReader::new(file);
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 && line.ends_with('\n') {
+        if !take(std::mem::take(&mut line), &mut send) {
+            return;
+        }
+    }
+    for l in tail_buf.drain(..) {
+        if render(&l, o).is_some_and(|b| !send(b)) {
+            return;
+        }
+    }
+    if !follow {
+        return;
     }
     let mut idle_after_exit = 0;
     loop {
         let n = r.read_line(&mut line).unwrap_or(0);
         if n > 0 && line.ends_with('\n') {
-            if let Some(b) = render(&line, o) {
-                if !send(b) {
-                    return;
-                }
+            if render(&line, o).is_some_and(|b| !send(b)) {
+                return;
             }
             line.clear();
             continue;
         }
-        if !follow {
-            return;
+        // Rotated: what was left in the old file has been read; go on with the new one.
+        let rotated = match (std::fs::metadata(&cfg.path), r.get_ref().metadata()) {
+            (Ok(now), Ok(ours)) => {
+                use std::os::unix::fs::MetadataExt;
+                now.ino() != ours.ino()
+            }
+            _ => false,
+        };
+        if rotated {
+            if let Ok(f) = std::fs::File::open(&cfg.path) {
+                r = std::io::BufReader::new(f);
+                line.clear();
+                continue;
+            }
         }
         let running = d.containers.get(id).is_ok_and(|c| may_run(&c));
         if !running {
@@ -473,12 +564,41 @@ fn log_opts(c: &Container, q: &Query) -> Result<LogOpts, ApiError> {
     })
 }
 
+/// The whole log as rendered frames (attach with `logs`).
+pub fn log_reader(
+    d: &Arc<Daemon>,
+    c: &Container,
+    q: &Query,
+) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ApiError> {
+    let mut o = log_opts(c, q)?;
+    (o.since, o.until) = (None, None);
+    let cfg = log_config(d, c)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let daemon = d.clone();
+    let id = c.id.clone();
+    tokio::task::spawn_blocking(move || {
+        if cfg.readable() {
+            read_log(&daemon, &cfg, &id, &o, None, false, false, |b| {
+                tx.blocking_send(b).is_ok()
+            });
+        }
+    });
+    Ok(rx)
+}
+
 /// `GET /containers/{id}/logs`.
 pub async fn logs(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
     let o = log_opts(&c, q)?;
     if !o.stdout && !o.stderr {
         return Err(ApiError::bad_request("You must choose at least one stream"));
+    }
+    let cfg = log_config(d, &c)?;
+    if !cfg.readable() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
     }
     let tail = match q.get("tail") {
         None | Some("" | "all") => None,
@@ -491,72 +611,48 @@ pub async fn logs(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiErro
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let daemon = d.clone();
     tokio::task::spawn_blocking(move || {
-        read_log(&daemon, &c.id, &o, tail, follow, false, |b| {
+        read_log(&daemon, &cfg, &c.id, &o, tail, follow, false, |b| {
             tx.blocking_send(Ok(bytes::Bytes::from(b))).is_ok()
         });
     });
-    let ct = if c.config.tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    Ok(stream(StatusCode::OK, ct, rx))
+    Ok(stream(
+        StatusCode::OK,
+        crate::attach::stream_type(c.config.tty),
+        rx,
+    ))
 }
 
-/// `POST /containers/{id}/attach`: the connection is taken over (HTTP upgrade) and the
-/// container's output streamed on it until it exits. Input is not forwarded yet.
-pub async fn attach(
-    d: &Arc<Daemon>,
-    key: &str,
-    mut req: Request<Incoming>,
-    q: &Query,
-) -> Result<Resp, ApiError> {
+/// `POST /containers/{id}/pause` and `unpause`: the freezer, through the runtime.
+pub async fn pause(d: &Arc<Daemon>, key: &str, pause: bool) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
-    let mut o = log_opts(&c, q)?;
-    o.since = None;
-    o.until = None;
-    let logs = q.bool("logs");
-    let streaming = q.bool("stream");
-    let upgrade = hyper::upgrade::on(&mut req);
-    let daemon = d.clone();
-    tokio::spawn(async move {
-        let Ok(io) = upgrade.await else { return };
-        let mut io = hyper_util::rt::TokioIo::new(io);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-        let id = c.id.clone();
-        tokio::task::spawn_blocking(move || {
-            if logs {
-                read_log(&daemon, &id, &o, Some(usize::MAX), false, false, |b| {
-                    tx.blocking_send(b).is_ok()
-                });
-            }
-            if streaming {
-                read_log(&daemon, &id, &o, None, true, !logs, |b| {
-                    tx.blocking_send(b).is_ok()
-                });
-            }
-        });
-        use tokio::io::AsyncWriteExt;
-        while let Some(b) = rx.recv().await {
-            if io.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        let _ = io.shutdown().await;
-    });
-    let ct = if c.config.tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, ct, "");
-    r.headers_mut().insert(
-        "Connection",
-        hyper::header::HeaderValue::from_static("Upgrade"),
-    );
-    r.headers_mut()
-        .insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
-    Ok(r)
+    if !c.state.running {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
+    }
+    if pause && c.state.paused {
+        return Err(ApiError::conflict(format!(
+            "Container {} is already paused",
+            c.id
+        )));
+    }
+    if !pause && !c.state.paused {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not paused",
+            c.id
+        )));
+    }
+    let rt = d.runtime.clone();
+    let id = c.id.clone();
+    tokio::task::spawn_blocking(move || if pause { rt.pause(&id) } else { rt.resume(&id) })
+        .await??;
+    d.containers.update(&c.id, |x| {
+        x.state.paused = pause;
+        x.state.status = if pause { "paused" } else { "running" }.into();
+    })?;
+    emit(d, &c, if pause { "pause" } else { "unpause" }, &[]);
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
 
 /// At shutdown without `--live-restore`: stops every running container (their stop signal,

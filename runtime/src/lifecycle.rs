@@ -2,9 +2,10 @@
 //! shim, and what the shim says back. Blocking calls; the daemon runs them off its async
 //! workers.
 
-use crate::shim::{self, ShimArgs};
+use crate::shim::{self, LogConfig, ShimArgs};
 use crate::spec::{self, EtcFiles, SpecError, SpecInput, UserError};
 use crate::Container;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Errors starting or signalling a container.
@@ -14,8 +15,14 @@ pub enum RunError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     User(#[from] UserError),
-    /// The runtime refused: its message, as dockerd passes it on.
-    #[error("failed to create task for container: {0}")]
+    /// The runtime could not create the container: its message, worded as dockerd 20.10.
+    #[error("failed to create shim task: OCI runtime create failed: {0}: unknown")]
+    Create(String),
+    /// The runtime could not start an exec process (dockerd 20.10's wording).
+    #[error("OCI runtime exec failed: {0}: unknown")]
+    Exec(String),
+    /// Another refusal of the runtime or the shim.
+    #[error("{0}")]
     Runtime(String),
     #[error("{context}: {source}")]
     Io {
@@ -36,7 +43,7 @@ fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError
 pub struct Runtime {
     /// `--exec-root`: state directories and the runtime's own state.
     pub exec_root: PathBuf,
-    /// The OCI runtime binary.
+    /// The default OCI runtime binary (runc).
     pub runtime: PathBuf,
     /// The binary to re-execute as `strata shim`.
     pub shim_exe: PathBuf,
@@ -49,6 +56,25 @@ pub struct Exit {
     pub finished_at: String,
 }
 
+/// What a container is created with, besides its record.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The OCI runtime binary for this container.
+    pub runtime: PathBuf,
+    pub log: LogConfig,
+}
+
+/// The attach flags of the shim protocol: `i`, `o`, `e`.
+pub fn attach_flags(stdin: bool, stdout: bool, stderr: bool) -> String {
+    let mut f = String::from("-");
+    for (on, c) in [(stdin, 'i'), (stdout, 'o'), (stderr, 'e')] {
+        if on {
+            f.push(c);
+        }
+    }
+    f
+}
+
 impl Runtime {
     /// The state directory of a container.
     pub fn state_dir(&self, id: &str) -> PathBuf {
@@ -59,9 +85,10 @@ impl Runtime {
         self.exec_root.join("runc")
     }
 
-    /// Starts `c` with its root filesystem at `rootfs`, logging to `log`; returns the init's
-    /// PID once it runs.
-    pub fn start(&self, c: &Container, rootfs: &Path, log: &Path) -> Result<i32, RunError> {
+    /// Creates `c` (not started) with its root filesystem at `rootfs`: the state directory,
+    /// the `/etc` files, the spec, and its shim; returns the init's PID. Send
+    /// [`Runtime::start`] next, after attaching what must see all of its output.
+    pub fn create(&self, c: &Container, rootfs: &Path, o: &CreateOptions) -> Result<i32, RunError> {
         let dir = self.state_dir(&c.id);
         if dir.exists() {
             strata_graph::fsutil::remove_tree(&dir)
@@ -97,15 +124,153 @@ impl Runtime {
         std::fs::write(dir.join("config.json"), data).map_err(io_ctx("writing the spec"))?;
         shim::spawn(
             &self.shim_exe,
+            &dir,
             &ShimArgs {
                 id: c.id.clone(),
-                state: dir.clone(),
-                runtime: self.runtime.clone(),
+                runtime: o.runtime.clone(),
                 runtime_root: self.runtime_root(),
-                log: log.to_path_buf(),
+                log: o.log.clone(),
+                tty: c.config.tty,
+                open_stdin: c.config.open_stdin,
+                stdin_once: c.config.stdin_once,
             },
         )
-        .map_err(RunError::Runtime)
+        .map_err(|e| RunError::Create(runtime_message(&e)))
+    }
+
+    /// Starts a created container.
+    pub fn start(&self, id: &str) -> Result<(), RunError> {
+        match shim::request(&self.state_dir(id), "start") {
+            Ok(r) if r == "ok" => Ok(()),
+            Ok(r) => Err(RunError::Runtime(r.trim_start_matches("err ").to_string())),
+            Err(e) => Err(RunError::Runtime(format!("the shim did not answer: {e}"))),
+        }
+    }
+
+    /// Attaches to a process of the container (`target` `-` for the init, or an exec's ID):
+    /// the connection then carries [`shim::frame`]s out and the input in.
+    pub fn attach(&self, id: &str, target: &str, flags: &str) -> Result<UnixStream, RunError> {
+        shim::open_stream(&self.state_dir(id), &format!("attach {target} {flags}"))
+            .map(|(_, s)| s)
+            .map_err(|_| RunError::NotRunning(id.to_string()))
+    }
+
+    /// Sets the terminal size of a process of the container.
+    pub fn resize(&self, id: &str, target: &str, cols: u16, rows: u16) -> Result<(), RunError> {
+        match shim::request(
+            &self.state_dir(id),
+            &format!("resize {target} {cols} {rows}"),
+        ) {
+            Ok(r) if r == "ok" => Ok(()),
+            Ok(r) => Err(RunError::Runtime(r.trim_start_matches("err ").to_string())),
+            Err(_) => Err(RunError::NotRunning(id.to_string())),
+        }
+    }
+
+    /// Runs an exec process in the container: `process` is its OCI process; `flags` as the
+    /// shim takes them (`t`, `i`, `d`). Returns its PID and, unless detached, the connection
+    /// carrying its frames.
+    pub fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        flags: &str,
+    ) -> Result<(i32, UnixStream), RunError> {
+        let dir = self.state_dir(id);
+        let data = serde_json::to_vec(process)
+            .map_err(|e| io_ctx("encoding the process")(std::io::Error::other(e)))?;
+        std::fs::write(dir.join(format!("exec-{exec_id}.json")), data)
+            .map_err(io_ctx("writing the exec process"))?;
+        let (pid, s) =
+            shim::open_stream(&dir, &format!("exec {exec_id} -{flags}")).map_err(|e| {
+                if self.alive(id) {
+                    RunError::Exec(runtime_message(&e.to_string()))
+                } else {
+                    RunError::NotRunning(id.to_string())
+                }
+            })?;
+        let pid = pid
+            .trim()
+            .parse()
+            .map_err(|_| RunError::Runtime(format!("the shim answered {pid:?}")))?;
+        Ok((pid, s))
+    }
+
+    /// The exit code of an exec, once it has exited.
+    pub fn exec_exit(&self, id: &str, exec_id: &str) -> Option<i64> {
+        shim::exec_exit(&self.state_dir(id), exec_id)
+    }
+
+    /// The container's spec as it was written at create.
+    pub fn spec(&self, id: &str) -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(self.state_dir(id).join("config.json")).ok()?).ok()
+    }
+
+    fn shim_args(&self, id: &str) -> Option<ShimArgs> {
+        serde_json::from_slice(&std::fs::read(self.state_dir(id).join(shim::ARGS_FILE)).ok()?).ok()
+    }
+
+    /// Runs the container's OCI runtime with `args` (then the container ID); its stdout.
+    fn runtime_cmd(
+        &self,
+        id: &str,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RunError> {
+        let a = self
+            .shim_args(id)
+            .ok_or_else(|| RunError::NotRunning(id.to_string()))?;
+        let mut cmd = std::process::Command::new(&a.runtime);
+        cmd.arg("--root").arg(&a.runtime_root).args(args).arg(id);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdin(if input.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            });
+        let mut child = cmd.spawn().map_err(io_ctx("running the runtime"))?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            stdin
+                .write_all(data)
+                .map_err(io_ctx("writing to the runtime"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(io_ctx("running the runtime"))?;
+        if !out.status.success() {
+            return Err(RunError::Runtime(runtime_message(
+                &String::from_utf8_lossy(&out.stderr),
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Freezes every process of the container.
+    pub fn pause(&self, id: &str) -> Result<(), RunError> {
+        self.runtime_cmd(id, &["pause"], None).map(drop)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), RunError> {
+        self.runtime_cmd(id, &["resume"], None).map(drop)
+    }
+
+    /// Changes the resources of a running container (`linux.resources` JSON).
+    pub fn update(&self, id: &str, resources: &serde_json::Value) -> Result<(), RunError> {
+        let data = resources.to_string();
+        self.runtime_cmd(id, &["update", "-r", "-"], Some(data.as_bytes()))
+            .map(drop)
+    }
+
+    /// The PIDs of the container's processes.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, RunError> {
+        let out = self.runtime_cmd(id, &["ps", "--format", "json"], None)?;
+        serde_json::from_slice::<Option<Vec<i32>>>(&out)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| RunError::Runtime(format!("reading the runtime's process list: {e}")))
     }
 
     /// Sends a signal to the container's processes (through its shim).
@@ -146,12 +311,42 @@ impl Runtime {
     /// Whether the container's shim still answers.
     pub fn alive(&self, id: &str) -> bool {
         shim::short_path(&self.state_dir(id), shim::SOCKET)
-            .is_ok_and(|(_fd, p)| std::os::unix::net::UnixStream::connect(p).is_ok())
+            .is_ok_and(|(_fd, p)| UnixStream::connect(p).is_ok())
     }
 
     /// Removes what a finished container left in the exec root.
     pub fn cleanup(&self, id: &str) {
         let _ = strata_graph::fsutil::remove_tree(&self.state_dir(id));
+    }
+}
+
+/// The message of a runtime's error output: runc logs `time=... level=error msg="..."`; the
+/// `msg` values, unquoted, or the text as it is.
+pub fn runtime_message(raw: &str) -> String {
+    let mut msgs = Vec::new();
+    for line in raw.lines() {
+        let Some(i) = line.find("msg=\"") else {
+            continue;
+        };
+        let mut out = String::new();
+        let mut chars = line[i + 5..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                }
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        msgs.push(out);
+    }
+    if msgs.is_empty() {
+        raw.trim().to_string()
+    } else {
+        msgs.join(": ")
     }
 }
 
@@ -193,6 +388,16 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runtime_messages() {
+        let raw = r#"time="2026-11-23T15:01:19Z" level=error msg="runc create failed: exec: \"nosuch\": executable file not found in $PATH""#;
+        assert_eq!(
+            super::runtime_message(raw),
+            r#"runc create failed: exec: "nosuch": executable file not found in $PATH"#
+        );
+        assert_eq!(super::runtime_message(" plain\n"), "plain");
+    }
+
     #[test]
     fn signals() {
         assert_eq!(super::parse_signal("SIGTERM"), Some(15));
