@@ -290,6 +290,8 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         attach: Default::default(),
         execs: Default::default(),
         log_default: std::sync::RwLock::new(log_default(&cfg)?),
+        restarts: Default::default(),
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -297,6 +299,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let res: anyhow::Result<()> = rt.block_on(async move {
         strata_api::run::adopt(&daemon).await;
+        strata_api::restart::at_daemon_start(&daemon).await;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for sock in sockets {
@@ -373,6 +376,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        daemon.shutting_down.store(true, Ordering::Relaxed);
         if !daemon.live_restore.load(Ordering::Relaxed) {
             strata_api::run::stop_all(&daemon).await;
         }

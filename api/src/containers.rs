@@ -219,6 +219,13 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         host_config["NetworkMode"] = j!("bridge");
     }
     host_config["LogConfig"] = crate::run::resolve_log_config(d, &host_config)?;
+    let policy = crate::restart::Policy::parse(&host_config["RestartPolicy"])?;
+    if policy.name != "no" && host_config["AutoRemove"].as_bool() == Some(true) {
+        return Err(ApiError::bad_request(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    host_config["RestartPolicy"] = j!({ "Name": policy.name, "MaximumRetryCount": policy.max });
     // Resources and capabilities are checked now: a bad value is the create's 400.
     strata_runtime::spec::builder::resources(&host_config)
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
@@ -250,6 +257,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         driver: d.layers.driver().name().to_string(),
         state: State::created(),
         restart_count: 0,
+        manually_stopped: false,
     };
     let daemon = d.clone();
     let top = img.top_layer;
@@ -573,6 +581,7 @@ pub(crate) async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(
     })
     .await??;
     d.attach.forget(&c.id);
+    d.restarts.forget(&c.id);
     d.execs.forget_container(&c.id);
     emit(d, c, "destroy", &[]);
     let _ = d.changes.send(crate::run::Change {
@@ -782,7 +791,7 @@ pub async fn route_named(
                 if !q.bool("force") {
                     return Err(ApiError::conflict(format!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", c.name)));
                 }
-                crate::run::stop_container(&d, &c, Some(0)).await?;
+                crate::run::stop_container(&d, &c, Some(0), true).await?;
             }
             let c = find(&d, &c.id)?;
             remove_container(&d, &c).await?;
@@ -799,13 +808,9 @@ pub async fn route_named(
         (&Method::POST, "exec") => crate::exec::create(&d, &key, req).await,
         (&Method::POST, "pause") => crate::run::pause(&d, &key, true).await,
         (&Method::POST, "unpause") => crate::run::pause(&d, &key, false).await,
-        (&Method::POST, "update") | (&Method::GET, "top" | "stats") => {
-            find(&d, &key)?;
-            Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("{action}: not implemented yet in this Strata (issue #5)"),
-            ))
-        }
+        (&Method::POST, "update") => crate::resources::update(&d, &key, req).await,
+        (&Method::GET, "top") => crate::resources::top(&d, &key, q).await,
+        (&Method::GET, "stats") => crate::resources::stats(&d, &key, q).await,
         _ => Err(ApiError::not_found("page not found")),
     }
 }

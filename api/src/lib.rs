@@ -13,6 +13,8 @@ mod error;
 pub mod events;
 pub mod exec;
 mod images;
+pub mod resources;
+pub mod restart;
 pub mod run;
 mod system;
 pub mod tls;
@@ -55,6 +57,10 @@ pub struct Daemon {
     pub execs: exec::Execs,
     /// `--log-driver` and `--log-opt`: what containers without a LogConfig get (reloadable).
     pub log_default: std::sync::RwLock<run::LogDefault>,
+    /// Delays before restarts (restart policies).
+    pub restarts: restart::Backoff,
+    /// Set when the daemon begins to shut down: exits then start nothing again.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// A parsed `-H` address.

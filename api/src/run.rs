@@ -163,6 +163,9 @@ pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
         x.state.running = true;
         x.state.pid = pid as i64;
         x.state.exit_code = 0;
+        x.state.oom_killed = false;
+        x.state.restarting = false;
+        x.manually_stopped = false;
         x.state.error = String::new();
         x.state.started_at = now.clone();
         x.state.finished_at = ZERO_TIME.into();
@@ -181,10 +184,7 @@ pub fn monitor(d: Arc<Daemon>, id: String) {
             Ok(Ok(e)) => e,
             other => {
                 tracing::error!(container = %id, "lost track of a container: {other:?}");
-                strata_runtime::lifecycle::Exit {
-                    code: 255,
-                    finished_at: rfc3339_now(),
-                }
+                strata_runtime::lifecycle::Exit::unknown()
             }
         };
         record_exit(&d, &id, exit).await;
@@ -199,6 +199,7 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         x.state.paused = false;
         x.state.pid = 0;
         x.state.exit_code = exit.code;
+        x.state.oom_killed = exit.oom_killed;
         x.state.finished_at = exit.finished_at.clone();
         x.clone()
     }) else {
@@ -213,12 +214,18 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         daemon.runtime.cleanup(&id2);
     })
     .await;
+    if exit.oom_killed {
+        emit(d, &c, "oom", &[]);
+    }
     emit(d, &c, "die", &[("exitCode", exit.code.to_string())]);
     let _ = d.changes.send(Change {
         id: id.to_string(),
         what: "die",
         code: exit.code,
     });
+    if crate::restart::after_exit(d, &c, exit.code) {
+        return;
+    }
     if c.host_config["AutoRemove"].as_bool() == Some(true) {
         if let Err(e) = crate::containers::remove_container(d, &c).await {
             tracing::warn!(container = %id, "--rm: {}", e.message);
@@ -296,6 +303,7 @@ pub async fn kill(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiErro
             c.id
         )));
     }
+    mark_manual_stop(d, &c.id);
     send_signal(d, &c, sig).await?;
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
@@ -335,12 +343,33 @@ async fn wait_stopped(d: &Arc<Daemon>, id: &str, t: Duration) -> bool {
     }
 }
 
+/// Marks a container as stopped by hand (its restart policy leaves it alone), unless the
+/// daemon is shutting down.
+fn mark_manual_stop(d: &Daemon, id: &str) {
+    if !d.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = d.containers.update(id, |x| x.manually_stopped = true);
+    }
+}
+
 /// Stops a container as dockerd does: its stop signal, then SIGKILL after the timeout.
+/// `manual`: asked for by a user (the restart policy then leaves it stopped).
 pub async fn stop_container(
     d: &Arc<Daemon>,
     c: &Container,
     t: Option<i64>,
+    manual: bool,
 ) -> Result<bool, ApiError> {
+    if manual {
+        mark_manual_stop(d, &c.id);
+    }
+    if c.state.restarting && !c.state.running {
+        // Waiting for a restart: that restart is called off.
+        d.containers.update(&c.id, |x| {
+            x.state.restarting = false;
+            x.state.status = "exited".into();
+        })?;
+        return Ok(true);
+    }
     if !c.state.running {
         return Ok(false);
     }
@@ -385,7 +414,7 @@ pub async fn stop(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiErro
     if let Some(s) = q.get("signal").filter(|s| !s.is_empty()) {
         parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?;
     }
-    if !stop_container(d, &c, timeout_param(q)?).await? {
+    if !stop_container(d, &c, timeout_param(q)?, true).await? {
         return Ok(text(StatusCode::NOT_MODIFIED, "text/plain", ""));
     }
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
@@ -394,7 +423,7 @@ pub async fn stop(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiErro
 /// `POST /containers/{id}/restart`.
 pub async fn restart(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
-    stop_container(d, &c, timeout_param(q)?).await?;
+    stop_container(d, &c, timeout_param(q)?, false).await?;
     start(d, &c.id).await?;
     emit(d, &c, "restart", &[]);
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
@@ -675,7 +704,7 @@ pub async fn stop_all(d: &Arc<Daemon>) {
     for c in running {
         let d = d.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = stop_container(&d, &c, None).await {
+            if let Err(e) = stop_container(&d, &c, None, false).await {
                 tracing::warn!(container = %c.id, "stopping at shutdown: {}", e.message);
             }
         }));
@@ -703,10 +732,7 @@ pub async fn adopt(d: &Arc<Daemon>) {
             let exit = d
                 .runtime
                 .exit(&c.id)
-                .unwrap_or(strata_runtime::lifecycle::Exit {
-                    code: 255,
-                    finished_at: rfc3339_now(),
-                });
+                .unwrap_or_else(strata_runtime::lifecycle::Exit::unknown);
             tracing::info!(container = %c.id, code = exit.code, "recording an exit that happened while the daemon was down");
             let daemon = d.clone();
             let layer = c.layer_name().to_string();

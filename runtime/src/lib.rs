@@ -4,6 +4,7 @@
 //! Its own crate because it sits between the storage (`strata-graph`) and the API: the API
 //! asks it for containers, and the runtime issue adds running them (OCI spec, shim) here.
 
+pub mod cgroups;
 pub mod commit;
 pub mod container;
 pub mod copy;

@@ -54,6 +54,24 @@ pub struct Runtime {
 pub struct Exit {
     pub code: i64,
     pub finished_at: String,
+    /// The kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+}
+
+impl Exit {
+    /// An exit whose record was lost (shown as 255, as dockerd does).
+    pub fn unknown() -> Exit {
+        Exit {
+            code: 255,
+            finished_at: strata_graph::time::rfc3339_now(),
+            oom_killed: false,
+        }
+    }
+}
+
+/// The cgroup of a container.
+pub fn cgroup_path(id: &str) -> String {
+    format!("/strata/{id}")
 }
 
 /// What a container is created with, besides its record.
@@ -117,7 +135,7 @@ impl Runtime {
             rootfs,
             user: &user,
             etc: Some(&etc),
-            cgroup_path: format!("/strata/{}", c.id),
+            cgroup_path: cgroup_path(&c.id),
         })?;
         let data = serde_json::to_vec(&s)
             .map_err(|e| io_ctx("encoding the spec")(std::io::Error::other(e)))?;
@@ -305,6 +323,7 @@ impl Runtime {
         Some(Exit {
             code: v["ExitCode"].as_i64()?,
             finished_at: v["FinishedAt"].as_str().unwrap_or_default().to_string(),
+            oom_killed: v["OOMKilled"].as_bool().unwrap_or(false),
         })
     }
 

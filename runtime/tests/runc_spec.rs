@@ -64,6 +64,7 @@ fn run(id: &str, args: &[&str], user: &str, hc: serde_json::Value) -> (i32, Stri
         driver: "vfs".into(),
         state: State::created(),
         restart_count: 0,
+        manually_stopped: false,
     };
     let u = resolve_user(&root, user).unwrap();
     let spec = build(&SpecInput {

@@ -110,6 +110,10 @@ pub struct Container {
     pub state: State,
     #[serde(default)]
     pub restart_count: u64,
+    /// Stopped by `stop` or `kill`: its restart policy does not start it again
+    /// (dockerd's HasBeenManuallyStopped).
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Container {

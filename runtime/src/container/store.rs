@@ -303,6 +303,7 @@ mod tests {
             driver: "vfs".into(),
             state: CState::created(),
             restart_count: 0,
+            manually_stopped: false,
         }
     }
 

@@ -670,8 +670,13 @@ impl Shim {
     fn finish(&mut self) {
         self.log.flush();
         let code = self.procs[0].exit.unwrap_or(255);
+        // Read before the runtime deletes the cgroup.
+        let oom = crate::cgroups::Cgroup::of(&crate::lifecycle::cgroup_path(&self.args.id))
+            .oom_kills()
+            .is_some_and(|n| n > 0);
         let rec = serde_json::json!({
             "ExitCode": code,
+            "OOMKilled": oom,
             "FinishedAt": strata_graph::time::rfc3339_now(),
         });
         let _ = strata_graph::fsutil::atomic_write(

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// Errors building a spec; these are the user's (400) unless said otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("invalid {field}: {reason}")]
+    /// Worded as dockerd's (the field is for logs).
+    #[error("{reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("building the runtime spec: {0}")]
     Internal(String),
@@ -409,6 +410,7 @@ mod tests {
             driver: "vfs".into(),
             state: State::created(),
             restart_count: 0,
+            manually_stopped: false,
         }
     }
 
