@@ -25,6 +25,24 @@ pub enum ClientError {
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// The writing side of a taken-over connection (attach, exec start): the client's input.
+pub trait Input: Write + Send {
+    /// Ends the input (a half-close: the output keeps coming).
+    fn close_write(&mut self);
+}
+
+impl Input for UnixStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Input for TcpStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 /// Where the daemon is and how to reach it.
 #[derive(Clone)]
 pub struct Client {
@@ -48,6 +66,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     body: Box<dyn Read + Send>,
+    /// A taken-over connection's writing side (not over TLS).
+    input: Option<Box<dyn Input>>,
 }
 
 impl Response {
@@ -61,6 +81,10 @@ impl Response {
     /// The body as a reader.
     pub fn reader(&mut self) -> &mut (dyn Read + Send) {
         &mut *self.body
+    }
+    /// The writing side of a taken-over connection, once; `None` over TLS.
+    pub fn take_input(&mut self) -> Option<Box<dyn Input>> {
+        self.input.take()
     }
     /// The whole body.
     pub fn bytes(mut self) -> io::Result<Vec<u8>> {
@@ -107,13 +131,23 @@ impl Client {
         }
     }
 
-    fn connect(&self) -> Result<Box<dyn Stream>, ClientError> {
+    /// A connection, and its writing side apart when `split` (not over TLS).
+    fn connect(
+        &self,
+        split: bool,
+    ) -> Result<(Box<dyn Stream>, Option<Box<dyn Input>>), ClientError> {
         let connect_err = |source| ClientError::Connect {
             addr: self.addr.clone(),
             source,
         };
         if let Some(path) = self.addr.strip_prefix("unix://") {
-            return Ok(Box::new(UnixStream::connect(path).map_err(connect_err)?));
+            let s = UnixStream::connect(path).map_err(connect_err)?;
+            let input: Option<Box<dyn Input>> = if split {
+                s.try_clone().ok().map(|w| Box::new(w) as Box<dyn Input>)
+            } else {
+                None
+            };
+            return Ok((Box::new(s), input));
         }
         let hp = self.addr.trim_start_matches("tcp://").trim_end_matches('/');
         let hp = if hp
@@ -127,7 +161,14 @@ impl Client {
         let tcp = TcpStream::connect(&hp).map_err(connect_err)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Box::new(tcp)),
+            None => {
+                let input: Option<Box<dyn Input>> = if split {
+                    tcp.try_clone().ok().map(|w| Box::new(w) as Box<dyn Input>)
+                } else {
+                    None
+                };
+                Ok((Box::new(tcp), input))
+            }
             Some(cfg) => {
                 let host = hp
                     .rsplit_once(':')
@@ -145,7 +186,7 @@ impl Client {
                         .complete_io(&mut s.sock)
                         .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
                 }
-                Ok(Box::new(s))
+                Ok((Box::new(s), None))
             }
         }
     }
@@ -168,8 +209,9 @@ impl Client {
         method: &str,
         path: &str,
         query: &[(&str, String)],
+        body: Body<'_>,
     ) -> Result<Response, ClientError> {
-        let resp = self.send_with(method, path, query, Body::None, true)?;
+        let resp = self.send_with(method, path, query, body, true)?;
         if resp.status >= 400 {
             return Err(self.daemon_error(resp));
         }
@@ -184,7 +226,7 @@ impl Client {
         body: Body<'_>,
         upgrade: bool,
     ) -> Result<Response, ClientError> {
-        let mut stream = self.connect()?;
+        let (mut stream, input) = self.connect(upgrade)?;
         let mut target = path.to_string();
         if !query.is_empty() {
             let q: Vec<String> = query
@@ -250,7 +292,10 @@ impl Client {
             }
         }
         stream.flush().map_err(&io)?;
-        self.read_response(BufReader::with_capacity(1 << 16, stream), method == "HEAD")
+        let mut resp =
+            self.read_response(BufReader::with_capacity(1 << 16, stream), method == "HEAD")?;
+        resp.input = input;
+        Ok(resp)
     }
 
     fn read_response(
@@ -304,6 +349,7 @@ impl Client {
             status,
             headers,
             body,
+            input: None,
         })
     }
 

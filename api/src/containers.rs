@@ -229,6 +229,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     // Resources and capabilities are checked now: a bad value is the create's 400.
     strata_runtime::spec::builder::resources(&host_config)
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
+        .and_then(|_| strata_runtime::spec::mounts::user_mounts(&host_config, false))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let storage_opt: Vec<String> = match &host_config["StorageOpt"] {
         Value::Object(m) => m

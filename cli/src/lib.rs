@@ -134,6 +134,18 @@ pub enum ClientCommand {
     Wait(commands::run::ContainersArg),
     /// Fetch the logs of a container.
     Logs(commands::run::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(commands::exec::ExecArgs),
+    /// Pause all processes within one or more containers.
+    Pause(commands::exec::NamesArg),
+    /// Unpause all processes within one or more containers.
+    Unpause(commands::exec::NamesArg),
+    /// Display the running processes of a container.
+    Top(commands::exec::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(commands::exec::StatsArgs),
+    /// Update configuration of one or more containers.
+    Update(Box<commands::exec::UpdateArgs>),
     /// List containers.
     Ps(commands::containers::PsArgs),
     /// Manage containers.
@@ -185,6 +197,12 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Kill(a) => commands::run::kill(&c, a),
         ClientCommand::Wait(a) => commands::run::wait(&c, a),
         ClientCommand::Logs(a) => commands::run::logs(&c, a),
+        ClientCommand::Exec(a) => commands::exec::exec(&c, a),
+        ClientCommand::Pause(a) => commands::exec::pause(&c, a, "pause"),
+        ClientCommand::Unpause(a) => commands::exec::pause(&c, a, "unpause"),
+        ClientCommand::Top(a) => commands::exec::top(&c, a),
+        ClientCommand::Stats(a) => commands::exec::stats(&c, a),
+        ClientCommand::Update(a) => commands::exec::update(&c, *a),
         ClientCommand::Ps(a) => ct::ps(&c, a),
         ClientCommand::Container(a) => ct::container(&c, a),
         ClientCommand::Inspect(a) => ct::inspect(&c, a),

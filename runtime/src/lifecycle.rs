@@ -130,12 +130,23 @@ impl Runtime {
         let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&etc.resolv_conf, resolv).map_err(io_ctx("writing resolv.conf"))?;
         let user = spec::resolve_user(rootfs, &c.config.user)?;
+        let init = if c.host_config["Init"].as_bool() == Some(true) {
+            Some(spec::mounts::find_init().ok_or_else(|| {
+                RunError::Spec(SpecError::Invalid {
+                    field: "Init",
+                    reason: "docker-init binary not found (install tini)".into(),
+                })
+            })?)
+        } else {
+            None
+        };
         let s = spec::build(&SpecInput {
             container: c,
             rootfs,
             user: &user,
             etc: Some(&etc),
             cgroup_path: cgroup_path(&c.id),
+            init: init.as_deref(),
         })?;
         let data = serde_json::to_vec(&s)
             .map_err(|e| io_ctx("encoding the spec")(std::io::Error::other(e)))?;

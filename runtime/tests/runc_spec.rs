@@ -73,6 +73,7 @@ fn run(id: &str, args: &[&str], user: &str, hc: serde_json::Value) -> (i32, Stri
         user: &u,
         etc: None,
         cgroup_path: format!("/strata-test/{id}"),
+        init: None,
     })
     .unwrap();
     std::fs::write(

@@ -65,6 +65,69 @@ pub struct CreateArgs {
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,
+    /// Memory limit.
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited).
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000.
+    #[arg(long)]
+    pub blkio_weight: Option<i64>,
+    /// Ulimit options (name=soft[:hard]).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Mount a tmpfs directory (PATH[:OPTIONS]).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]]).
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Security options.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Timeout (in seconds) to stop a container.
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Logging driver for the container.
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options.
+    #[arg(long)]
+    pub log_opt: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long)]
+    pub env_file: Vec<String>,
+    /// Runtime to use for this container.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Size of /dev/shm.
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// Pull image before creating ("missing", "never"); pulling comes with the registry issue.
     #[arg(long)]
     pub pull: Option<String>,
@@ -249,9 +312,22 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if let Some(e) = &a.entrypoint {
         cfg["Entrypoint"] = if e.is_empty() { json!([]) } else { json!([e]) };
     }
-    if !a.env.is_empty() {
-        let env: Vec<String> = a
-            .env
+    let mut env_lines: Vec<String> = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| CliError::Io {
+            context: format!("reading {f}"),
+            source: e,
+        })?;
+        env_lines.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    env_lines.extend(a.env.iter().cloned());
+    if !env_lines.is_empty() {
+        let env: Vec<String> = env_lines
             .iter()
             .filter_map(|e| {
                 if e.contains('=') {
@@ -292,7 +368,99 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
             .collect();
         cfg["ExposedPorts"] = Value::Object(ports);
     }
-    let mut hc = json!({ "ReadonlyRootfs": a.read_only, "AutoRemove": a.rm });
+    if let Some(t) = a.stop_timeout {
+        cfg["StopTimeout"] = json!(t);
+    }
+    let mut hc = json!({ "ReadonlyRootfs": a.read_only, "AutoRemove": a.rm,
+        "Privileged": a.privileged });
+    use super::exec::ram_in_bytes;
+    for (k, v) in [
+        ("Memory", &a.memory),
+        ("MemorySwap", &a.memory_swap),
+        ("ShmSize", &a.shm_size),
+    ] {
+        if let Some(v) = v {
+            hc[k] = json!(ram_in_bytes(v)?);
+        }
+    }
+    if let Some(n) = a.cpus {
+        hc["NanoCpus"] = json!((n * 1e9) as i64);
+    }
+    for (k, v) in [
+        ("CpuShares", a.cpu_shares),
+        ("PidsLimit", a.pids_limit),
+        ("BlkioWeight", a.blkio_weight),
+    ] {
+        if let Some(v) = v {
+            hc[k] = json!(v);
+        }
+    }
+    if let Some(s) = &a.cpuset_cpus {
+        hc["CpusetCpus"] = json!(s);
+    }
+    for (k, v) in [
+        ("CapAdd", &a.cap_add),
+        ("CapDrop", &a.cap_drop),
+        ("SecurityOpt", &a.security_opt),
+    ] {
+        if !v.is_empty() {
+            hc[k] = json!(v);
+        }
+    }
+    if !a.ulimit.is_empty() {
+        let mut list = Vec::new();
+        for u in &a.ulimit {
+            let bad = || CliError::Usage(format!("invalid ulimit argument: {u}"));
+            let (name, vals) = u.split_once('=').ok_or_else(bad)?;
+            let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+            let soft: i64 = soft.parse().map_err(|_| bad())?;
+            let hard: i64 = hard.parse().map_err(|_| bad())?;
+            list.push(json!({ "Name": name, "Soft": soft, "Hard": hard }));
+        }
+        hc["Ulimits"] = json!(list);
+    }
+    if !a.tmpfs.is_empty() {
+        let m: serde_json::Map<String, Value> = a
+            .tmpfs
+            .iter()
+            .map(|t| {
+                let (p, o) = t.split_once(':').unwrap_or((t, ""));
+                (p.to_string(), json!(o))
+            })
+            .collect();
+        hc["Tmpfs"] = Value::Object(m);
+    }
+    if !a.device.is_empty() {
+        let list: Vec<Value> = a
+            .device
+            .iter()
+            .map(|d| {
+                let mut f = d.splitn(3, ':');
+                let host = f.next().unwrap_or_default();
+                let ctr = f.next().filter(|x| !x.is_empty()).unwrap_or(host);
+                let perms = f.next().unwrap_or("rwm");
+                json!({ "PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms })
+            })
+            .collect();
+        hc["Devices"] = json!(list);
+    }
+    if a.init {
+        hc["Init"] = json!(true);
+    }
+    if let Some(r) = &a.runtime {
+        hc["Runtime"] = json!(r);
+    }
+    if a.log_driver.is_some() || !a.log_opt.is_empty() {
+        hc["LogConfig"] = json!({
+            "Type": a.log_driver.clone().unwrap_or_default(),
+            "Config": kv_map(&a.log_opt),
+        });
+    }
+    if a.tty {
+        if let Some((w, h)) = super::session::term_size(1) {
+            hc["ConsoleSize"] = json!([h, w]);
+        }
+    }
     if !a.storage_opt.is_empty() {
         hc["StorageOpt"] = Value::Object(kv_map(&a.storage_opt));
     }
@@ -303,9 +471,7 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
         hc["NetworkMode"] = json!(n);
     }
     if let Some(r) = &a.restart {
-        let (name, count) = r.split_once(':').unwrap_or((r, "0"));
-        hc["RestartPolicy"] =
-            json!({ "Name": name, "MaximumRetryCount": count.parse::<i64>().unwrap_or(0) });
+        hc["RestartPolicy"] = super::exec::restart_policy(r);
     }
     cfg["HostConfig"] = hc;
     let mut q = vec![];

@@ -2,8 +2,10 @@
 
 pub mod containers;
 pub mod cp;
+pub mod exec;
 pub mod images;
 pub mod run;
+pub mod session;
 pub mod system;
 
 use crate::CliError;

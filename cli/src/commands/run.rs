@@ -1,10 +1,10 @@
 //! `run`, `start`, `stop`, `restart`, `kill`, `wait`, `logs`.
 
 use super::containers::{create_container, CreateArgs};
+use super::session::{demux, session};
 use super::{each, out};
 use crate::CliError;
 use clap::Args;
-use std::io::{Read, Write};
 use strata_api::client::{escape, Body, Client};
 
 #[derive(Args, Debug)]
@@ -68,40 +68,6 @@ fn cpath(n: &str) -> String {
     escape(n)
 }
 
-/// Copies Docker's multiplexed stream (8-byte frame headers) to stdout and stderr; a tty
-/// container's raw stream goes to stdout as it is.
-fn demux(r: &mut dyn Read, tty: bool) -> Result<(), CliError> {
-    let io = |e| CliError::Io {
-        context: "reading the container's output".into(),
-        source: e,
-    };
-    if tty {
-        let mut o = std::io::stdout().lock();
-        std::io::copy(r, &mut o).map_err(io)?;
-        return Ok(());
-    }
-    let mut head = [0u8; 8];
-    let mut buf = Vec::new();
-    loop {
-        match r.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(io(e)),
-        }
-        let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        buf.resize(n, 0);
-        r.read_exact(&mut buf).map_err(io)?;
-        if head[0] == 2 {
-            let mut e = std::io::stderr().lock();
-            let _ = e.write_all(&buf);
-        } else {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&buf).map_err(CliError::Stdout)?;
-            let _ = o.flush();
-        }
-    }
-}
-
 fn start_one(c: &Client, id: &str) -> Result<(), CliError> {
     c.call(
         "POST",
@@ -121,6 +87,7 @@ fn start_failure_code(msg: &str) -> i32 {
 pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
     let auto_remove = a.create.rm;
     let tty = a.create.tty;
+    let interactive = a.create.interactive;
     let id = create_container(c, a.create)?;
     if a.detach {
         if let Err(e) = start_one(c, &id) {
@@ -135,9 +102,11 @@ pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
         &format!("/containers/{}/attach", cpath(&id)),
         &[
             ("stream", "1".into()),
+            ("stdin", if interactive { "1" } else { "0" }.into()),
             ("stdout", "1".into()),
             ("stderr", "1".into()),
         ],
+        Body::None,
     )?;
     let waiter = {
         let c = c.clone();
@@ -157,7 +126,19 @@ pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
         eprintln!("{e}");
         return Err(CliError::Exit(code));
     }
-    demux(attach.reader(), tty)?;
+    let resizer = {
+        let c = c.clone();
+        let id = id.clone();
+        Box::new(move |w: u16, h: u16| {
+            let _ = c.call(
+                "POST",
+                &format!("/containers/{}/resize", cpath(&id)),
+                &[("h", h.to_string()), ("w", w.to_string())],
+                Body::None,
+            );
+        })
+    };
+    session(&mut attach, tty, interactive, Some(resizer))?;
     let status = waiter
         .join()
         .map_err(|_| CliError::Usage("the wait request failed".into()))??;

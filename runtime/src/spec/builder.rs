@@ -46,6 +46,8 @@ pub struct SpecInput<'a> {
     pub etc: Option<&'a EtcFiles>,
     /// The cgroup path (`/strata/<id>`).
     pub cgroup_path: String,
+    /// The init binary for `--init` (mounted at `/sbin/docker-init`).
+    pub init: Option<&'a Path>,
 }
 
 fn cap_name(c: &str) -> String {
@@ -229,7 +231,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", input.user.home));
     }
-    let mut args = vec![c.path.clone()];
+    let mut args = Vec::new();
+    if let Some(_init) = input.init {
+        args.extend([super::mounts::INIT_PATH.to_string(), "--".to_string()]);
+    }
+    args.push(c.path.clone());
     args.extend(c.args.iter().cloned());
     let cwd = if c.config.working_dir.is_empty() {
         "/".to_string()
@@ -333,13 +339,26 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
         mounts
             .push(json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o }));
     }
+    if let Some(init) = input.init {
+        mounts.push(
+            json!({ "destination": super::mounts::INIT_PATH, "type": "bind",
+            "source": init.display().to_string(), "options": ["rbind", "rprivate", "ro"] }),
+        );
+    }
+    mounts.extend(super::mounts::user_mounts(hc, true)?);
+    let (devices, device_rules) = super::mounts::devices(hc)?;
+    let mut resources = resources(hc)?;
+    if let Some(a) = resources["devices"].as_array_mut() {
+        a.extend(device_rules);
+    }
     let mut linux = json!({
         "namespaces": [
             { "type": "mount" }, { "type": "network" }, { "type": "uts" },
             { "type": "pid" }, { "type": "ipc" },
         ],
         "cgroupsPath": input.cgroup_path,
-        "resources": resources(hc)?,
+        "resources": resources,
+        "devices": devices,
     });
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
@@ -433,6 +452,7 @@ mod tests {
             user: &u,
             etc: None,
             cgroup_path: "/strata/c0ffee".into(),
+            init: None,
         })
         .unwrap();
         let v = serde_json::to_value(&s).unwrap();

@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod defaults;
+pub mod mounts;
 pub mod user;
 
 pub use builder::{build, EtcFiles, SpecError, SpecInput};
