@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     #[command(flatten)]
     Client(strata_cli::ClientCommand),
     /// The per-container shim (started by the daemon).
@@ -138,7 +138,7 @@ fn log_default(cfg: &config::Config) -> anyhow::Result<strata_api::run::LogDefau
 fn main() {
     let cli = Cli::parse();
     let res = match cli.command {
-        Command::Daemon(args) => daemon(args),
+        Command::Daemon(args) => daemon(*args),
         Command::Shim(a) => std::process::exit(strata_runtime::shim::main(&a.state)),
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {

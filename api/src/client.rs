@@ -25,6 +25,9 @@ pub enum ClientError {
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// A connection and, apart, its writing side.
+type Connection = (Box<dyn Stream>, Option<Box<dyn Input>>);
+
 /// The writing side of a taken-over connection (attach, exec start): the client's input.
 pub trait Input: Write + Send {
     /// Ends the input (a half-close: the output keeps coming).
@@ -132,10 +135,7 @@ impl Client {
     }
 
     /// A connection, and its writing side apart when `split` (not over TLS).
-    fn connect(
-        &self,
-        split: bool,
-    ) -> Result<(Box<dyn Stream>, Option<Box<dyn Input>>), ClientError> {
+    fn connect(&self, split: bool) -> Result<Connection, ClientError> {
         let connect_err = |source| ClientError::Connect {
             addr: self.addr.clone(),
             source,

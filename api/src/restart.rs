@@ -125,19 +125,29 @@ pub fn after_exit(d: &Arc<Daemon>, c: &Container, code: i64) -> bool {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         // Stopped or removed meanwhile: nothing to do.
-        let Ok(c) = d.containers.get(&id) else { return };
-        if !c.state.restarting || d.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+        let go = d.containers.update(&id, |x| {
+            let go = x.state.restarting && !x.manually_stopped;
+            if go {
+                x.restart_count += 1;
+            }
+            go
+        });
+        if !matches!(go, Ok(true)) || d.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let _ = d.containers.update(&id, |x| {
-            x.restart_count += 1;
-        });
-        if let Err(e) = crate::run::start(&d, &id).await {
+        if let Err(e) = crate::run::start_with(&d, &id, true).await {
             tracing::warn!(container = %id, "restarting: {}", e.message);
             let _ = d.containers.update(&id, |x| {
                 x.state.restarting = false;
                 x.state.status = "exited".into();
             });
+            return;
+        }
+        // A stop that came while it started: stop it again.
+        if let Ok(c) = d.containers.get(&id) {
+            if c.manually_stopped && c.state.running {
+                let _ = crate::run::stop_container(&d, &c, None, true).await;
+            }
         }
     });
     true

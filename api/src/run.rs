@@ -60,20 +60,21 @@ pub fn resolve_log_config(
     hc: &serde_json::Value,
 ) -> Result<serde_json::Value, ApiError> {
     let lc = &hc["LogConfig"];
-    let (driver, opts) = match lc["Type"].as_str().filter(|t| !t.is_empty()) {
-        Some(t) => (
-            t.to_string(),
-            lc["Config"].as_object().cloned().unwrap_or_default(),
-        ),
-        None => {
-            let def = d
-                .log_default
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            (def.driver, def.opts)
-        }
-    };
+    // dockerd: an empty type takes the daemon's; empty options take the daemon's too.
+    let def = d
+        .log_default
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let driver = lc["Type"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map_or(def.driver, String::from);
+    let opts = lc["Config"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .unwrap_or(def.opts);
     // Checked now, so a bad option is the create's 400 and not a failed start.
     LogConfig::new(&driver, &opts, std::path::Path::new("/"), "x")
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -94,6 +95,12 @@ pub fn log_config(d: &Daemon, c: &Container) -> Result<LogConfig, ApiError> {
 
 /// `POST /containers/{id}/start`.
 pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
+    start_with(d, key, false).await
+}
+
+/// Starts a container; `auto` for a restart policy's start, which leaves the mark of a
+/// manual stop alone (a stop that raced with it is honoured by the caller).
+pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
     if c.state.running {
         return Ok(text(StatusCode::NOT_MODIFIED, "text/plain", ""));
@@ -165,7 +172,9 @@ pub async fn start(d: &Arc<Daemon>, key: &str) -> Result<Resp, ApiError> {
         x.state.exit_code = 0;
         x.state.oom_killed = false;
         x.state.restarting = false;
-        x.manually_stopped = false;
+        if !auto {
+            x.manually_stopped = false;
+        }
         x.state.error = String::new();
         x.state.started_at = now.clone();
         x.state.finished_at = ZERO_TIME.into();

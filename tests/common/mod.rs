@@ -108,6 +108,53 @@ impl Daemon {
         )
     }
 
+    /// Runs docker with `input` on its stdin.
+    pub fn docker_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run docker");
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(input).expect("write stdin");
+        }
+        child.wait_with_output().expect("wait for docker")
+    }
+
+    /// Runs a shell command line under a pseudo-terminal (`script`), with DOCKER_HOST and
+    /// STRATA_HOST set, feeding `input` line by line, half a second apart; returns the
+    /// terminal's output and the exit code.
+    pub fn under_pty(&self, cmdline: &str, input: &[&str]) -> (String, Option<i32>) {
+        use std::io::Write;
+        let mut child = Command::new("script")
+            .args(["-qec", cmdline, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("STRATA_HOST", format!("unix://{}", self.sock.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run script (util-linux)");
+        if let Some(mut i) = child.stdin.take() {
+            for l in input {
+                std::thread::sleep(Duration::from_millis(500));
+                let _ = i.write_all(l.as_bytes());
+                let _ = i.flush();
+            }
+            // Keep the input open a little: script ends when its input does.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        let o = child.wait_with_output().expect("wait for script");
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            o.status.code(),
+        )
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new("docker")
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
@@ -232,10 +279,26 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
         .symlink("bin/sleep", "busybox")
         .symlink("bin/hostname", "busybox")
         .symlink("bin/id", "busybox")
+        .symlink("bin/dd", "busybox")
+        .symlink("bin/ps", "busybox")
+        .symlink("bin/seq", "busybox")
+        .symlink("bin/tty", "busybox")
+        .symlink("bin/stty", "busybox")
+        .symlink("bin/mount", "busybox")
+        .symlink("bin/wc", "busybox")
+        .symlink("bin/true", "busybox")
+        .symlink("bin/grep", "busybox")
+        .symlink("bin/ls", "busybox")
         .build();
     let l1 = TarBuilder::new()
         .dir("etc")
         .file("etc/motd", b"hello from strata\n")
+        .file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+        )
+        .file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+        .dir("tmp")
         .build();
     let diff_ids = vec![Digest::of(&l0), Digest::of(&l1)];
     let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();

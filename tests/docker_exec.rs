@@ -1,0 +1,547 @@
+//! Interactive containers and work on running ones, through the real docker CLI and the
+//! strata CLI (issue #5): stdin, `-it` under a pseudo-terminal, exec in its forms, pause,
+//! top, stats, update, OOM kills, the pids limit, restart policies, log rotation, binds and
+//! `--init`.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn ready() -> bool {
+    let runc = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !docker_available() || !runc {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return false;
+    }
+    true
+}
+
+fn loaded() -> Daemon {
+    let d = Daemon::start("overlay2");
+    let work = d.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, _, _) = busybox_archive(&work);
+    d.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    d
+}
+
+const IMG: &str = "test/busybox:1";
+
+/// The cgroup file of a container's controller, v1 or v2.
+fn cgroup_file(id: &str, v1_controller: &str, v1: &str, v2: &str) -> std::path::PathBuf {
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if unified {
+        std::path::PathBuf::from(format!("/sys/fs/cgroup/strata/{id}/{v2}"))
+    } else {
+        std::path::PathBuf::from(format!("/sys/fs/cgroup/{v1_controller}/strata/{id}/{v1}"))
+    }
+}
+
+#[test]
+fn stdin_and_terminals() {
+    if !ready() {
+        return;
+    }
+    let d = loaded();
+    // Piped stdin reaches the container and its end ends the container's input.
+    let o = d.docker_input(&["run", "--rm", "-i", IMG, "cat"], b"line one\nline two\n");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "line one\nline two\n");
+    // -it under a pseudo-terminal: a terminal inside, its size from ours, input echoed back,
+    // and the exit code.
+    let (out, code) = d.under_pty(
+        &format!("stty cols 91 rows 27; docker run --rm -it {IMG} sh -c 'tty; stty size; read x; echo got:$x; exit 4'"),
+        &["hello\n"],
+    );
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("27 91"), "{out}");
+    assert!(
+        out.contains("hello"),
+        "typed input is echoed by the terminal: {out}"
+    );
+    assert!(out.contains("got:hello"), "{out}");
+    assert_eq!(code, Some(4), "{out}");
+    // The same through the strata CLI.
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let (out, code) = d.under_pty(
+        &format!("{strata} run --rm -it {IMG} sh -c 'read x; echo strata-got:$x; exit 6'"),
+        &["abc\n"],
+    );
+    assert!(out.contains("strata-got:abc"), "{out}");
+    assert_eq!(code, Some(6), "{out}");
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn exec_pause_top_stats_update() {
+    if !ready() {
+        return;
+    }
+    let d = loaded();
+    let id = d
+        .ok(&[
+            "run", "-d", "--name", "box", "--memory", "64m", IMG, "sleep", "300",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(d.ok(&["exec", "box", "echo", "from-exec"]), "from-exec\n");
+    let o = d.docker(&["exec", "box", "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    let out = d.ok(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/etc",
+        "box",
+        "sh",
+        "-c",
+        "id; echo $FOO; pwd",
+    ]);
+    assert_eq!(out, "uid=65534(nobody) gid=65534(nogroup)\nbar\n/etc\n");
+    let o = d.docker_input(&["exec", "-i", "box", "cat"], b"piped\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped\n");
+    // A missing command: dockerd 20.10's message and exit code 126.
+    let o = d.docker(&["exec", "box", "nosuch"]);
+    assert_eq!(o.status.code(), Some(126));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("executable file not found"),
+        "{o:?}"
+    );
+    let (out, code) = d.under_pty(
+        "docker exec -it box sh -c 'tty; read x; echo exec-got:$x'",
+        &["typed\n"],
+    );
+    assert!(
+        out.contains("/dev/pts/") && out.contains("exec-got:typed"),
+        "{out}"
+    );
+    assert_eq!(code, Some(0));
+    d.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d"]);
+    let t = Instant::now();
+    while !d
+        .try_docker(&["exec", "box", "cat", "/tmp/d"])
+        .1
+        .contains("detached")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "detached exec did not run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // top lists the container's processes only.
+    let top = d.ok(&["top", "box"]);
+    assert!(top.starts_with("UID") && top.contains("sleep 300"), "{top}");
+    assert_eq!(top.lines().count(), 2, "{top}");
+    // pause freezes: status, refused exec, and back.
+    d.ok(&["pause", "box"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "box"]).trim(),
+        "paused"
+    );
+    let (ok, _, err) = d.try_docker(&["exec", "box", "true"]);
+    assert!(
+        !ok && err.contains("is paused, unpause the container before exec"),
+        "{err}"
+    );
+    d.ok(&["unpause", "box"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "box"]).trim(),
+        "running"
+    );
+    // stats from the cgroup, and update changes the limit of the running container.
+    let st = d.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+        "box",
+    ]);
+    assert!(st.starts_with("box ") && st.contains("/ 64MiB"), "{st}");
+    d.ok(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "192m",
+        "--pids-limit",
+        "40",
+        "box",
+    ]);
+    let lim = std::fs::read_to_string(cgroup_file(
+        &id,
+        "memory",
+        "memory.limit_in_bytes",
+        "memory.max",
+    ))
+    .unwrap();
+    assert_eq!(lim.trim(), (96u64 << 20).to_string());
+    let pids = std::fs::read_to_string(cgroup_file(&id, "pids", "pids.max", "pids.max")).unwrap();
+    assert_eq!(pids.trim(), "40");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            "box"
+        ])
+        .trim(),
+        format!("{} 40", 96u64 << 20)
+    );
+    // The strata CLI does the same.
+    let strata = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env("STRATA_HOST", format!("unix://{}", d.sock.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = strata(&["exec", "box", "sh", "-c", "echo s-exec; exit 3"]);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(3), "s-exec\n")
+    );
+    assert!(strata(&["pause", "box"]).status.success());
+    assert!(strata(&["unpause", "box"]).status.success());
+    assert!(String::from_utf8_lossy(&strata(&["top", "box"]).stdout).contains("sleep 300"));
+    assert!(strata(&["update", "--pids-limit", "50", "box"])
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(cgroup_file(&id, "pids", "pids.max", "pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
+    let st = String::from_utf8_lossy(&strata(&["stats", "--no-stream", "box"]).stdout).into_owned();
+    assert!(st.starts_with("CONTAINER ID") && st.contains("box"), "{st}");
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &soon(),
+        "--filter",
+        "container=box",
+        "--format",
+        "{{.Action}}",
+    ]);
+    for want in [
+        "exec_create: echo from-exec",
+        "exec_start: echo from-exec",
+        "exec_die",
+        "pause",
+        "unpause",
+        "update",
+    ] {
+        assert!(
+            events
+                .lines()
+                .any(|l| l == want || (want == "exec_die" && l.starts_with("exec_die"))),
+            "{want} missing: {events}"
+        );
+    }
+    d.ok(&["rm", "-f", "box"]);
+    assert!(
+        !cgroup_file(&id, "pids", "", "").exists(),
+        "the cgroup is removed"
+    );
+}
+
+#[test]
+fn limits_and_restart_policies() {
+    if !ready() {
+        return;
+    }
+    let d = loaded();
+    // A memory hog under --memory 32m is killed by the kernel and shown so.
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        IMG,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "hog"])
+            .trim(),
+        "true"
+    );
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &soon(),
+        "--filter",
+        "event=oom",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(ev.trim(), "hog");
+    // --pids-limit holds a fork bomb: forks fail, and the cgroup never holds more.
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "bomb",
+            "--pids-limit",
+            "12",
+            IMG,
+            "sh",
+            "-c",
+            // The inner shell dies at its first failed fork; its sleeps stay.
+            "sh -c 'for i in $(seq 1 40); do sleep 30 & done'; sleep 30",
+        ])
+        .trim()
+        .to_string();
+    let t = Instant::now();
+    while !d.try_docker(&["logs", "bomb"]).2.contains("can't fork") {
+        assert!(t.elapsed() < Duration::from_secs(10), "no fork failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let current =
+        std::fs::read_to_string(cgroup_file(&id, "pids", "pids.current", "pids.current")).unwrap();
+    let n: u32 = current.trim().parse().unwrap();
+    assert!((2..=12).contains(&n), "{n} processes");
+    d.ok(&["rm", "-f", "bomb"]);
+    // Bad values are 400s with dockerd's texts.
+    let (ok, _, err) = d.try_docker(&["run", "--rm", "--memory", "1k", IMG, "true"]);
+    assert!(
+        !ok && err.contains("Minimum memory limit allowed is 6MB"),
+        "{err}"
+    );
+    let (ok, _, err) = d.try_docker(&["create", "--restart", "sometimes", IMG]);
+    assert!(!ok && err.contains("invalid restart policy"), "{err}");
+    let (ok, _, err) = d.try_docker(&["run", "--rm", "-u", "nosuchuser", IMG, "true"]);
+    assert!(
+        !ok && err.contains("unable to find user nosuchuser"),
+        "{err}"
+    );
+    // --restart always restarts a crashing container until it is stopped by hand.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crash",
+        "--restart",
+        "always",
+        IMG,
+        "sh",
+        "-c",
+        "echo up; exit 3",
+    ]);
+    let t = Instant::now();
+    loop {
+        let n: u64 = d
+            .ok(&["inspect", "-f", "{{.RestartCount}}", "crash"])
+            .trim()
+            .parse()
+            .unwrap();
+        if n >= 2 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        d.ok(&["logs", "crash"])
+            .lines()
+            .filter(|l| *l == "up")
+            .count()
+            >= 2
+    );
+    d.ok(&["stop", "crash"]);
+    let n1 = d.ok(&["inspect", "-f", "{{.RestartCount}}", "crash"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "crash"
+        ])
+        .trim(),
+        format!("{} exited", n1.trim())
+    );
+    // on-failure:2 gives up after two restarts.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "twice",
+        "--restart",
+        "on-failure:2",
+        IMG,
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    let t = Instant::now();
+    loop {
+        let s = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "twice",
+        ]);
+        if s.trim() == "2 exited" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "on-failure: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.ok(&["rm", "-f", "crash", "twice", "hog"]);
+}
+
+#[test]
+fn logs_binds_and_init() {
+    if !ready() {
+        return;
+    }
+    let d = loaded();
+    // json-file rotation keeps max-file files of about max-size, and logs reads across them.
+    d.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        IMG,
+        "sh",
+        "-c",
+        "for i in $(seq 1 300); do echo line-$i; done",
+    ]);
+    let id = d
+        .ok(&["inspect", "-f", "{{.Id}}", "chatty"])
+        .trim()
+        .to_string();
+    let dir = d.root().join("containers").join(&id);
+    let logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    let out = d.ok(&["logs", "chatty"]);
+    assert_eq!(out.lines().last(), Some("line-300"));
+    assert!(
+        !out.contains("line-1\n"),
+        "the oldest lines were rotated away"
+    );
+    assert_eq!(
+        d.ok(&["logs", "--tail", "2", "chatty"]),
+        "line-299\nline-300\n"
+    );
+    // --log-driver none keeps nothing and says so.
+    d.ok(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        IMG,
+        "echo",
+        "x",
+    ]);
+    let (ok, _, err) = d.try_docker(&["logs", "quiet"]);
+    assert!(
+        !ok && err.contains("configured logging driver does not support reading"),
+        "{err}"
+    );
+    let (ok, _, err) = d.try_docker(&["create", "--log-opt", "bogus=1", IMG]);
+    assert!(!ok && err.contains("unknown log opt 'bogus'"), "{err}");
+    // -v binds (read-only too, and a missing source is created), --mount checks its source.
+    let host = d.dir.path().join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from-host\n").unwrap();
+    let v = format!("{}:/data", host.display());
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &v,
+            IMG,
+            "sh",
+            "-c",
+            "cat /data/in; echo back > /data/out"
+        ]),
+        "from-host\n"
+    );
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "back\n");
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{v}:ro"),
+        IMG,
+        "sh",
+        "-c",
+        "echo x > /data/out",
+    ]);
+    assert!(!ok && err.contains("Read-only file system"), "{err}");
+    let fresh = d.dir.path().join("fresh");
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/f", fresh.display()),
+        IMG,
+        "true",
+    ]);
+    assert!(fresh.is_dir());
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/nonexistent/strata,target=/x",
+        IMG,
+        "true",
+    ]);
+    assert!(
+        !ok && err.contains("bind source path does not exist"),
+        "{err}"
+    );
+    // --init runs the command under an init as PID 1.
+    let ps = d.ok(&["run", "--rm", "--init", IMG, "ps", "-o", "pid,args"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.trim() == "1 /sbin/docker-init -- ps -o pid,args"),
+        "{ps}"
+    );
+    // --device and --tmpfs.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/extra",
+            "--tmpfs",
+            "/scratch:size=1m",
+            IMG,
+            "sh",
+            "-c",
+            "echo x > /dev/extra && mount | grep -c ' /scratch '"
+        ])
+        .trim(),
+        "1"
+    );
+    d.ok(&["rm", "chatty", "quiet"]);
+}
