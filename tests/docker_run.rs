@@ -207,17 +207,36 @@ fn detached_logs_stop_kill_and_restarts() {
         "test/busybox:1",
         "sh",
         "-c",
-        "echo one; while true; do busybox sleep 0.1; done",
+        "echo one; trap 'echo two; exit 0' TERM; while true; do busybox sleep 0.1; done",
     ]);
     d.restart();
     assert!(d.ok(&["ps", "--format", "{{.Names}}"]).contains("survivor"));
-    d.ok(&["stop", "-t", "0", "survivor"]);
+    // exec, logs -f and stop work on the container the new daemon found.
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}}", "survivor"])
-            .trim(),
-        "exited"
+        d.ok(&["exec", "survivor", "echo", "via-exec"]),
+        "via-exec\n"
     );
-    assert_eq!(d.ok(&["logs", "survivor"]), "one\n");
+    let follower = std::process::Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .args(["logs", "-f", "survivor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    d.ok(&["stop", "-t", "5", "survivor"]);
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "one\ntwo\n");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "survivor"
+        ])
+        .trim(),
+        "exited 0"
+    );
+    assert_eq!(d.ok(&["logs", "survivor"]), "one\ntwo\n");
 
     // A kill -9 of the daemon while a container exits: its exit code is not lost.
     d.ok(&[
