@@ -65,27 +65,8 @@ pub struct CreateArgs {
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,
-    /// Memory limit.
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs.
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight).
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1).
-    #[arg(long)]
-    pub cpuset_cpus: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited).
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
-    /// Block IO (relative weight), between 10 and 1000.
-    #[arg(long)]
-    pub blkio_weight: Option<i64>,
+    #[command(flatten)]
+    pub resources: super::exec::ResourceArgs,
     /// Ulimit options (name=soft[:hard]).
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -373,30 +354,9 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     }
     let mut hc = json!({ "ReadonlyRootfs": a.read_only, "AutoRemove": a.rm,
         "Privileged": a.privileged });
-    use super::exec::ram_in_bytes;
-    for (k, v) in [
-        ("Memory", &a.memory),
-        ("MemorySwap", &a.memory_swap),
-        ("ShmSize", &a.shm_size),
-    ] {
-        if let Some(v) = v {
-            hc[k] = json!(ram_in_bytes(v)?);
-        }
-    }
-    if let Some(n) = a.cpus {
-        hc["NanoCpus"] = json!((n * 1e9) as i64);
-    }
-    for (k, v) in [
-        ("CpuShares", a.cpu_shares),
-        ("PidsLimit", a.pids_limit),
-        ("BlkioWeight", a.blkio_weight),
-    ] {
-        if let Some(v) = v {
-            hc[k] = json!(v);
-        }
-    }
-    if let Some(s) = &a.cpuset_cpus {
-        hc["CpusetCpus"] = json!(s);
+    a.resources.apply(&mut hc)?;
+    if let Some(v) = &a.shm_size {
+        hc["ShmSize"] = json!(super::exec::ram_in_bytes(v)?);
     }
     for (k, v) in [
         ("CapAdd", &a.cap_add),

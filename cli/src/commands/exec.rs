@@ -303,8 +303,9 @@ pub fn stats(c: &Client, a: StatsArgs) -> Result<(), CliError> {
     }
 }
 
+/// The resource flags `create`, `run` and `update` share.
 #[derive(Args, Debug, Default)]
-pub struct UpdateArgs {
+pub struct ResourceArgs {
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -326,6 +327,39 @@ pub struct UpdateArgs {
     /// Block IO (relative weight), between 10 and 1000.
     #[arg(long)]
     pub blkio_weight: Option<i64>,
+}
+
+impl ResourceArgs {
+    /// Sets the HostConfig fields of the flags given.
+    pub fn apply(&self, hc: &mut Value) -> Result<(), CliError> {
+        for (k, v) in [("Memory", &self.memory), ("MemorySwap", &self.memory_swap)] {
+            if let Some(v) = v {
+                hc[k] = json!(ram_in_bytes(v)?);
+            }
+        }
+        if let Some(n) = self.cpus {
+            hc["NanoCpus"] = json!((n * 1e9) as i64);
+        }
+        for (k, v) in [
+            ("CpuShares", self.cpu_shares),
+            ("PidsLimit", self.pids_limit),
+            ("BlkioWeight", self.blkio_weight),
+        ] {
+            if let Some(v) = v {
+                hc[k] = json!(v);
+            }
+        }
+        if let Some(s) = &self.cpuset_cpus {
+            hc["CpusetCpus"] = json!(s);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,
@@ -363,27 +397,7 @@ pub fn restart_policy(r: &str) -> Value {
 
 pub fn update(c: &Client, a: UpdateArgs) -> Result<(), CliError> {
     let mut body = json!({});
-    if let Some(m) = &a.memory {
-        body["Memory"] = json!(ram_in_bytes(m)?);
-    }
-    if let Some(m) = &a.memory_swap {
-        body["MemorySwap"] = json!(ram_in_bytes(m)?);
-    }
-    if let Some(n) = a.cpus {
-        body["NanoCpus"] = json!((n * 1e9) as i64);
-    }
-    for (k, v) in [
-        ("CpuShares", a.cpu_shares),
-        ("PidsLimit", a.pids_limit),
-        ("BlkioWeight", a.blkio_weight),
-    ] {
-        if let Some(v) = v {
-            body[k] = json!(v);
-        }
-    }
-    if let Some(s) = &a.cpuset_cpus {
-        body["CpusetCpus"] = json!(s);
-    }
+    a.resources.apply(&mut body)?;
     if let Some(r) = &a.restart {
         body["RestartPolicy"] = restart_policy(r);
     }

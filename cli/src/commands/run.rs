@@ -126,18 +126,7 @@ pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
         eprintln!("{e}");
         return Err(CliError::Exit(code));
     }
-    let resizer = {
-        let c = c.clone();
-        let id = id.clone();
-        Box::new(move |w: u16, h: u16| {
-            let _ = c.call(
-                "POST",
-                &format!("/containers/{}/resize", cpath(&id)),
-                &[("h", h.to_string()), ("w", w.to_string())],
-                Body::None,
-            );
-        })
-    };
+    let resizer = super::session::resizer(c, format!("/containers/{}/resize", cpath(&id)));
     session(&mut attach, tty, interactive, Some(resizer))?;
     let status = waiter
         .join()

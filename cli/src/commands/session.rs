@@ -102,6 +102,19 @@ pub fn demux(r: &mut dyn Read, tty: bool) -> Result<(), CliError> {
 /// A function that passes a new terminal size (columns, rows) to the process.
 pub type Resizer = Box<dyn Fn(u16, u16) + Send>;
 
+/// A resizer that posts the size to `path` (`/containers/ID/resize`, `/exec/ID/resize`).
+pub fn resizer(c: &strata_api::client::Client, path: String) -> Resizer {
+    let c = c.clone();
+    Box::new(move |w: u16, h: u16| {
+        let _ = c.call(
+            "POST",
+            &path,
+            &[("h", h.to_string()), ("w", w.to_string())],
+            strata_api::client::Body::None,
+        );
+    })
+}
+
 /// Runs an attached session until the output ends.
 pub fn session(
     resp: &mut Response,

@@ -197,11 +197,7 @@ fn launch(
     };
     if tty {
         let sock = state.join(console);
-        let _ = std::fs::remove_file(&sock);
-        let (_dir, short) =
-            short_path(state, console).map_err(|e| format!("opening {}: {e}", state.display()))?;
-        let listener =
-            UnixListener::bind(&short).map_err(|e| format!("binding {}: {e}", sock.display()))?;
+        let (_dir, listener) = bind(state, console)?;
         // The runtime reaches the socket through a descriptor it inherits (the full path may
         // be longer than a socket address allows).
         // SAFETY: F_DUPFD returns a new descriptor without close-on-exec, which we own.
@@ -274,6 +270,17 @@ fn launch(
     }
 }
 
+/// Binds a fresh unix socket `name` in `dir` (through a held directory descriptor, whose
+/// path is short enough for a socket address).
+fn bind(dir: &Path, name: &str) -> Result<(OwnedFd, UnixListener), String> {
+    let _ = std::fs::remove_file(dir.join(name));
+    let (fd, short) =
+        short_path(dir, name).map_err(|e| format!("opening {}: {e}", dir.display()))?;
+    let l = UnixListener::bind(&short)
+        .map_err(|e| format!("binding {}: {e}", dir.join(name).display()))?;
+    Ok((fd, l))
+}
+
 fn read_pid(p: &Path) -> Option<i32> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
@@ -283,12 +290,7 @@ type Setup = (UnixListener, OwnedFd, LogWriter, Proc);
 fn setup(state: &Path, a: &ShimArgs) -> Result<Setup, String> {
     let log = LogWriter::open(a.log.clone())
         .map_err(|e| format!("opening the log {}: {e}", a.log.path.display()))?;
-    let sock_path = state.join(SOCKET);
-    let _ = std::fs::remove_file(&sock_path);
-    let (_dir_fd, short) =
-        short_path(state, SOCKET).map_err(|e| format!("opening {}: {e}", state.display()))?;
-    let listener =
-        UnixListener::bind(&short).map_err(|e| format!("binding {}: {e}", sock_path.display()))?;
+    let (_dir_fd, listener) = bind(state, SOCKET)?;
     let _ = listener.set_nonblocking(true);
     // SIGCHLD through a signalfd, so one poll loop sees output, requests and exits.
     // SAFETY: sigset operations on a local set; blocking SIGCHLD in this single thread.
