@@ -4,7 +4,7 @@
 //! by `start` between the runtime's create and start, so they see all of the output.
 
 use crate::body::{text, Query, Resp};
-use crate::containers::find;
+use crate::containers::{find, require_running};
 use crate::{ApiError, Daemon};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -217,12 +217,7 @@ pub fn size(q: &Query) -> Result<(u16, u16), ApiError> {
 pub async fn resize(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
     let (w, h) = size(q)?;
-    if !c.state.running {
-        return Err(ApiError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        )));
-    }
+    require_running(&c)?;
     let rt = d.runtime.clone();
     let id = c.id.clone();
     let r = tokio::task::spawn_blocking(move || rt.resize(&id, "-", w, h)).await?;

@@ -28,6 +28,17 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A connection and, apart, its writing side.
 type Connection = (Box<dyn Stream>, Option<Box<dyn Input>>);
 
+/// The writing side of a connection, when it is wanted apart (`split`) and can be had.
+fn input_half<S: Input + 'static>(
+    split: bool,
+    clone: impl FnOnce() -> io::Result<S>,
+) -> Option<Box<dyn Input>> {
+    if !split {
+        return None;
+    }
+    clone().ok().map(|w| Box::new(w) as Box<dyn Input>)
+}
+
 /// The writing side of a taken-over connection (attach, exec start): the client's input.
 pub trait Input: Write + Send {
     /// Ends the input (a half-close: the output keeps coming).
@@ -142,11 +153,7 @@ impl Client {
         };
         if let Some(path) = self.addr.strip_prefix("unix://") {
             let s = UnixStream::connect(path).map_err(connect_err)?;
-            let input: Option<Box<dyn Input>> = if split {
-                s.try_clone().ok().map(|w| Box::new(w) as Box<dyn Input>)
-            } else {
-                None
-            };
+            let input = input_half(split, || s.try_clone());
             return Ok((Box::new(s), input));
         }
         let hp = self.addr.trim_start_matches("tcp://").trim_end_matches('/');
@@ -162,11 +169,7 @@ impl Client {
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => {
-                let input: Option<Box<dyn Input>> = if split {
-                    tcp.try_clone().ok().map(|w| Box::new(w) as Box<dyn Input>)
-                } else {
-                    None
-                };
+                let input = input_half(split, || tcp.try_clone());
                 Ok((Box::new(tcp), input))
             }
             Some(cfg) => {
@@ -212,10 +215,7 @@ impl Client {
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
         let resp = self.send_with(method, path, query, body, true)?;
-        if resp.status >= 400 {
-            return Err(self.daemon_error(resp));
-        }
-        Ok(resp)
+        self.checked(resp)
     }
 
     fn send_with(
@@ -362,6 +362,11 @@ impl Client {
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
         let resp = self.send(method, path, query, body)?;
+        self.checked(resp)
+    }
+
+    /// The response, or its error status as `ClientError::Daemon`.
+    fn checked(&self, resp: Response) -> Result<Response, ClientError> {
         if resp.status < 400 {
             return Ok(resp);
         }

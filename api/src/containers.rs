@@ -74,6 +74,18 @@ pub(crate) fn find(d: &Daemon, key: &str) -> Result<Container, ApiError> {
     Ok(d.containers.get(key)?)
 }
 
+/// dockerd's 409 for what needs a running container.
+pub(crate) fn require_running(c: &Container) -> Result<(), ApiError> {
+    if c.state.running {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )))
+    }
+}
+
 /// Size of an image layer chain.
 fn chain_size(layers: &LayerStore, top: Option<ChainId>) -> u64 {
     let mut total = 0;

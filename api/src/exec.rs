@@ -4,14 +4,14 @@
 
 use crate::attach::{bridge, switching};
 use crate::body::{json, read_json, text, Query, Resp};
-use crate::containers::{emit, find};
+use crate::containers::{emit, find, require_running};
 use crate::{ApiError, Daemon};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json as j, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use strata_runtime::spec::{exec_process, resolve_user, ExecSpec};
+use strata_runtime::spec::{console_size, exec_process, resolve_user, ExecSpec};
 use tokio::io::AsyncWriteExt;
 
 /// One exec.
@@ -91,23 +91,13 @@ fn strings(v: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn console_size(v: &Value) -> Option<(u16, u16)> {
-    let a = v.as_array()?;
-    Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16))
-}
-
 /// `POST /containers/{id}/exec`.
 pub async fn create(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
     let body = read_json(req.into_body(), 1 << 20)
         .await?
         .unwrap_or(Value::Null);
-    if !c.state.running {
-        return Err(ApiError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        )));
-    }
+    require_running(&c)?;
     if c.state.paused {
         return Err(ApiError::conflict(format!(
             "Container {} is paused, unpause the container before exec",
@@ -219,12 +209,7 @@ pub async fn start(
         )));
     }
     let c = find(d, &rec.container)?;
-    if !c.state.running {
-        return Err(ApiError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        )));
-    }
+    require_running(&c)?;
     let detach = body["Detach"].as_bool().unwrap_or(false);
     let mut rec = rec;
     if let Some(t) = body["Tty"].as_bool() {

@@ -3,7 +3,7 @@
 //! through the runtime while it runs).
 
 use crate::body::{json, read_json, stream, Query, Resp};
-use crate::containers::{emit, find};
+use crate::containers::{emit, find, require_running};
 use crate::{ApiError, Daemon};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -17,12 +17,7 @@ use strata_runtime::Container;
 /// `GET /containers/{id}/top`.
 pub async fn top(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
-    if !c.state.running {
-        return Err(ApiError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        )));
-    }
+    require_running(&c)?;
     let args: Vec<String> = q
         .get("ps_args")
         .filter(|a| !a.is_empty())
@@ -103,10 +98,12 @@ fn record(c: &Container, cur: &Sample, pre: Option<&(Sample, u64, String)>, sys:
             },
         })
     };
+    // Unlimited, or above what the host has: the host's memory, as docker shows it.
+    let host = host_memory();
     let mut memory = j!({
         "usage": cur.mem_usage,
         "stats": cur.mem_stat,
-        "limit": cur.mem_limit.unwrap_or_else(host_memory).min(host_memory().max(1)),
+        "limit": cur.mem_limit.unwrap_or(host).min(host.max(1)),
     });
     if let Some(m) = cur.mem_max_usage {
         memory["max_usage"] = j!(m);

@@ -2,7 +2,7 @@
 //! monitor that records each exit.
 
 use crate::body::{stream, text, Query, Resp};
-use crate::containers::{emit, find};
+use crate::containers::{emit, find, require_running};
 use crate::{ApiError, Daemon};
 use hyper::StatusCode;
 use serde_json::json as j;
@@ -54,13 +54,13 @@ impl Default for LogDefault {
     }
 }
 
-/// The HostConfig `LogConfig` a new container gets: its own, or the daemon's default.
-pub fn resolve_log_config(
+/// The log driver and options of a HostConfig: its own; dockerd gives an empty type the
+/// daemon's, and empty options the daemon's too.
+fn driver_and_opts(
     d: &Daemon,
     hc: &serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
+) -> (String, serde_json::Map<String, serde_json::Value>) {
     let lc = &hc["LogConfig"];
-    // dockerd: an empty type takes the daemon's; empty options take the daemon's too.
     let def = d
         .log_default
         .read()
@@ -75,7 +75,16 @@ pub fn resolve_log_config(
         .filter(|m| !m.is_empty())
         .cloned()
         .unwrap_or(def.opts);
-    // Checked now, so a bad option is the create's 400 and not a failed start.
+    (driver, opts)
+}
+
+/// The HostConfig `LogConfig` a new container gets, checked now, so a bad option is the
+/// create's 400 and not a failed start.
+pub fn resolve_log_config(
+    d: &Daemon,
+    hc: &serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let (driver, opts) = driver_and_opts(d, hc);
     LogConfig::new(&driver, &opts, std::path::Path::new("/"), "x")
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(serde_json::json!({ "Type": driver, "Config": opts }))
@@ -83,14 +92,9 @@ pub fn resolve_log_config(
 
 /// Where and how a container's output is kept.
 pub fn log_config(d: &Daemon, c: &Container) -> Result<LogConfig, ApiError> {
-    let lc = resolve_log_config(d, &c.host_config)?;
-    LogConfig::new(
-        lc["Type"].as_str().unwrap_or("json-file"),
-        lc["Config"].as_object().unwrap_or(&serde_json::Map::new()),
-        &d.containers.dir(&c.id),
-        &c.id,
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))
+    let (driver, opts) = driver_and_opts(d, &c.host_config);
+    LogConfig::new(&driver, &opts, &d.containers.dir(&c.id), &c.id)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `POST /containers/{id}/start`.
@@ -663,12 +667,7 @@ pub async fn logs(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiErro
 /// `POST /containers/{id}/pause` and `unpause`: the freezer, through the runtime.
 pub async fn pause(d: &Arc<Daemon>, key: &str, pause: bool) -> Result<Resp, ApiError> {
     let c = find(d, key)?;
-    if !c.state.running {
-        return Err(ApiError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        )));
-    }
+    require_running(&c)?;
     if pause && c.state.paused {
         return Err(ApiError::conflict(format!(
             "Container {} is already paused",

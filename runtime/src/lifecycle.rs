@@ -167,13 +167,26 @@ impl Runtime {
         .map_err(|e| RunError::Create(runtime_message(&e)))
     }
 
-    /// Starts a created container.
-    pub fn start(&self, id: &str) -> Result<(), RunError> {
-        match shim::request(&self.state_dir(id), "start") {
+    /// Sends a request whose answer is `ok` or `err MESSAGE` to the container's shim; a shim
+    /// that cannot be reached is `unreachable`'s error.
+    fn ask(
+        &self,
+        id: &str,
+        req: &str,
+        unreachable: impl FnOnce(std::io::Error) -> RunError,
+    ) -> Result<(), RunError> {
+        match shim::request(&self.state_dir(id), req) {
             Ok(r) if r == "ok" => Ok(()),
             Ok(r) => Err(RunError::Runtime(r.trim_start_matches("err ").to_string())),
-            Err(e) => Err(RunError::Runtime(format!("the shim did not answer: {e}"))),
+            Err(e) => Err(unreachable(e)),
         }
+    }
+
+    /// Starts a created container.
+    pub fn start(&self, id: &str) -> Result<(), RunError> {
+        self.ask(id, "start", |e| {
+            RunError::Runtime(format!("the shim did not answer: {e}"))
+        })
     }
 
     /// Attaches to a process of the container (`target` `-` for the init, or an exec's ID):
@@ -186,14 +199,9 @@ impl Runtime {
 
     /// Sets the terminal size of a process of the container.
     pub fn resize(&self, id: &str, target: &str, cols: u16, rows: u16) -> Result<(), RunError> {
-        match shim::request(
-            &self.state_dir(id),
-            &format!("resize {target} {cols} {rows}"),
-        ) {
-            Ok(r) if r == "ok" => Ok(()),
-            Ok(r) => Err(RunError::Runtime(r.trim_start_matches("err ").to_string())),
-            Err(_) => Err(RunError::NotRunning(id.to_string())),
-        }
+        self.ask(id, &format!("resize {target} {cols} {rows}"), |_| {
+            RunError::NotRunning(id.to_string())
+        })
     }
 
     /// Runs an exec process in the container: `process` is its OCI process; `flags` as the
@@ -304,12 +312,9 @@ impl Runtime {
 
     /// Sends a signal to the container's processes (through its shim).
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), RunError> {
-        let dir = self.state_dir(id);
-        match shim::request(&dir, &format!("kill {signal}")) {
-            Ok(r) if r == "ok" => Ok(()),
-            Ok(r) => Err(RunError::Runtime(r.trim_start_matches("err ").to_string())),
-            Err(_) => Err(RunError::NotRunning(id.to_string())),
-        }
+        self.ask(id, &format!("kill {signal}"), |_| {
+            RunError::NotRunning(id.to_string())
+        })
     }
 
     /// Blocks until the container exits (now or earlier) and returns how.

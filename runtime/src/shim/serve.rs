@@ -179,6 +179,26 @@ fn drain_now(fd: &OwnedFd) -> String {
     String::from_utf8_lossy(&msg).trim().to_string()
 }
 
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    fdio::pipe().map_err(|e| format!("creating a pipe: {e}"))
+}
+
+/// Runs a runtime command to its end, then closes our copies of the pipe ends it was given;
+/// on failure, what it wrote to `err` is the error.
+fn run_runtime(mut cmd: Command, err: &OwnedFd) -> Result<(), String> {
+    let status = cmd.status();
+    drop(cmd);
+    if matches!(status, Ok(s) if s.success()) {
+        return Ok(());
+    }
+    let text = drain_now(err);
+    Err(if text.is_empty() {
+        format!("the runtime failed: {status:?}")
+    } else {
+        text
+    })
+}
+
 /// Runs a runtime command that starts a process (`create`, `exec --detach`) for container
 /// `id` with stdio the shim keeps: a terminal through a console socket named `console` in
 /// `state`, or pipes.
@@ -190,18 +210,14 @@ fn launch(
     tty: bool,
     input: bool,
 ) -> Result<ProcIo, String> {
-    let (err_r, err_w) = fdio::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
-    let clone = |f: &OwnedFd| {
-        f.try_clone()
-            .map_err(|e| format!("duplicating a pipe: {e}"))
-    };
+    let (err_r, err_w) = pipe()?;
     if tty {
         let sock = state.join(console);
-        let (_dir, listener) = bind(state, console)?;
+        let (dir_fd, listener) = bind(state, console)?;
         // The runtime reaches the socket through a descriptor it inherits (the full path may
         // be longer than a socket address allows).
         // SAFETY: F_DUPFD returns a new descriptor without close-on-exec, which we own.
-        let dir = unsafe { libc::fcntl(_dir.as_raw_fd(), libc::F_DUPFD, 3) };
+        let dir = unsafe { libc::fcntl(dir_fd.as_raw_fd(), libc::F_DUPFD, 3) };
         if dir < 0 {
             return Err(format!(
                 "duplicating a descriptor: {}",
@@ -213,21 +229,16 @@ fn launch(
         cmd.arg("--console-socket")
             .arg(format!("/proc/self/fd/{}/{console}", dir.as_raw_fd()))
             .arg(id);
+        let err_w2 = err_w
+            .try_clone()
+            .map_err(|e| format!("duplicating a pipe: {e}"))?;
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(clone(&err_w)?))
+            .stdout(Stdio::from(err_w2))
             .stderr(Stdio::from(err_w));
-        let status = cmd.status();
-        drop(cmd);
+        let ran = run_runtime(cmd, &err_r);
         drop(dir);
         let _ = std::fs::remove_file(&sock);
-        if !matches!(status, Ok(s) if s.success()) {
-            let text = drain_now(&err_r);
-            return Err(if text.is_empty() {
-                format!("the runtime failed: {status:?}")
-            } else {
-                text
-            });
-        }
+        ran?;
         let _ = listener.set_nonblocking(true);
         let (conn, _) = listener
             .accept()
@@ -239,10 +250,10 @@ fn launch(
             ..Default::default()
         })
     } else {
-        let (out_r, out_w) = fdio::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
+        let (out_r, out_w) = pipe()?;
         cmd.arg(id);
         let stdin = if input {
-            let (r, w) = fdio::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
+            let (r, w) = pipe()?;
             cmd.stdin(Stdio::from(r));
             fdio::set_nonblocking(w.as_raw_fd());
             Some(w)
@@ -251,17 +262,8 @@ fn launch(
             None
         };
         cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
-        let status = cmd.status();
-        drop(cmd);
-        if !matches!(status, Ok(s) if s.success()) {
-            // The runtime's complaint went to the process's stderr pipe.
-            let text = drain_now(&err_r);
-            return Err(if text.is_empty() {
-                format!("the runtime failed: {status:?}")
-            } else {
-                text
-            });
-        }
+        // The runtime's complaint goes to the process's stderr pipe.
+        run_runtime(cmd, &err_r)?;
         Ok(ProcIo {
             master: None,
             stdin,

@@ -364,15 +364,6 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
-    let mut process_extra = serde_json::Map::new();
-    if let Some([h, w]) = hc["ConsoleSize"]
-        .as_array()
-        .map(|a| [0, 1].map(|i| a.get(i).and_then(Value::as_u64).unwrap_or(0)))
-    {
-        if c.config.tty && h > 0 && w > 0 {
-            process_extra.insert("consoleSize".into(), json!({ "height": h, "width": w }));
-        }
-    }
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -400,8 +391,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
         "mounts": mounts,
         "linux": linux,
     });
-    for (k, v) in process_extra {
-        spec["process"][k] = v;
+    if let Some((h, w)) = super::exec::console_size(&hc["ConsoleSize"]) {
+        if c.config.tty && h > 0 && w > 0 {
+            spec["process"]["consoleSize"] = json!({ "height": h, "width": w });
+        }
     }
     serde_json::from_value(spec).map_err(|e| SpecError::Internal(e.to_string()))
 }

@@ -22,6 +22,12 @@ pub struct ExecSpec {
     pub console_size: Option<(u16, u16)>,
 }
 
+/// A `ConsoleSize` (`[rows, columns]`) as the API sends it.
+pub fn console_size(v: &Value) -> Option<(u16, u16)> {
+    let a = v.as_array()?;
+    Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16))
+}
+
 /// The exec's process from the container's (`process` of its spec).
 pub fn exec_process(container: &Value, e: &ExecSpec) -> Value {
     let mut p = container.clone();

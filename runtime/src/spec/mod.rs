@@ -8,4 +8,4 @@ pub mod user;
 pub use builder::{build, EtcFiles, SpecError, SpecInput};
 pub use user::{resolve_user, ResolvedUser, UserError};
 pub mod exec;
-pub use exec::{exec_process, ExecSpec};
+pub use exec::{console_size, exec_process, ExecSpec};
