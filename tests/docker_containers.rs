@@ -13,9 +13,8 @@ fn docker_cli_manages_containers() {
         return;
     }
     let mut d = Daemon::start("overlay2");
+    let (archive, _, image_id) = d.busybox();
     let work = d.dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let (archive, _, image_id) = busybox_archive(&work);
     d.ok(&["load", "-i", archive.to_str().unwrap()]);
 
     // create: image config merged, names unique, generated when not given.
@@ -206,17 +205,7 @@ fn docker_cli_manages_containers() {
     assert!(df.contains("Containers 3"), "{df}");
 
     // Events are kept in memory (as dockerd keeps them): check them before the restart.
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &soon(),
-        "--filter",
-        "type=container",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let ev = d.events_so_far("type=container", "{{.Action}}");
     let actions: Vec<&str> = ev.lines().collect();
     for want in [
         "create",
@@ -247,17 +236,7 @@ fn docker_cli_manages_containers() {
     assert!(!ok && err.contains("No such container: api"), "{err}");
     let pruned = d.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains(&c2) && pruned.contains(&other), "{pruned}");
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &soon(),
-        "--filter",
-        "container=fromcommit",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let ev = d.events_so_far("container=fromcommit", "{{.Action}}");
     assert_eq!(ev.trim(), "destroy");
     assert_eq!(d.ok(&["ps", "-a", "-q"]).trim(), "");
     // Nothing uses the images now: they go, and their layers with them.
@@ -279,9 +258,7 @@ fn docker_cli_manages_containers() {
 #[test]
 fn container_api_rejects_bad_input() {
     let d = Daemon::start("vfs");
-    let work = d.dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let (archive, _, _) = busybox_archive(&work);
+    let (archive, _, _) = d.busybox();
     let curl = |args: &[&str]| -> String {
         let o = Command::new("curl")
             .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])

@@ -8,11 +8,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn ready() -> bool {
-    let runc = std::process::Command::new("runc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !docker_available() || !runc {
+    if !docker_available() || !runc_available() {
         eprintln!("SKIPPED: needs the docker CLI and runc");
         return false;
     }
@@ -21,10 +17,7 @@ fn ready() -> bool {
 
 fn loaded() -> Daemon {
     let d = Daemon::start("overlay2");
-    let work = d.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let (archive, _, _) = busybox_archive(&work);
-    d.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    d.load_busybox();
     d
 }
 
@@ -195,13 +188,7 @@ fn exec_pause_top_stats_update() {
         format!("{} 40", 96u64 << 20)
     );
     // The strata CLI does the same.
-    let strata = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_HOST", format!("unix://{}", d.sock.display()))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let strata = |args: &[&str]| d.strata(args);
     let o = strata(&["exec", "box", "sh", "-c", "echo s-exec; exit 3"]);
     assert_eq!(
         (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
@@ -221,17 +208,7 @@ fn exec_pause_top_stats_update() {
     );
     let st = String::from_utf8_lossy(&strata(&["stats", "--no-stream", "box"]).stdout).into_owned();
     assert!(st.starts_with("CONTAINER ID") && st.contains("box"), "{st}");
-    let events = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &soon(),
-        "--filter",
-        "container=box",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let events = d.events_so_far("container=box", "{{.Action}}");
     for want in [
         "exec_create: echo from-exec",
         "exec_start: echo from-exec",
@@ -280,17 +257,7 @@ fn limits_and_restart_policies() {
             .trim(),
         "true"
     );
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &soon(),
-        "--filter",
-        "event=oom",
-        "--format",
-        "{{.Actor.Attributes.name}}",
-    ]);
+    let ev = d.events_so_far("event=oom", "{{.Actor.Attributes.name}}");
     assert_eq!(ev.trim(), "hog");
     // --pids-limit holds a fork bomb: forks fail, and the cgroup never holds more.
     let id = d

@@ -6,20 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn loaded(d: &Daemon) {
-    let work = d.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let (archive, _, _) = busybox_archive(&work);
-    d.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
-}
-
-fn runc_available() -> bool {
-    std::process::Command::new("runc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn run_output_exit_codes_and_rm() {
     if !docker_available() || !runc_available() {
@@ -27,7 +13,7 @@ fn run_output_exit_codes_and_rm() {
         return;
     }
     let mut d = Daemon::start("overlay2");
-    loaded(&d);
+    d.load_busybox();
     assert_eq!(
         d.ok(&["run", "--rm", "test/busybox:1", "echo", "hi"]),
         "hi\n"
@@ -78,17 +64,7 @@ fn run_output_exit_codes_and_rm() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("executable file not found"));
     d.ok(&["rm", "three"]);
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &soon(),
-        "--filter",
-        "type=container",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let ev = d.events_so_far("type=container", "{{.Action}}");
     for want in ["create", "start", "die", "destroy"] {
         assert!(ev.lines().any(|l| l == want), "{want} not in {ev}");
     }
@@ -133,7 +109,7 @@ fn detached_logs_stop_kill_and_restarts() {
         return;
     }
     let mut d = Daemon::start_with("overlay2", &["--live-restore"]);
-    loaded(&d);
+    d.load_busybox();
     assert_eq!(
         d.ok(&["info", "-f", "{{.LiveRestoreEnabled}}"]).trim(),
         "true"
@@ -274,17 +250,8 @@ fn strata_cli_runs_containers() {
         return;
     }
     let mut d = Daemon::start("overlay2");
-    let work = d.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let (archive, _, _) = busybox_archive(&work);
-    let strata = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_HOST", format!("unix://{}", d.sock.display()))
-            .env_remove("DOCKER_HOST")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let (archive, _, _) = d.busybox();
+    let strata = |args: &[&str]| d.strata(args);
     assert!(strata(&["load", "-q", "-i", archive.to_str().unwrap()])
         .status
         .success());

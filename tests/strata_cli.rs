@@ -53,9 +53,8 @@ fn strata_cli_manages_images_and_containers() {
     let mut d = Daemon::start("overlay2");
     let h = format!("unix://{}", d.sock.display());
     let h = h.as_str();
+    let (archive, diff_ids, image_id) = d.busybox();
     let work = d.dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let (archive, diff_ids, image_id) = busybox_archive(&work);
 
     assert!(ok(h, &["version"]).contains("API version:       1.47"));
     assert_eq!(

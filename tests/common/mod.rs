@@ -108,6 +108,44 @@ impl Daemon {
         )
     }
 
+    /// The busybox test image (see [`busybox_archive`]) written in this daemon's directory.
+    pub fn busybox(&self) -> (PathBuf, Vec<Digest>, Digest) {
+        let work = self.dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        busybox_archive(&work)
+    }
+
+    /// Loads the busybox test image with docker.
+    pub fn load_busybox(&self) {
+        let (archive, _, _) = self.busybox();
+        self.ok(&["load", "-q", "-i", archive.to_str().expect("utf-8 path")]);
+    }
+
+    /// Runs the strata CLI against this daemon (STRATA_HOST set, DOCKER_HOST removed).
+    pub fn strata(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env("STRATA_HOST", format!("unix://{}", self.sock.display()))
+            .env_remove("DOCKER_HOST")
+            .args(args)
+            .output()
+            .expect("run strata")
+    }
+
+    /// `docker events` from the start until now, filtered, formatted.
+    pub fn events_so_far(&self, filter: &str, format: &str) -> String {
+        self.ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &soon(),
+            "--filter",
+            filter,
+            "--format",
+            format,
+        ])
+    }
+
     /// Runs docker with `input` on its stdin.
     pub fn docker_input(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
@@ -257,6 +295,14 @@ pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Run
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(Running(child))
+}
+
+/// Whether runc (Debian's package) is there to run containers.
+pub fn runc_available() -> bool {
+    Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub fn docker_available() -> bool {
