@@ -292,12 +292,18 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         log_default: std::sync::RwLock::new(log_default(&cfg)?),
         restarts: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
+        health: Default::default(),
+        volumes: Arc::new(
+            strata_runtime::volume::VolumeStore::open(&cfg.data_root.join("volumes"))
+                .context("opening the volume store")?,
+        ),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let res: anyhow::Result<()> = rt.block_on(async move {
+        strata_api::volumes::restore(&daemon);
         strata_api::run::adopt(&daemon).await;
         strata_api::restart::at_daemon_start(&daemon).await;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -119,6 +119,10 @@ fn network_mode(c: &Container) -> String {
         .to_string()
 }
 
+fn mounts_json(c: &Container) -> Value {
+    Value::Array(c.mount_points.iter().map(|m| m.inspect()).collect())
+}
+
 /// A container as `/containers/json` lists it.
 pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
     let mut v = j!({
@@ -134,7 +138,7 @@ pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
         "Status": c.state.human(strata_graph::time::now_secs()),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": [],
+        "Mounts": mounts_json(c),
     });
     if let Some((rw, root)) = size {
         v["SizeRw"] = j!(rw);
@@ -166,7 +170,7 @@ fn inspect(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Value {
         "ExecIDs": null,
         "HostConfig": c.host_config,
         "GraphDriver": { "Name": c.driver, "Data": graph },
-        "Mounts": [],
+        "Mounts": mounts_json(c),
         "Config": c.config,
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
@@ -220,6 +224,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         })?,
     };
     config.merge_image(&from_image);
+    crate::health::validate(config.healthcheck.as_ref().unwrap_or(&Value::Null))?;
     let (path, args) = config
         .process()
         .ok_or_else(|| ApiError::bad_request("No command specified"))?;
@@ -241,8 +246,8 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     // Resources and capabilities are checked now: a bad value is the create's 400.
     strata_runtime::spec::builder::resources(&host_config)
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
-        .and_then(|_| strata_runtime::spec::mounts::user_mounts(&host_config, false))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    strata_runtime::volume::mount_point::check(&host_config)?;
     let storage_opt: Vec<String> = match &host_config["StorageOpt"] {
         Value::Object(m) => m
             .iter()
@@ -257,6 +262,31 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     if config.hostname.is_empty() {
         config.hostname = r.id[..12].to_string();
     }
+    let config_volumes = serde_json::to_value(&config.volumes).unwrap_or(Value::Null);
+    let resolved = {
+        let daemon = d.clone();
+        let hc = host_config.clone();
+        let id = r.id.clone();
+        tokio::task::spawn_blocking(move || {
+            strata_runtime::volume::mount_point::resolve(
+                &hc,
+                &config_volumes,
+                &daemon.volumes,
+                &id,
+                &|k| crate::volumes::volumes_from(&daemon, k),
+            )
+        })
+        .await?
+    };
+    let resolved = match resolved {
+        Ok(m) => m,
+        Err(e) => {
+            d.containers.cancel(r);
+            return Err(e.into());
+        }
+    };
+    let made_volumes = resolved.created.clone();
+    let resolved_created = resolved.created.clone();
     let c = Container {
         id: r.id.clone(),
         name: r.name.clone(),
@@ -271,6 +301,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         state: State::created(),
         restart_count: 0,
         manually_stopped: false,
+        mount_points: resolved.mounts,
     };
     let daemon = d.clone();
     let top = img.top_layer;
@@ -280,19 +311,24 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             storage_opt,
             mount_label: String::new(),
         };
+        let id = r.id.clone();
+        let undo_volumes =
+            || strata_runtime::volume::mount_point::undo(&daemon.volumes, &id, &made_volumes);
         if let Err(e) = daemon.layers.create_rw(&r.id, top.as_ref(), &opts) {
             daemon.containers.cancel(r);
+            undo_volumes();
             return Err(e.into());
         }
-        let id = r.id.clone();
         if let Err(e) = daemon.containers.commit(r, c2) {
             let _ = daemon.layers.remove_rw(&id);
+            undo_volumes();
             return Err(e.into());
         }
         Ok(())
     })
     .await?;
     res?;
+    crate::volumes::created(d, &resolved_created);
     emit(d, &c, "create", &[]);
     Ok(json(
         StatusCode::CREATED,
@@ -334,7 +370,7 @@ pub async fn list(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
                     since = Some(c.created);
                 }
             }
-            "id" | "name" | "label" | "status" | "ancestor" | "exited" => {}
+            "id" | "name" | "label" | "status" | "ancestor" | "exited" | "health" => {}
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         }
     }
@@ -358,6 +394,14 @@ pub async fn list(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
                 .any(|v| c.name.contains(v.trim_start_matches('/'))),
             "label" => vals.iter().all(|v| label_match(&c.config.labels, v)),
             "status" => vals.contains(&c.state.status),
+            "health" => {
+                let h = c
+                    .state
+                    .health
+                    .as_ref()
+                    .map_or("none", |h| h.status.as_str());
+                vals.iter().any(|v| v == h)
+            }
             "exited" => {
                 c.state.status == "exited"
                     && vals.iter().any(|v| v.parse() == Ok(c.state.exit_code))
@@ -553,7 +597,7 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         let layers = d.layers.clone();
         let c2 = c.clone();
         let size = tokio::task::spawn_blocking(move || sizes(&layers, &c2).0).await?;
-        remove_container(d, &c).await?;
+        remove_container(d, &c, false).await?;
         reclaimed += size.max(0);
         deleted.push(c.id.clone());
     }
@@ -580,23 +624,31 @@ pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={v}'")))
 }
 
-pub(crate) async fn remove_container(d: &Arc<Daemon>, c: &Container) -> Result<(), ApiError> {
+/// Removes a stopped container: its record, its layer, its references to volumes, and
+/// with `remove_volumes` (`rm -v`, `--rm`) its anonymous volumes.
+pub(crate) async fn remove_container(
+    d: &Arc<Daemon>,
+    c: &Container,
+    remove_volumes: bool,
+) -> Result<(), ApiError> {
     let daemon = d.clone();
     let id = c.id.clone();
     let layer = c.layer_name().to_string();
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    let c2 = c.clone();
+    let gone = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ApiError> {
         daemon.containers.remove(&id)?;
         if let Err(e) = daemon.layers.remove_rw(&layer) {
             // The record is gone: the layer is an orphan the next start removes.
             tracing::warn!(layer = %layer, "removing a container layer: {e} (left for the next start)");
         }
-        Ok(())
+        Ok(crate::volumes::container_removed(&daemon, &c2, remove_volumes))
     })
     .await??;
     d.attach.forget(&c.id);
     d.restarts.forget(&c.id);
     d.execs.forget_container(&c.id);
     emit(d, c, "destroy", &[]);
+    crate::volumes::destroyed(d, &gone);
     let _ = d.changes.send(crate::run::Change {
         id: c.id.clone(),
         what: "destroy",
@@ -807,7 +859,7 @@ pub async fn route_named(
                 crate::run::stop_container(&d, &c, Some(0), true).await?;
             }
             let c = find(&d, &c.id)?;
-            remove_container(&d, &c).await?;
+            remove_container(&d, &c, q.bool("v")).await?;
             Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
         }
         (&Method::POST, "start") => crate::run::start(&d, &key).await,

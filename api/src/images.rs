@@ -201,8 +201,13 @@ fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
 /// `/system/df`: images and what their layers take.
 pub async fn system_df(d: &Arc<Daemon>) -> Result<Resp, ApiError> {
     let daemon = d.clone();
-    let containers =
-        tokio::task::spawn_blocking(move || crate::containers::df_rows(&daemon)).await?;
+    let (containers, volumes) = tokio::task::spawn_blocking(move || {
+        (
+            crate::containers::df_rows(&daemon),
+            crate::volumes::df_rows(&daemon),
+        )
+    })
+    .await?;
     let layers_size: u64 = d.layers.list().iter().map(|l| l.size).sum();
     let images: Vec<serde_json::Value> = d
         .images
@@ -220,7 +225,7 @@ pub async fn system_df(d: &Arc<Daemon>) -> Result<Resp, ApiError> {
         .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": [] }),
+        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": [] }),
     ))
 }
 

@@ -12,12 +12,14 @@ mod containers;
 mod error;
 pub mod events;
 pub mod exec;
+pub mod health;
 mod images;
 pub mod resources;
 pub mod restart;
 pub mod run;
 mod system;
 pub mod tls;
+pub mod volumes;
 
 use body::Resp;
 pub use error::ApiError;
@@ -61,6 +63,10 @@ pub struct Daemon {
     pub restarts: restart::Backoff,
     /// Set when the daemon begins to shut down: exits then start nothing again.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// Health-check loops of running containers.
+    pub health: health::Monitors,
+    /// Named and anonymous volumes.
+    pub volumes: Arc<strata_runtime::volume::VolumeStore>,
 }
 
 /// A parsed `-H` address.
@@ -321,10 +327,23 @@ async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Resp {
     let raw_path = req.uri().path().to_string();
     tracing::debug!(%method, path = %raw_path, "request");
     let res = match strip_version(&raw_path) {
-        Ok(path) => route(d, req, &method, path).await,
+        Ok(path) => route(d, req, &method, path, request_version(&raw_path)).await,
         Err(e) => Err(e),
     };
     res.unwrap_or_else(|e| e.into_response())
+}
+
+/// The API version a request asks for (`/v1.41/...`), else the newest.
+fn request_version(path: &str) -> (u32, u32) {
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let (a, b) = v.split_once('.')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    path.strip_prefix("/v")
+        .and_then(|r| r.split('/').next())
+        .and_then(parse)
+        .or_else(|| parse(API_VERSION))
+        .unwrap_or((1, 47))
 }
 
 async fn route(
@@ -332,6 +351,7 @@ async fn route(
     req: Request<Incoming>,
     method: &Method,
     path: &str,
+    version: (u32, u32),
 ) -> Result<Resp, ApiError> {
     let q = body::query(req.uri().query());
     match (method, path) {
@@ -349,12 +369,18 @@ async fn route(
         (&Method::GET, "/containers/json") => containers::list(&d, &q).await,
         (&Method::POST, "/containers/prune") => containers::prune(&d, &q).await,
         (&Method::POST, "/commit") => containers::commit(&d, req, &q).await,
+        (&Method::GET, "/volumes") => volumes::list(&d, &q).await,
+        (&Method::POST, "/volumes/create") => volumes::create(&d, req).await,
+        (&Method::POST, "/volumes/prune") => volumes::prune(&d, &q, version).await,
         _ => {
             if let Some(rest) = path.strip_prefix("/containers/") {
                 return containers::route_named(d.clone(), method, rest, req, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/exec/") {
                 return exec::route(&d, method, rest, req, &q).await;
+            }
+            if let Some(name) = path.strip_prefix("/volumes/") {
+                return volumes::route_named(&d, method, name, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/images/") {
                 return images::route_named(d, method, rest, &q).await;

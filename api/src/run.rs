@@ -114,7 +114,12 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
     let res = tokio::task::spawn_blocking(move || -> Result<i32, ApiError> {
         let log = log_config(&daemon, &c2)?;
         let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
+        if let Err(e) = crate::volumes::prepare(&daemon, &c2, &root) {
+            let _ = daemon.layers.unmount_rw(c2.layer_name());
+            return Err(e);
+        }
         let undo = |e: ApiError| {
+            crate::volumes::stopped(&daemon, &c2);
             let _ = daemon.layers.unmount_rw(c2.layer_name());
             daemon.runtime.cleanup(&c2.id);
             e
@@ -162,7 +167,7 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             });
             if c.host_config["AutoRemove"].as_bool() == Some(true) {
                 if let Ok(c) = find(d, &c.id) {
-                    let _ = crate::containers::remove_container(d, &c).await;
+                    let _ = crate::containers::remove_container(d, &c, true).await;
                 }
             }
             return Err(e);
@@ -183,7 +188,9 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
         x.state.started_at = now.clone();
         x.state.finished_at = ZERO_TIME.into();
     })?;
+    crate::volumes::mounted(d, &c);
     emit(d, &c, "start", &[]);
+    crate::health::start(d, &c);
     monitor(d.clone(), c.id.clone());
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
@@ -206,6 +213,7 @@ pub fn monitor(d: Arc<Daemon>, id: String) {
 
 /// Records an exit: state, unmount, event, and `--rm`.
 pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecycle::Exit) {
+    crate::health::stop(d, id);
     let Ok(c) = d.containers.update(id, |x| {
         x.state.status = "exited".into();
         x.state.running = false;
@@ -222,11 +230,14 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
     let daemon = d.clone();
     let layer = c.layer_name().to_string();
     let id2 = id.to_string();
+    let c2 = c.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        crate::volumes::stopped(&daemon, &c2);
         let _ = daemon.layers.unmount_rw(&layer);
         daemon.runtime.cleanup(&id2);
     })
     .await;
+    crate::volumes::unmounted(d, &c);
     if exit.oom_killed {
         emit(d, &c, "oom", &[]);
     }
@@ -240,7 +251,7 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         return;
     }
     if c.host_config["AutoRemove"].as_bool() == Some(true) {
-        if let Err(e) = crate::containers::remove_container(d, &c).await {
+        if let Err(e) = crate::containers::remove_container(d, &c, true).await {
             tracing::warn!(container = %id, "--rm: {}", e.message);
         }
     }
@@ -735,6 +746,7 @@ pub async fn adopt(d: &Arc<Daemon>) {
             let daemon = d.clone();
             let layer = c.layer_name().to_string();
             let _ = tokio::task::spawn_blocking(move || daemon.layers.mount_rw(&layer, "")).await;
+            crate::health::start(d, &c);
             monitor(d.clone(), c.id.clone());
         } else {
             let exit = d

@@ -174,6 +174,9 @@ pub enum ClientCommand {
     /// Manage the engine.
     #[command(subcommand)]
     System(commands::system::SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(commands::volumes::VolumeCommand),
 }
 
 /// Runs a client command.
@@ -216,5 +219,6 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Version(a) => sy::version(&c, a),
         ClientCommand::Events(a) => sy::events(&c, a),
         ClientCommand::System(a) => sy::system(&c, a),
+        ClientCommand::Volume(a) => commands::volumes::volume(&c, a),
     }
 }

@@ -61,6 +61,41 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// A Go duration (`1m30s`, `500ms`, `2h`, `0`) in nanoseconds; `None` when malformed.
+pub fn go_duration_nanos(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_len..];
+    }
+    Some(if neg { -(total as i64) } else { total as i64 })
+}
+
 /// Now, in seconds since the epoch.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

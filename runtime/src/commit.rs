@@ -68,6 +68,55 @@ fn command(args: &str, shell: &Option<Vec<String>>) -> Vec<String> {
     sh
 }
 
+/// A `HEALTHCHECK` instruction's arguments (`[--interval=D ...] CMD ...` or `NONE`) as a
+/// config's `Healthcheck`, as dockerd's builder reads them.
+pub fn healthcheck(rest: &str) -> Result<Value, CommitError> {
+    let bad = |what| CommitError::Malformed {
+        instruction: "HEALTHCHECK".into(),
+        what,
+    };
+    let mut h = json!({});
+    let mut rest = rest.trim();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (f, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| bad("flags of the form --name=value"))?;
+        let key = match k {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => "Retries",
+            _ => {
+                return Err(bad(
+                    "known flags (interval, timeout, start-period, start-interval, retries)",
+                ))
+            }
+        };
+        let n = if key == "Retries" {
+            v.parse::<i64>().ok()
+        } else {
+            strata_graph::time::go_duration_nanos(v)
+        };
+        h[key] = json!(n.ok_or_else(|| bad("valid flag values"))?);
+        rest = after.trim_start();
+    }
+    let (kind, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    match kind.to_ascii_uppercase().as_str() {
+        "NONE" if args.trim().is_empty() => Ok(json!({ "Test": ["NONE"] })),
+        "CMD" if !args.trim().is_empty() => {
+            let test = match serde_json::from_str::<Vec<String>>(args.trim()) {
+                Ok(v) => [vec!["CMD".to_string()], v].concat(),
+                Err(_) => vec!["CMD-SHELL".to_string(), args.trim().to_string()],
+            };
+            h["Test"] = json!(test);
+            Ok(h)
+        }
+        _ => Err(bad("CMD followed by a command, or NONE")),
+    }
+}
+
 /// Applies `--change` instructions (each may hold several lines) to a config.
 pub fn apply_changes(cfg: &mut ContainerConfig, changes: &[String]) -> Result<(), CommitError> {
     for line in changes.iter().flat_map(|c| c.lines()) {
@@ -136,6 +185,7 @@ pub fn apply_changes(cfg: &mut ContainerConfig, changes: &[String]) -> Result<()
                     vols.insert(v, json!({}));
                 }
             }
+            "HEALTHCHECK" => cfg.healthcheck = Some(healthcheck(rest)?),
             "USER" if !rest.is_empty() => cfg.user = rest.to_string(),
             "WORKDIR" if !rest.is_empty() => cfg.working_dir = rest.to_string(),
             "STOPSIGNAL" if !rest.is_empty() => cfg.stop_signal = Some(rest.to_string()),
@@ -235,6 +285,22 @@ pub fn go_arch() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthcheck_instructions() {
+        let h = healthcheck("--interval=1s --retries=2 CMD [\"true\"]").unwrap();
+        assert_eq!(h["Test"], json!(["CMD", "true"]));
+        assert_eq!(h["Interval"], json!(1_000_000_000i64));
+        assert_eq!(h["Retries"], json!(2));
+        assert_eq!(
+            healthcheck("CMD curl -f x").unwrap()["Test"],
+            json!(["CMD-SHELL", "curl -f x"])
+        );
+        assert_eq!(healthcheck("NONE").unwrap()["Test"], json!(["NONE"]));
+        assert!(healthcheck("--bogus=1 CMD true").is_err());
+        assert!(healthcheck("--interval=x CMD true").is_err());
+        assert!(healthcheck("CMD").is_err());
+    }
 
     #[test]
     fn changes_as_dockerd_reads_them() {

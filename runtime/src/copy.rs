@@ -292,6 +292,57 @@ pub fn extract<R: Read + Send>(
     Ok(())
 }
 
+/// Copies what the directory `path` of the container holds into the local directory `dst`
+/// (an image's content into a new, empty volume), with owners, modes and times; `dst` itself
+/// takes the source directory's owner and mode. `Ok(false)` when `path` is missing or not a
+/// directory: there is nothing to copy.
+pub fn copy_dir_out(
+    root: &Path,
+    path: &str,
+    container: &str,
+    dst: &Path,
+) -> Result<bool, CopyError> {
+    let r = match resolve_path(root, path, container) {
+        Ok(r) => r,
+        Err(CopyError::NotFound(..)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !sys::is_dir(&r.st) {
+        return Ok(false);
+    }
+    let src = sys::openat2(
+        r.dir.as_fd(),
+        &r.name,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        resolve::BENEATH | resolve::NO_SYMLINKS | resolve::NO_MAGICLINKS,
+    )
+    .map_err(io_ctx(format!("opening {path}")))?;
+    let (reader, writer) = io::pipe().map_err(io_ctx("making a pipe"))?;
+    let src_path = fd_path(src.as_fd());
+    std::thread::scope(|s| -> Result<(), CopyError> {
+        let out = s.spawn(move || export_tree(&src_path, writer).map(drop));
+        let applied = extract_local(dst, reader);
+        let exported = out
+            .join()
+            .unwrap_or_else(|_| Err(io_ctx("copying")(io::Error::other("the copier panicked"))));
+        applied.and(exported)
+    })?;
+    let c = std::ffi::CString::new(dst.as_os_str().as_encoded_bytes())
+        .map_err(|e| io_ctx("copying")(io::Error::other(e)))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let rc = unsafe { libc::lchown(c.as_ptr(), r.st.st_uid, r.st.st_gid) };
+    if rc != 0 {
+        return Err(io_ctx(format!("chown {}", dst.display()))(
+            io::Error::last_os_error(),
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(r.st.st_mode & 0o7777))
+        .map_err(io_ctx(format!("chmod {}", dst.display())))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,5 +11,6 @@ pub mod copy;
 pub mod lifecycle;
 pub mod shim;
 pub mod spec;
+pub mod volume;
 
 pub use container::{Container, ContainerConfig, ContainerError, ContainerStore, State};

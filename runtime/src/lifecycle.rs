@@ -234,6 +234,14 @@ impl Runtime {
         Ok((pid, s))
     }
 
+    /// Removes the files of an exec whose result was read (health probes).
+    pub fn exec_forget(&self, id: &str, exec_id: &str) {
+        let dir = self.state_dir(id);
+        for ext in ["json", "exit", "pid"] {
+            let _ = std::fs::remove_file(dir.join(format!("exec-{exec_id}.{ext}")));
+        }
+    }
+
     /// The exit code of an exec, once it has exited.
     pub fn exec_exit(&self, id: &str, exec_id: &str) -> Option<i64> {
         shim::exec_exit(&self.state_dir(id), exec_id)

@@ -65,6 +65,7 @@ fn run(id: &str, args: &[&str], user: &str, hc: serde_json::Value) -> (i32, Stri
         state: State::created(),
         restart_count: 0,
         manually_stopped: false,
+        mount_points: Vec::new(),
     };
     let u = resolve_user(&root, user).unwrap();
     let spec = build(&SpecInput {

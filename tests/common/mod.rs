@@ -335,6 +335,10 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
         .symlink("bin/true", "busybox")
         .symlink("bin/grep", "busybox")
         .symlink("bin/ls", "busybox")
+        .symlink("bin/mkdir", "busybox")
+        .symlink("bin/chown", "busybox")
+        .symlink("bin/chmod", "busybox")
+        .symlink("bin/stat", "busybox")
         .build();
     let l1 = TarBuilder::new()
         .dir("etc")

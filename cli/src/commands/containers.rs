@@ -56,6 +56,12 @@ pub struct CreateArgs {
     /// Bind mount a volume.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,...).
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s).
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
     /// Connect a container to a network.
     #[arg(long)]
     pub network: Option<String>,
@@ -88,6 +94,27 @@ pub struct CreateArgs {
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     pub init: bool,
+    /// Command to run to check health.
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h).
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Security options.
     #[arg(long)]
     pub security_opt: Vec<String>,
@@ -407,6 +434,9 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if a.init {
         hc["Init"] = json!(true);
     }
+    if let Some(h) = healthcheck(&a)? {
+        cfg["Healthcheck"] = h;
+    }
     if let Some(r) = &a.runtime {
         hc["Runtime"] = json!(r);
     }
@@ -424,8 +454,27 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if !a.storage_opt.is_empty() {
         hc["StorageOpt"] = Value::Object(kv_map(&a.storage_opt));
     }
-    if !a.volume.is_empty() {
-        hc["Binds"] = json!(a.volume);
+    // `-v /path` is an anonymous volume (the config's Volumes), as the docker CLI sends it.
+    let (binds, anon): (Vec<&String>, Vec<&String>) =
+        a.volume.iter().partition(|v| v.contains(':'));
+    if !binds.is_empty() {
+        hc["Binds"] = json!(binds);
+    }
+    if !anon.is_empty() {
+        let m: serde_json::Map<String, Value> =
+            anon.iter().map(|p| (p.to_string(), json!({}))).collect();
+        cfg["Volumes"] = Value::Object(m);
+    }
+    if !a.mount.is_empty() {
+        hc["Mounts"] = Value::Array(
+            a.mount
+                .iter()
+                .map(|m| parse_mount_flag(m))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if !a.volumes_from.is_empty() {
+        hc["VolumesFrom"] = json!(a.volumes_from);
     }
     if let Some(n) = &a.network {
         hc["NetworkMode"] = json!(n);
@@ -443,6 +492,115 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
         eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
     }
     Ok(v["Id"].as_str().unwrap_or("").to_string())
+}
+
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+pub fn go_duration_nanos(s: &str) -> Result<i64, CliError> {
+    strata_graph::time::go_duration_nanos(s)
+        .ok_or_else(|| CliError::Usage(format!("time: invalid duration \"{s}\"")))
+}
+
+/// `Healthcheck` from the `--health-*` flags, as the docker CLI builds it.
+fn healthcheck(a: &CreateArgs) -> Result<Option<Value>, CliError> {
+    let any = a.health_cmd.is_some()
+        || a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_retries.is_some()
+        || a.health_start_period.is_some()
+        || a.health_start_interval.is_some();
+    if a.no_healthcheck {
+        if any {
+            return Err(CliError::Usage(
+                "--no-healthcheck conflicts with --health-* options".into(),
+            ));
+        }
+        return Ok(Some(json!({ "Test": ["NONE"] })));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let dur = |v: &Option<String>, what: &str| -> Result<i64, CliError> {
+        match v {
+            None => Ok(0),
+            Some(s) => {
+                let n = go_duration_nanos(s)?;
+                if n < 0 {
+                    return Err(CliError::Usage(format!("--{what} cannot be negative")));
+                }
+                Ok(n)
+            }
+        }
+    };
+    let mut h = json!({
+        "Interval": dur(&a.health_interval, "health-interval")?,
+        "Timeout": dur(&a.health_timeout, "health-timeout")?,
+        "StartPeriod": dur(&a.health_start_period, "health-start-period")?,
+        "StartInterval": dur(&a.health_start_interval, "health-start-interval")?,
+        "Retries": a.health_retries.unwrap_or(0),
+    });
+    if let Some(cmd) = &a.health_cmd {
+        h["Test"] = json!(["CMD-SHELL", cmd]);
+    }
+    Ok(Some(h))
+}
+
+/// A `--mount` flag (`type=volume,source=x,target=/d,readonly,...`) as a `Mounts` entry.
+pub fn parse_mount_flag(s: &str) -> Result<Value, CliError> {
+    let bad = |m: String| {
+        CliError::Usage(format!(
+            "invalid argument \"{s}\" for \"--mount\" flag: {m}"
+        ))
+    };
+    let mut m = json!({ "Type": "volume" });
+    let truthy = |v: Option<&str>| -> Result<bool, CliError> {
+        match v {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(o) => Err(bad(format!("invalid value {o:?}"))),
+        }
+    };
+    for field in s.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.to_lowercase(), Some(v)),
+            None => (field.to_lowercase(), None),
+        };
+        let val = || {
+            v.map(str::to_string)
+                .ok_or_else(|| bad(format!("invalid field '{field}' must be a key=value pair")))
+        };
+        match k.as_str() {
+            "type" => m["Type"] = json!(val()?),
+            "source" | "src" => m["Source"] = json!(val()?),
+            "target" | "destination" | "dst" => m["Target"] = json!(val()?),
+            "readonly" | "ro" => m["ReadOnly"] = json!(truthy(v)?),
+            "bind-propagation" => m["BindOptions"]["Propagation"] = json!(val()?),
+            "volume-nocopy" => m["VolumeOptions"]["NoCopy"] = json!(truthy(v)?),
+            "volume-driver" => m["VolumeOptions"]["DriverConfig"]["Name"] = json!(val()?),
+            "volume-label" => {
+                let kv = val()?;
+                let (lk, lv) = kv.split_once('=').unwrap_or((&kv, ""));
+                m["VolumeOptions"]["Labels"][lk] = json!(lv);
+            }
+            "volume-opt" => {
+                let kv = val()?;
+                let (ok, ov) = kv.split_once('=').unwrap_or((&kv, ""));
+                m["VolumeOptions"]["DriverConfig"]["Options"][ok] = json!(ov);
+            }
+            "tmpfs-size" => {
+                let bytes = super::exec::ram_in_bytes(&val()?).map_err(|e| bad(e.to_string()))?;
+                m["TmpfsOptions"]["SizeBytes"] = json!(bytes);
+            }
+            "tmpfs-mode" => {
+                let mode = u32::from_str_radix(&val()?, 8).map_err(|e| bad(e.to_string()))?;
+                m["TmpfsOptions"]["Mode"] = json!(mode);
+            }
+            other => return Err(bad(format!("unexpected key '{other}' in '{field}'"))),
+        }
+    }
+    if m["Target"].is_null() {
+        return Err(bad("target is required".into()));
+    }
+    Ok(m)
 }
 
 const PS_HEADERS: &[(&str, &str)] = &[

@@ -7,6 +7,7 @@ pub mod images;
 pub mod run;
 pub mod session;
 pub mod system;
+pub mod volumes;
 
 use crate::CliError;
 use std::io::Write;

@@ -22,6 +22,29 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// Present when the container has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A container's health, as `State.Health` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// starting, healthy or unhealthy.
+    pub status: String,
+    pub failing_streak: i64,
+    pub log: Vec<HealthLog>,
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthLog {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
 }
 
 impl State {
@@ -39,6 +62,16 @@ impl State {
             error: String::new(),
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
+            health: None,
+        }
+    }
+
+    /// The health part of `ps`'s status: ` (healthy)`, ` (health: starting)`.
+    fn health_suffix(&self) -> String {
+        match self.health.as_ref().map(|h| h.status.as_str()) {
+            Some("starting") => " (health: starting)".into(),
+            Some(s) if !s.is_empty() => format!(" ({s})"),
+            _ => String::new(),
         }
     }
 
@@ -53,7 +86,7 @@ impl State {
             "created" => "Created".into(),
             "dead" => "Dead".into(),
             "removing" => "Removal In Progress".into(),
-            "running" => format!("Up {}", since(&self.started_at)),
+            "running" => format!("Up {}{}", since(&self.started_at), self.health_suffix()),
             "paused" => format!("Up {} (Paused)", since(&self.started_at)),
             "restarting" => format!(
                 "Restarting ({}) {} ago",
@@ -114,6 +147,9 @@ pub struct Container {
     /// (dockerd's HasBeenManuallyStopped).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Its binds, volumes and tmpfs mounts, resolved at create.
+    #[serde(default)]
+    pub mount_points: Vec<crate::volume::mount_point::MountPoint>,
 }
 
 impl Container {

@@ -304,6 +304,7 @@ mod tests {
             state: CState::created(),
             restart_count: 0,
             manually_stopped: false,
+            mount_points: Vec::new(),
         }
     }
 

@@ -345,7 +345,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
             "source": init.display().to_string(), "options": ["rbind", "rprivate", "ro"] }),
         );
     }
-    mounts.extend(super::mounts::user_mounts(hc, true)?);
+    for m in &c.mount_points {
+        mounts.push(m.spec().map_err(|e| invalid("Mounts", e.to_string()))?);
+    }
     let (devices, device_rules) = super::mounts::devices(hc)?;
     let mut resources = resources(hc)?;
     if let Some(a) = resources["devices"].as_array_mut() {
@@ -423,6 +425,7 @@ mod tests {
             state: State::created(),
             restart_count: 0,
             manually_stopped: false,
+            mount_points: Vec::new(),
         }
     }
 
