@@ -24,6 +24,9 @@ const KEYS: &[&str] = &[
     "live-restore",
     "log-driver",
     "log-opts",
+    "runtimes",
+    "default-runtime",
+    "default-ulimits",
 ];
 
 /// Settings from the command line; `None`/empty means not given.
@@ -48,6 +51,11 @@ pub struct Flags {
     pub log_driver: Option<String>,
     /// `--log-opt KEY=VALUE`.
     pub log_opts: Vec<String>,
+    /// `--add-runtime NAME=PATH`.
+    pub add_runtimes: Vec<String>,
+    pub default_runtime: Option<String>,
+    /// `--default-ulimit NAME=SOFT[:HARD]`.
+    pub default_ulimits: Vec<String>,
 }
 
 /// The effective configuration.
@@ -76,6 +84,12 @@ pub struct Config {
     pub log_driver: String,
     /// Its options (reloadable).
     pub log_opts: serde_json::Map<String, serde_json::Value>,
+    /// OCI runtimes besides runc (reloadable).
+    pub runtimes: std::collections::BTreeMap<String, strata_api::runtimes::RuntimeSpec>,
+    /// Empty: runc (reloadable).
+    pub default_runtime: String,
+    /// HostConfig `Ulimits` entries (reloadable).
+    pub default_ulimits: Vec<serde_json::Value>,
 }
 
 /// Where dockerd looks for TLS files by default: `$DOCKER_CERT_PATH`, else `~/.docker`.
@@ -164,6 +178,21 @@ pub fn merge(
             format!("{:?}", flags.log_opts),
         ),
         ("live-restore", flags.live_restore, "true".into()),
+        (
+            "runtimes",
+            !flags.add_runtimes.is_empty(),
+            format!("{:?}", flags.add_runtimes),
+        ),
+        (
+            "default-runtime",
+            flags.default_runtime.is_some(),
+            format!("{:?}", flags.default_runtime),
+        ),
+        (
+            "default-ulimits",
+            !flags.default_ulimits.is_empty(),
+            format!("{:?}", flags.default_ulimits),
+        ),
         ("tls", flags.tls, "true".into()),
         ("tlsverify", flags.tlsverify, "true".into()),
         (
@@ -284,6 +313,73 @@ pub fn merge(
                 }
                 m
             }
+        },
+        runtimes: match get("runtimes") {
+            Some(serde_json::Value::Object(m)) => {
+                let mut out = std::collections::BTreeMap::new();
+                for (name, v) in m {
+                    let path = v["path"].as_str().with_context(|| {
+                        format!("daemon.json: runtimes.{name}.path must be a string")
+                    })?;
+                    let args = match &v["runtimeArgs"] {
+                        serde_json::Value::Null => Vec::new(),
+                        a => strings(a, &format!("runtimes.{name}.runtimeArgs"))?,
+                    };
+                    out.insert(
+                        name.clone(),
+                        strata_api::runtimes::RuntimeSpec {
+                            path: path.to_string(),
+                            args,
+                        },
+                    );
+                }
+                out
+            }
+            Some(_) => bail!("daemon.json: runtimes must be an object"),
+            None => {
+                let mut out = std::collections::BTreeMap::new();
+                for kv in &flags.add_runtimes {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--add-runtime {kv}: expected NAME=PATH"))?;
+                    out.insert(
+                        k.to_string(),
+                        strata_api::runtimes::RuntimeSpec {
+                            path: v.to_string(),
+                            args: Vec::new(),
+                        },
+                    );
+                }
+                out
+            }
+        },
+        default_runtime: match get("default-runtime") {
+            Some(v) => string(v, "default-runtime")?,
+            None => flags.default_runtime.clone().unwrap_or_default(),
+        },
+        default_ulimits: match get("default-ulimits") {
+            Some(serde_json::Value::Object(m)) => {
+                let mut out = Vec::new();
+                for (name, v) in m {
+                    let (soft, hard) = (v["Soft"].as_i64(), v["Hard"].as_i64());
+                    let (Some(soft), Some(hard)) = (soft, hard) else {
+                        bail!("daemon.json: default-ulimits.{name} needs integer Soft and Hard");
+                    };
+                    let u = strata_runtime::spec::ulimit::parse(&format!("{name}={soft}:{hard}"))
+                        .map_err(|e| anyhow::anyhow!("daemon.json: default-ulimits: {e}"))?;
+                    out.push(u);
+                }
+                out
+            }
+            Some(_) => bail!("daemon.json: default-ulimits must be an object"),
+            None => flags
+                .default_ulimits
+                .iter()
+                .map(|u| {
+                    strata_runtime::spec::ulimit::parse(u)
+                        .map_err(|e| anyhow::anyhow!("--default-ulimit: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         },
         live_restore: match get("live-restore") {
             Some(v) => boolean(v, "live-restore")?,

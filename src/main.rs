@@ -88,6 +88,15 @@ struct DaemonArgs {
     /// Options of the default log driver (KEY=VALUE; repeatable).
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
+    /// Register an additional OCI runtime (NAME=PATH; repeatable).
+    #[arg(long = "add-runtime")]
+    add_runtime: Vec<String>,
+    /// Runtime of containers that name none [default: runc].
+    #[arg(long = "default-runtime")]
+    default_runtime: Option<String>,
+    /// Default ulimits of containers (NAME=SOFT[:HARD]; repeatable).
+    #[arg(long = "default-ulimit")]
+    default_ulimit: Vec<String>,
     /// Use TLS on TCP sockets; implied by --tlsverify.
     #[arg(long)]
     tls: bool,
@@ -123,6 +132,12 @@ fn group_id(name: &str) -> Option<u32> {
         let mut f = l.split(':');
         (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
     })
+}
+
+/// The runtimes of a configuration, checked.
+fn runtimes(cfg: &config::Config) -> anyhow::Result<strata_api::runtimes::Runtimes> {
+    strata_api::runtimes::Runtimes::new(&cfg.default_runtime, cfg.runtimes.clone())
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// The default log configuration, checked.
@@ -191,6 +206,9 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         live_restore: args.live_restore,
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
+        add_runtimes: args.add_runtime.clone(),
+        default_runtime: args.default_runtime.clone(),
+        default_ulimits: args.default_ulimit.clone(),
     };
     let config_path = args
         .config_file
@@ -293,6 +311,8 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         restarts: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         health: Default::default(),
+        runtimes: std::sync::RwLock::new(runtimes(&cfg)?),
+        default_ulimits: std::sync::RwLock::new(cfg.default_ulimits.clone()),
         volumes: Arc::new(
             strata_runtime::volume::VolumeStore::open(&cfg.data_root.join("volumes"))
                 .context("opening the volume store")?,
@@ -351,6 +371,19 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                                     }
                                     Err(e) => tracing::error!("SIGHUP: keeping the log driver: {e:#}"),
                                 }
+                            }
+                            if new.runtimes != current.runtimes || new.default_runtime != current.default_runtime {
+                                match runtimes(&new) {
+                                    Ok(r) => {
+                                        tracing::info!(default = %r.default, "reloaded the runtimes");
+                                        *daemon.runtimes.write().unwrap_or_else(|p| p.into_inner()) = r;
+                                    }
+                                    Err(e) => tracing::error!("SIGHUP: keeping the runtimes: {e:#}"),
+                                }
+                            }
+                            if new.default_ulimits != current.default_ulimits {
+                                tracing::info!("reloaded the default ulimits (for the next starts)");
+                                *daemon.default_ulimits.write().unwrap_or_else(|p| p.into_inner()) = new.default_ulimits.clone();
                             }
                             if new.debug != current.debug || new.log_level != current.log_level {
                                 tracing::info!(debug = new.debug, log_level = %new.log_level, "reloaded logging");

@@ -236,6 +236,17 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         host_config["NetworkMode"] = j!("bridge");
     }
     host_config["LogConfig"] = crate::run::resolve_log_config(d, &host_config)?;
+    host_config["Runtime"] = j!(d
+        .runtimes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .name_for(host_config["Runtime"].as_str())?);
+    for u in host_config["Ulimits"].as_array().into_iter().flatten() {
+        let ok = u["Name"].is_string() && u["Soft"].is_i64() && u["Hard"].is_i64();
+        if !ok || u["Soft"].as_i64() > u["Hard"].as_i64() {
+            return Err(ApiError::bad_request(format!("invalid ulimit: {u}")));
+        }
+    }
     let policy = crate::restart::Policy::parse(&host_config["RestartPolicy"])?;
     if policy.name != "no" && host_config["AutoRemove"].as_bool() == Some(true) {
         return Err(ApiError::bad_request(
@@ -248,6 +259,8 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     strata_runtime::volume::mount_point::check(&host_config)?;
+    strata_runtime::spec::seccomp::security_opts(&host_config)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let storage_opt: Vec<String> = match &host_config["StorageOpt"] {
         Value::Object(m) => m
             .iter()

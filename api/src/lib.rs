@@ -17,6 +17,7 @@ mod images;
 pub mod resources;
 pub mod restart;
 pub mod run;
+pub mod runtimes;
 mod system;
 pub mod tls;
 pub mod volumes;
@@ -63,6 +64,10 @@ pub struct Daemon {
     pub restarts: restart::Backoff,
     /// Set when the daemon begins to shut down: exits then start nothing again.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// The OCI runtimes and the default one (reloadable).
+    pub runtimes: std::sync::RwLock<runtimes::Runtimes>,
+    /// `--default-ulimit`: ulimits of containers that do not set them (reloadable).
+    pub default_ulimits: std::sync::RwLock<Vec<serde_json::Value>>,
     /// Health-check loops of running containers.
     pub health: health::Monitors,
     /// Named and anonymous volumes.

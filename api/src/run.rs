@@ -110,7 +110,17 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
         return Ok(text(StatusCode::NOT_MODIFIED, "text/plain", ""));
     }
     let daemon = d.clone();
-    let c2 = c.clone();
+    let mut c2 = c.clone();
+    let runtime_name = c.host_config["Runtime"].as_str().unwrap_or("").to_string();
+    let (runtime, runtime_args) = {
+        let r = d.runtimes.read().unwrap_or_else(|p| p.into_inner());
+        let name = r.name_for(Some(&runtime_name))?;
+        r.resolve(&name)?
+    };
+    strata_runtime::spec::ulimit::merge_defaults(
+        &mut c2.host_config,
+        &d.default_ulimits.read().unwrap_or_else(|p| p.into_inner()),
+    );
     let res = tokio::task::spawn_blocking(move || -> Result<i32, ApiError> {
         let log = log_config(&daemon, &c2)?;
         let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
@@ -125,7 +135,8 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             e
         };
         let opts = CreateOptions {
-            runtime: daemon.runtime.runtime.clone(),
+            runtime,
+            runtime_args,
             log,
         };
         let pid = daemon

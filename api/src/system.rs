@@ -109,6 +109,21 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
         driver.status().into_iter().map(|(k, v)| [k, v]).collect()
     })
     .await?;
+    let (runtimes, default_runtime) = {
+        let r = d.runtimes.read().unwrap_or_else(|p| p.into_inner());
+        (r.info(), r.default.clone())
+    };
+    let log_driver = d
+        .log_default
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .driver
+        .clone();
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -118,15 +133,16 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Images": images,
             "Driver": d.layers.driver().name(),
             "DriverStatus": status,
-            "Plugins": { "Volume": [], "Network": [], "Authorization": null, "Log": [] },
+            "Plugins": { "Volume": ["local"], "Network": [], "Authorization": null,
+                "Log": ["json-file", "local"] },
             "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
             "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
             "Debug": d.debug.load(std::sync::atomic::Ordering::Relaxed),
             "NFd": 0, "NGoroutines": 0,
             "SystemTime": "",
-            "LoggingDriver": "json-file",
+            "LoggingDriver": log_driver,
             "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "1",
+            "CgroupVersion": cgroup_version,
             "NEventsListener": 0,
             "KernelVersion": kernel,
             "OperatingSystem": os_name(),
@@ -142,14 +158,14 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Labels": *d.labels.read().unwrap_or_else(|p| p.into_inner()),
             "ExperimentalBuild": false,
             "ServerVersion": VERSION,
-            "Runtimes": {},
-            "DefaultRuntime": "runc",
+            "Runtimes": runtimes,
+            "DefaultRuntime": default_runtime,
             "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null, "NodeID": "", "NodeAddr": "" },
             "LiveRestoreEnabled": d.live_restore.load(std::sync::atomic::Ordering::Relaxed),
             "Isolation": "",
-            "InitBinary": "",
-            "SecurityOptions": [],
-            "Warnings": ["Running containers, networks and volumes are not implemented yet in this Strata"],
+            "InitBinary": if strata_runtime::spec::mounts::find_init().is_some() { "docker-init" } else { "" },
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Warnings": ["Container networking (bridge, ports, DNS) is not implemented yet in this Strata (issue #6): containers get only a loopback interface"],
         }),
     ))
 }

@@ -79,6 +79,8 @@ pub fn cgroup_path(id: &str) -> String {
 pub struct CreateOptions {
     /// The OCI runtime binary for this container.
     pub runtime: PathBuf,
+    /// Its global options.
+    pub runtime_args: Vec<String>,
     pub log: LogConfig,
 }
 
@@ -158,6 +160,7 @@ impl Runtime {
                 id: c.id.clone(),
                 runtime: o.runtime.clone(),
                 runtime_root: self.runtime_root(),
+                runtime_args: o.runtime_args.clone(),
                 log: o.log.clone(),
                 tty: c.config.tty,
                 open_stdin: c.config.open_stdin,
@@ -267,7 +270,11 @@ impl Runtime {
             .shim_args(id)
             .ok_or_else(|| RunError::NotRunning(id.to_string()))?;
         let mut cmd = std::process::Command::new(&a.runtime);
-        cmd.arg("--root").arg(&a.runtime_root).args(args).arg(id);
+        cmd.args(&a.runtime_args)
+            .arg("--root")
+            .arg(&a.runtime_root)
+            .args(args)
+            .arg(id);
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .stdin(if input.is_some() {

@@ -339,6 +339,8 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
         .symlink("bin/chown", "busybox")
         .symlink("bin/chmod", "busybox")
         .symlink("bin/stat", "busybox")
+        .symlink("bin/linux32", "busybox")
+        .symlink("bin/unshare", "busybox")
         .build();
     let l1 = TarBuilder::new()
         .dir("etc")

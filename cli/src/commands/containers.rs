@@ -385,10 +385,11 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if let Some(v) = &a.shm_size {
         hc["ShmSize"] = json!(super::exec::ram_in_bytes(v)?);
     }
+    let security_opt = security_opts(&a.security_opt)?;
     for (k, v) in [
         ("CapAdd", &a.cap_add),
         ("CapDrop", &a.cap_drop),
-        ("SecurityOpt", &a.security_opt),
+        ("SecurityOpt", &security_opt),
     ] {
         if !v.is_empty() {
             hc[k] = json!(v);
@@ -397,12 +398,7 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if !a.ulimit.is_empty() {
         let mut list = Vec::new();
         for u in &a.ulimit {
-            let bad = || CliError::Usage(format!("invalid ulimit argument: {u}"));
-            let (name, vals) = u.split_once('=').ok_or_else(bad)?;
-            let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-            let soft: i64 = soft.parse().map_err(|_| bad())?;
-            let hard: i64 = hard.parse().map_err(|_| bad())?;
-            list.push(json!({ "Name": name, "Soft": soft, "Hard": hard }));
+            list.push(strata_runtime::spec::ulimit::parse(u).map_err(CliError::Usage)?);
         }
         hc["Ulimits"] = json!(list);
     }
@@ -492,6 +488,36 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
         eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
     }
     Ok(v["Id"].as_str().unwrap_or("").to_string())
+}
+
+/// `--security-opt` values as the docker CLI sends them: a seccomp profile file is read and
+/// sent as its content.
+fn security_opts(opts: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    for o in opts {
+        if o == "no-new-privileges" || o == "disable" {
+            out.push(o.clone());
+            continue;
+        }
+        let (k, v) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .ok_or_else(|| CliError::Usage(format!("Invalid --security-opt: {o:?}")))?;
+        if k == "seccomp" && v != "unconfined" && v != "builtin" {
+            let data = std::fs::read_to_string(v).map_err(|e| {
+                CliError::Usage(format!("opening seccomp profile ({v}) failed: {e}"))
+            })?;
+            let compact: Value = serde_json::from_str(&data).map_err(|e| {
+                CliError::Usage(format!(
+                    "compacting json for seccomp profile ({v}) failed: {e}"
+                ))
+            })?;
+            out.push(format!("seccomp={compact}"));
+        } else {
+            out.push(o.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.

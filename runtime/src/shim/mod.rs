@@ -45,6 +45,9 @@ pub struct ShimArgs {
     pub runtime: PathBuf,
     /// The runtime's own state root (`runc --root`).
     pub runtime_root: PathBuf,
+    /// Global options of the runtime (daemon.json `runtimeArgs`), before its command.
+    #[serde(default)]
+    pub runtime_args: Vec<String>,
     /// Where the output goes.
     pub log: LogConfig,
     /// The init runs on a terminal.

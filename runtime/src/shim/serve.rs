@@ -164,7 +164,7 @@ pub fn run(state: &Path, args: ShimArgs, mut ready: std::fs::File) -> i32 {
 
 fn runtime(a: &ShimArgs) -> Command {
     let mut c = Command::new(&a.runtime);
-    c.arg("--root").arg(&a.runtime_root);
+    c.args(&a.runtime_args).arg("--root").arg(&a.runtime_root);
     c
 }
 

@@ -59,11 +59,30 @@ fn cap_name(c: &str) -> String {
     }
 }
 
+/// "All" capabilities: those of the daemon's own bounding set (a host may withhold some, and
+/// a container cannot get what its runtime does not hold; dockerd asks for every one the
+/// kernel knows and fails there).
+pub fn all_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|b| b & (1u64 << bit) != 0))
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
 /// The capability set from the defaults, `CapAdd`/`CapDrop` (`ALL` allowed) and
 /// `Privileged`.
 pub fn capabilities(hc: &Value) -> Result<Vec<String>, SpecError> {
     if hc["Privileged"].as_bool() == Some(true) {
-        return Ok(ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect());
+        return Ok(all_capabilities());
     }
     let list = |k: &'static str| -> Result<Vec<String>, SpecError> {
         match &hc[k] {
@@ -89,7 +108,7 @@ pub fn capabilities(hc: &Value) -> Result<Vec<String>, SpecError> {
         }
     }
     let mut caps: Vec<String> = if add.iter().any(|c| c == "CAP_ALL") {
-        ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+        all_capabilities()
     } else {
         CAPABILITIES.iter().map(|s| s.to_string()).collect()
     };
@@ -248,14 +267,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
             format!("the working directory '{cwd}' is invalid, it needs to be an absolute path"),
         ));
     }
-    let no_new_privs = hc["SecurityOpt"].as_array().is_some_and(|a| {
-        a.iter().any(|o| {
-            matches!(
-                o.as_str(),
-                Some("no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true")
-            )
-        })
-    });
+    let security =
+        super::seccomp::security_opts(hc).map_err(|e| invalid("SecurityOpt", e.to_string()))?;
+    let no_new_privs = security.no_new_privileges;
     let mut rlimits = Vec::new();
     for u in hc["Ulimits"].as_array().into_iter().flatten() {
         let name = u["Name"]
@@ -348,9 +362,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
     for m in &c.mount_points {
         mounts.push(m.spec().map_err(|e| invalid("Mounts", e.to_string()))?);
     }
-    let (devices, device_rules) = super::mounts::devices(hc)?;
+    let (mut devices, device_rules) = super::mounts::devices(hc)?;
     let mut resources = resources(hc)?;
-    if let Some(a) = resources["devices"].as_array_mut() {
+    if privileged {
+        // Every host device, and the device cgroup allows them all.
+        let mut all = super::mounts::host_devices();
+        all.retain(|d| !devices.iter().any(|x| x["path"] == d["path"]));
+        devices.extend(all);
+        resources["devices"] = json!([{ "allow": true, "access": "rwm" }]);
+    } else if let Some(a) = resources["devices"].as_array_mut() {
         a.extend(device_rules);
     }
     let mut linux = json!({
@@ -362,6 +382,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
         "resources": resources,
         "devices": devices,
     });
+    if let Some(sc) = super::seccomp::for_container(&security, &caps) {
+        linux["seccomp"] = sc;
+    }
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);

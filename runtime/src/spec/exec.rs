@@ -2,7 +2,6 @@
 //! no-new-privileges, environment) with the exec's command, and its user, environment,
 //! working directory, terminal and privileges on top, as dockerd builds it.
 
-use super::defaults::ALL_CAPABILITIES;
 use super::user::ResolvedUser;
 use serde_json::{json, Value};
 
@@ -74,7 +73,7 @@ pub fn exec_process(container: &Value, e: &ExecSpec) -> Value {
         }
     }
     if e.privileged {
-        let all = json!(ALL_CAPABILITIES);
+        let all = json!(super::builder::all_capabilities());
         p["capabilities"] = json!({ "bounding": all, "effective": all, "permitted": all });
     }
     p

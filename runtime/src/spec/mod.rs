@@ -3,6 +3,8 @@
 pub mod builder;
 pub mod defaults;
 pub mod mounts;
+pub mod seccomp;
+pub mod ulimit;
 pub mod user;
 
 pub use builder::{build, EtcFiles, SpecError, SpecInput};

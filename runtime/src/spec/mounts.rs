@@ -60,6 +60,53 @@ pub fn devices(hc: &Value) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     Ok((devs, rules))
 }
 
+/// Every device node of the host's `/dev` (`--privileged`), as dockerd gives them: not those
+/// under `/dev/pts`, `/dev/shm` and `/dev/mqueue`, nor the console.
+pub fn host_devices() -> Vec<Value> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<Value>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                let skip = [
+                    "/dev/pts",
+                    "/dev/shm",
+                    "/dev/mqueue",
+                    "/dev/.lxc",
+                    "/dev/.udev",
+                ];
+                if !skip.iter().any(|s| p == std::path::Path::new(s)) {
+                    walk(&p, out);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if p == std::path::Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = md.rdev();
+            out.push(json!({ "path": p.display().to_string(), "type": typ,
+                "major": libc::major(rdev), "minor": libc::minor(rdev),
+                "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid() }));
+        }
+    }
+    let mut out = Vec::new();
+    walk(std::path::Path::new("/dev"), &mut out);
+    out
+}
+
 /// Where the init for `--init` is found: dockerd's `docker-init`, else Debian's tini.
 pub fn find_init() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
