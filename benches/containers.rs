@@ -1,0 +1,324 @@
+//! Containers against dockerd 20.10, in the same run (issue #5): `run --rm IMG /bin/true`
+//! latency (median of 100), `create`+`start`+`wait`+`rm` throughput with 1 and 4 clients,
+//! and `exec` latency (median of 100) in a running container.
+//!
+//! `cargo bench --bench containers` (root, runc; dockerd from Debian's `docker.io` when
+//! installed, else Strata alone). Both engines get the same busybox image, a data root of
+//! their own on a fresh loop-mounted ext4, and `NetworkMode: none` (dockerd runs with
+//! `--bridge=none`; Strata has no networking yet). The calls are the ones the docker CLI
+//! makes: `run --rm` is create, wait (`condition=removed`, sent before the start), start,
+//! and the wait's answer. Results print as a Markdown table for benches/README.md.
+
+#[path = "engines.rs"]
+mod engines;
+use engines::{connect, json_request, read_response, start_dockerd, start_strata, Engine};
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use strata_graph::archive::tar::{Header, Kind, TarWriter};
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::Digest;
+
+const IMAGE: &str = "bench/busybox:1";
+const RUNS: usize = 100;
+
+/// A one-layer busybox image as `docker save` writes it.
+fn busybox_image(dir: &Path) -> PathBuf {
+    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let layer = TarBuilder::new()
+        .dir("bin")
+        .file_mode("bin/busybox", &bb, 0o755, 0, 0)
+        .symlink("bin/sh", "busybox")
+        .symlink("bin/true", "busybox")
+        .symlink("bin/sleep", "busybox")
+        .dir("tmp")
+        .build();
+    let diff = Digest::of(&layer);
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"],"Env":["PATH=/bin"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    )
+    .into_bytes();
+    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
+    let manifest =
+        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{IMAGE}"],"Layers":["l/layer.tar"]}}]"#);
+    let mut w = TarWriter::new(Vec::new());
+    for (p, data) in [
+        (cfg_name.as_str(), &cfg[..]),
+        ("l/layer.tar", &layer[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let h = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).expect("append");
+    }
+    let path = dir.join("busybox.tar");
+    std::fs::write(&path, w.finish().expect("tar")).expect("write");
+    path
+}
+
+fn id_of(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    v["Id"].as_str().expect("an Id").to_string()
+}
+
+fn create(e: &Engine, cmd: &[&str], auto_remove: bool) -> String {
+    let body = serde_json::json!({
+        "Image": IMAGE, "Cmd": cmd,
+        "HostConfig": { "NetworkMode": "none", "AutoRemove": auto_remove },
+    });
+    let (status, b) = json_request(e, "POST", "/containers/create", &body.to_string());
+    assert_eq!(
+        status,
+        201,
+        "{}: create: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    id_of(&b)
+}
+
+fn start(e: &Engine, id: &str) {
+    let (status, b) = json_request(e, "POST", &format!("/containers/{id}/start"), "");
+    assert_eq!(
+        status,
+        204,
+        "{}: start: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+}
+
+/// Sends a wait request and returns the connection to read its answer from.
+fn send_wait(e: &Engine, id: &str, condition: &str) -> BufReader<Box<dyn engines::Conn>> {
+    let mut c = connect(e, false);
+    write!(
+        c,
+        "POST /containers/{id}/wait?condition={condition} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("wait request");
+    BufReader::new(c)
+}
+
+/// `docker run --rm IMG /bin/true`, as the CLI calls it (without attaching).
+fn run_rm(e: &Engine) -> Duration {
+    let t = Instant::now();
+    let id = create(e, &["/bin/true"], true);
+    let mut wait = send_wait(e, &id, "removed");
+    start(e, &id);
+    let (status, b) = read_response(&mut wait);
+    assert_eq!(
+        status,
+        200,
+        "{}: wait: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    t.elapsed()
+}
+
+/// create + start + wait + rm.
+fn cycle(e: &Engine) {
+    let id = create(e, &["/bin/true"], false);
+    start(e, &id);
+    let mut wait = send_wait(e, &id, "not-running");
+    let (status, b) = read_response(&mut wait);
+    assert_eq!(
+        status,
+        200,
+        "{}: wait: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    let (status, b) = json_request(e, "DELETE", &format!("/containers/{id}"), "");
+    assert_eq!(
+        status,
+        204,
+        "{}: rm: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+}
+
+/// Containers per second through `cycle` with `clients` in parallel, `each` cycles per client.
+fn throughput(e: &Engine, clients: usize, each: usize) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                for _ in 0..each {
+                    cycle(e);
+                }
+            });
+        }
+    });
+    (clients * each) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `docker exec CTR /bin/true`: exec create, then an attached start read to its end.
+fn exec(e: &Engine, ctr: &str) -> Duration {
+    let t = Instant::now();
+    let body = r#"{"Cmd":["/bin/true"],"AttachStdout":true,"AttachStderr":true}"#;
+    let (status, b) = json_request(e, "POST", &format!("/containers/{ctr}/exec"), body);
+    assert_eq!(
+        status,
+        201,
+        "{}: exec create: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    let eid = id_of(&b);
+    let mut c = connect(e, false);
+    let start = r#"{"Detach":false,"Tty":false}"#;
+    write!(
+        c,
+        "POST /exec/{eid}/start HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{start}",
+        start.len()
+    )
+    .expect("exec start");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("exec stream");
+    assert!(
+        rest.starts_with(b"HTTP/1.1 101") || rest.starts_with(b"HTTP/1.1 200"),
+        "{}: exec start: {}",
+        e.name,
+        String::from_utf8_lossy(&rest)
+    );
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Figures {
+    run_rm: Duration,
+    one: f64,
+    four: f64,
+    exec: Duration,
+}
+
+fn measure(e: &Engine, image: &Path) -> Figures {
+    let (status, b) = engines::request(e, "POST", "/images/load?quiet=1", Some(image));
+    assert_eq!(
+        status,
+        200,
+        "{}: load: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    // Warm up: first runs pay for caches on both sides.
+    for _ in 0..3 {
+        run_rm(e);
+    }
+    let runs: Vec<Duration> = (0..RUNS).map(|_| run_rm(e)).collect();
+    let run_rm = median(runs);
+    eprintln!(
+        "{}: run --rm median {:.1} ms",
+        e.name,
+        run_rm.as_secs_f64() * 1e3
+    );
+    let one = throughput(e, 1, 40);
+    let four = throughput(e, 4, 20);
+    eprintln!(
+        "{}: create+start+wait+rm {one:.1}/s (1 client), {four:.1}/s (4 clients)",
+        e.name
+    );
+    let ctr = create(e, &["sleep", "1000"], false);
+    start(e, &ctr);
+    for _ in 0..3 {
+        exec(e, &ctr);
+    }
+    let exec_lat = median((0..RUNS).map(|_| exec(e, &ctr)).collect());
+    eprintln!(
+        "{}: exec median {:.1} ms",
+        e.name,
+        exec_lat.as_secs_f64() * 1e3
+    );
+    let _ = json_request(e, "DELETE", &format!("/containers/{ctr}?force=1"), "");
+    Figures {
+        run_rm,
+        one,
+        four,
+        exec: exec_lat,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("containers: bench");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/runc").exists() {
+        eprintln!("SKIPPED: the container benchmark needs root and runc");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("strata-bench-containers-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
+    let image = busybox_image(dir.path());
+    let fresh_fs = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).expect("dir");
+        strata_graph::graphtest::loopfs::LoopFs::new(&d, &["mkfs.ext4", "-q", "-F"], 2 << 30, "")
+            .unwrap_or_else(|e| panic!("loop ext4: {e:?}"))
+    };
+    let strata = {
+        let fs = fresh_fs("strata");
+        let e = start_strata(&fs.mnt);
+        let f = measure(&e, &image);
+        drop(e);
+        f
+    };
+    let docker = {
+        let fs = fresh_fs("docker");
+        start_dockerd(&fs.mnt).map(|e| {
+            let f = measure(&e, &image);
+            drop(e);
+            f
+        })
+    };
+    let d = docker.as_ref();
+    let cell = |v: Option<String>| v.unwrap_or_else(|| "not installed".into());
+    let ms = |x: Duration| format!("{:.1} ms", x.as_secs_f64() * 1e3);
+    println!("\n| what | dockerd 20.10 | Strata | ratio |\n|---|---|---|---|");
+    for (what, s, t) in [
+        (
+            "`run --rm IMG /bin/true` latency (median of 100)",
+            strata.run_rm,
+            d.map(|d| d.run_rm),
+        ),
+        (
+            "`exec CTR /bin/true` latency (median of 100)",
+            strata.exec,
+            d.map(|d| d.exec),
+        ),
+    ] {
+        println!(
+            "| {what} | {} | {} | {} |",
+            cell(t.map(ms)),
+            ms(s),
+            cell(t.map(|t| format!("{:.2}× the time", s.as_secs_f64() / t.as_secs_f64())))
+        );
+    }
+    for (what, s, t) in [
+        (
+            "`create`+`start`+`wait`+`rm`, 1 client",
+            strata.one,
+            d.map(|d| d.one),
+        ),
+        (
+            "`create`+`start`+`wait`+`rm`, 4 clients",
+            strata.four,
+            d.map(|d| d.four),
+        ),
+    ] {
+        println!(
+            "| {what} | {} | {s:.1} containers/s | {} |",
+            cell(t.map(|t| format!("{t:.1} containers/s"))),
+            cell(t.map(|t| format!("{:.2}×", s / t)))
+        );
+    }
+}
