@@ -512,3 +512,66 @@ fn logs_binds_and_init() {
     );
     d.ok(&["rm", "chatty", "quiet"]);
 }
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    if !ready() {
+        return;
+    }
+    let d = loaded();
+    // strata CLI: ctrl-p ctrl-q typed into `run -it`; the daemon ends the stream, the CLI
+    // exits 0 and the container runs on, its input still open.
+    let (out, code) = d.under_pty(
+        &format!(
+            "{} run -it --name dk {IMG} sh",
+            env!("CARGO_BIN_EXE_strata")
+        ),
+        &["echo typed-in\n", "\x10\x11"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("typed-in"), "{out}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]).trim(),
+        "true"
+    );
+    // A custom sequence on the API, from a raw client: held-back bytes of a broken sequence
+    // reach the container, the complete one detaches.
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "POST /containers/dk/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("attach");
+    s.write_all(b"echo \x01y-after\n").expect("input");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"\x01x").expect("detach");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut all = Vec::new();
+    let r = s.read_to_end(&mut all);
+    assert!(r.is_ok(), "the daemon closed the stream: {r:?}");
+    assert!(
+        String::from_utf8_lossy(&all).contains("y-after"),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]).trim(),
+        "true"
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "POST /containers/dk/attach?stream=1&stdin=1&detachKeys=ctrl-1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("attach");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 400")
+            && answer.contains("Invalid detach keys (ctrl-1) provided"),
+        "{answer}"
+    );
+    d.ok(&["rm", "-f", "dk"]);
+}

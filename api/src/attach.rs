@@ -80,6 +80,7 @@ pub async fn bridge<IO>(
     shim: UnixStream,
     tty: bool,
     input: bool,
+    detach_keys: &[u8],
 ) -> (Option<i64>, tokio::io::WriteHalf<IO>)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -90,9 +91,27 @@ where
         .and_then(|()| tokio::net::UnixStream::from_std(shim));
     let Ok(shim) = shim else { return (None, cw) };
     let (mut sr, mut sw) = shim.into_split();
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+    let keys = detach_keys.to_vec();
     let pump = input.then(|| {
         tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            let mut scan = DetachScan::new(keys);
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let (out, hit) = scan.feed(&buf[..n]);
+                if sw.write_all(&out).await.is_err() {
+                    return;
+                }
+                if hit {
+                    // Detached: the connection ends, the container's input stays open.
+                    let _ = detached_tx.send(());
+                    return;
+                }
+            }
             // The end of the client's input ends the process's (with StdinOnce).
             let _ = sw.shutdown().await;
         })
@@ -100,7 +119,11 @@ where
     let mut code = None;
     loop {
         let mut h = [0u8; frame::HEADER];
-        if sr.read_exact(&mut h).await.is_err() {
+        let got = tokio::select! {
+            r = sr.read_exact(&mut h) => r.is_ok(),
+            _ = &mut detached => false,
+        };
+        if !got {
             break;
         }
         let (stream, n) = frame::header(&h);
@@ -130,6 +153,76 @@ where
     }
     (code, cw)
 }
+
+/// Finds the detach sequence in a client's input: bytes that may begin it are held back
+/// until it is complete (then dropped) or broken (then passed on), as dockerd's escape proxy.
+pub struct DetachScan {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScan {
+    pub fn new(keys: Vec<u8>) -> Self {
+        DetachScan { keys, matched: 0 }
+    }
+
+    /// The bytes to pass on, and whether the sequence is complete.
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(data);
+            return (out, false);
+        }
+        for &b in data {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            if self.matched > 0 {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    continue;
+                }
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+}
+
+/// Parses detach keys as Docker writes them (`ctrl-p,ctrl-q`, `a,ctrl-@`).
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::bad_request(format!("Invalid detach keys ({s}) provided"));
+    let mut out = Vec::new();
+    for k in s.split(',') {
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [b @ b'a'..=b'z'] => b - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad()),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Docker's default detach keys: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
 
 /// The content type of a process's stream.
 pub fn stream_type(tty: bool) -> &'static str {
@@ -164,6 +257,10 @@ pub async fn attach(
     let c = find(d, key)?;
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let input = stdin && c.config.open_stdin;
+    let keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(k) => parse_detach_keys(k)?,
+        None => DEFAULT_DETACH_KEYS.to_vec(),
+    };
     let replay = if q.bool("logs") {
         Some(crate::run::log_reader(d, &c, q)?)
     } else {
@@ -193,7 +290,7 @@ pub async fn attach(
         }
         if let Some(rx) = shim {
             if let Ok(s) = rx.await {
-                let (_, mut w) = bridge(io, s, tty, input).await;
+                let (_, mut w) = bridge(io, s, tty, input, &keys).await;
                 let _ = w.shutdown().await;
                 return;
             }
@@ -227,4 +324,40 @@ pub async fn resize(d: &Arc<Daemon>, key: &str, q: &Query) -> Result<Resp, ApiEr
         other => other?,
     }
     Ok(text(StatusCode::OK, "text/plain", ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_sequence() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            DEFAULT_DETACH_KEYS
+        );
+        assert_eq!(
+            parse_detach_keys("a,ctrl-@,ctrl-\\").unwrap(),
+            [b'a', 0, 28]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-1").unwrap_err().message,
+            "Invalid detach keys (ctrl-1) provided"
+        );
+        let mut s = DetachScan::new(DEFAULT_DETACH_KEYS.to_vec());
+        assert_eq!(
+            s.feed(b"ab\x10"),
+            (b"ab".to_vec(), false),
+            "a possible start is held"
+        );
+        assert_eq!(
+            s.feed(b"c"),
+            (b"\x10c".to_vec(), false),
+            "then passed on when broken"
+        );
+        assert_eq!(s.feed(b"x\x10\x10"), (b"x\x10".to_vec(), false));
+        assert_eq!(s.feed(b"\x11rest"), (Vec::new(), true));
+        let mut none = DetachScan::new(Vec::new());
+        assert_eq!(none.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
 }

@@ -274,6 +274,7 @@ pub async fn start(
                 shim,
                 false,
                 false,
+                &[],
             )
             .await;
             ended(&daemon, &rec, code.unwrap_or(137));
@@ -285,7 +286,7 @@ pub async fn start(
     tokio::spawn(async move {
         let Ok(io) = upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(io);
-        let (code, mut w) = bridge(io, shim, tty, input).await;
+        let (code, mut w) = bridge(io, shim, tty, input, &[]).await;
         // Recorded before the connection ends: the client asks for the exit code next.
         ended(&daemon, &rec, code.unwrap_or(137));
         let _ = w.shutdown().await;

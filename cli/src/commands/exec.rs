@@ -93,6 +93,7 @@ pub fn exec(c: &Client, a: ExecArgs) -> Result<(), CliError> {
         a.tty,
         a.interactive && (isatty(0) || !a.tty),
         Some(resizer),
+        false,
     )?;
     let info = c.json("GET", &format!("/exec/{id}/json"), &[], Body::None)?;
     match info["ExitCode"].as_i64().unwrap_or(0) {

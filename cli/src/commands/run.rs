@@ -127,7 +127,10 @@ pub fn run(c: &Client, a: RunArgs) -> Result<(), CliError> {
         return Err(CliError::Exit(code));
     }
     let resizer = super::session::resizer(c, format!("/containers/{}/resize", cpath(&id)));
-    session(&mut attach, tty, interactive, Some(resizer))?;
+    if session(&mut attach, tty, interactive, Some(resizer), true)? {
+        // Detached: the container runs on; nothing to wait for.
+        return Ok(());
+    }
     let status = waiter
         .join()
         .map_err(|_| CliError::Usage("the wait request failed".into()))??;

@@ -116,12 +116,16 @@ pub fn resizer(c: &strata_api::client::Client, path: String) -> Resizer {
 }
 
 /// Runs an attached session until the output ends.
+/// Runs an attach session; `Ok(true)` when the user detached (the daemon saw the detach
+/// keys, ctrl-p ctrl-q, in the input and ended the stream; the container keeps running).
 pub fn session(
     resp: &mut Response,
     tty: bool,
     interactive: bool,
     resize: Option<Resizer>,
-) -> Result<(), CliError> {
+    detach_keys: bool,
+) -> Result<bool, CliError> {
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _raw = if tty && interactive && isatty(0) {
         RawMode::enable(0)
     } else {
@@ -129,9 +133,17 @@ pub fn session(
     };
     if interactive {
         if let Some(mut input) = resp.take_input() {
+            let detached = detached.clone();
             std::thread::spawn(move || {
                 let mut stdin = std::io::stdin().lock();
                 let mut buf = [0u8; 4096];
+                // The daemon acts on the keys; this only notes that they went out.
+                let keys = if detach_keys {
+                    strata_api::attach::DEFAULT_DETACH_KEYS.to_vec()
+                } else {
+                    Vec::new()
+                };
+                let mut scan = strata_api::attach::DetachScan::new(keys);
                 loop {
                     match stdin.read(&mut buf) {
                         Ok(0) | Err(_) => break,
@@ -140,6 +152,10 @@ pub fn session(
                                 return;
                             }
                             let _ = input.flush();
+                            if scan.feed(&buf[..n]).1 {
+                                detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                                return;
+                            }
                         }
                     }
                 }
@@ -163,5 +179,6 @@ pub fn session(
             }
         });
     }
-    demux(resp.reader(), tty)
+    demux(resp.reader(), tty)?;
+    Ok(detached.load(std::sync::atomic::Ordering::SeqCst))
 }
