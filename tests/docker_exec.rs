@@ -523,7 +523,7 @@ fn detach_keys_leave_the_container_running() {
     // exits 0 and the container runs on, its input still open.
     let (out, code) = d.under_pty(
         &format!(
-            "{} run -it --name dk {IMG} sh",
+            "timeout 20 {} run -it --name dk {IMG} sh",
             env!("CARGO_BIN_EXE_strata")
         ),
         &["echo typed-in\n", "\x10\x11"],

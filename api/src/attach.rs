@@ -91,7 +91,15 @@ where
         .and_then(|()| tokio::net::UnixStream::from_std(shim));
     let Ok(shim) = shim else { return (None, cw) };
     let (mut sr, mut sw) = shim.into_split();
-    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+    let (detached_tx, detached) = tokio::sync::oneshot::channel::<()>();
+    // Resolves only on a detach: a pump that ends otherwise (or none at all) drops the
+    // sender, which must not end the output.
+    let detached = async move {
+        if detached.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(detached);
     let keys = detach_keys.to_vec();
     let pump = input.then(|| {
         tokio::spawn(async move {

@@ -257,6 +257,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     // Resources and capabilities are checked now: a bad value is the create's 400.
     strata_runtime::spec::builder::resources(&host_config)
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
+        .and_then(|_| strata_runtime::spec::builder::cgroupns_private(&host_config))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     strata_runtime::volume::mount_point::check(&host_config)?;
     strata_runtime::spec::seccomp::security_opts(&host_config)

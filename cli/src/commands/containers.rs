@@ -112,6 +112,9 @@ pub struct CreateArgs {
     /// Time between running the check during the start period (ms|s|m|h).
     #[arg(long)]
     pub health_start_interval: Option<String>,
+    /// Cgroup namespace to use (host|private).
+    #[arg(long)]
+    pub cgroupns: Option<String>,
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long)]
     pub no_healthcheck: bool,
@@ -429,6 +432,9 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     }
     if a.init {
         hc["Init"] = json!(true);
+    }
+    if let Some(m) = &a.cgroupns {
+        hc["CgroupnsMode"] = json!(m);
     }
     if let Some(h) = healthcheck(&a)? {
         cfg["Healthcheck"] = h;

@@ -148,14 +148,17 @@ pub fn session(
                     match stdin.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if input.write_all(&buf[..n]).is_err() {
+                            // Noted before the keys go out: the daemon ends the stream as
+                            // soon as it has them.
+                            let hit = scan.feed(&buf[..n]).1;
+                            if hit {
+                                detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            if input.write_all(&buf[..n]).is_err() || hit {
+                                let _ = input.flush();
                                 return;
                             }
                             let _ = input.flush();
-                            if scan.feed(&buf[..n]).1 {
-                                detached.store(true, std::sync::atomic::Ordering::SeqCst);
-                                return;
-                            }
                         }
                     }
                 }

@@ -224,6 +224,20 @@ pub fn resources(hc: &Value) -> Result<Value, SpecError> {
     Ok(r)
 }
 
+/// Whether the container gets its own cgroup namespace: `CgroupnsMode` (`private`, `host`),
+/// by default private on a pure cgroup v2 host and host on v1, as dockerd decides.
+pub fn cgroupns_private(hc: &Value) -> Result<bool, SpecError> {
+    match hc["CgroupnsMode"].as_str().unwrap_or("") {
+        "private" => Ok(true),
+        "host" => Ok(false),
+        "" => Ok(std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()),
+        other => Err(invalid(
+            "CgroupnsMode",
+            format!("invalid cgroup namespace mode: {other}"),
+        )),
+    }
+}
+
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
     json!({ "destination": dest, "type": typ, "source": source, "options": options })
 }
@@ -373,11 +387,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
     } else if let Some(a) = resources["devices"].as_array_mut() {
         a.extend(device_rules);
     }
+    let mut namespaces = vec![
+        json!({ "type": "mount" }),
+        json!({ "type": "network" }),
+        json!({ "type": "uts" }),
+        json!({ "type": "pid" }),
+        json!({ "type": "ipc" }),
+    ];
+    if cgroupns_private(hc)? {
+        namespaces.push(json!({ "type": "cgroup" }));
+    }
     let mut linux = json!({
-        "namespaces": [
-            { "type": "mount" }, { "type": "network" }, { "type": "uts" },
-            { "type": "pid" }, { "type": "ipc" },
-        ],
+        "namespaces": namespaces,
         "cgroupsPath": input.cgroup_path,
         "resources": resources,
         "devices": devices,
