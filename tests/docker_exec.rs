@@ -573,5 +573,60 @@ fn detach_keys_leave_the_container_running() {
             && answer.contains("Invalid detach keys (ctrl-1) provided"),
         "{answer}"
     );
+    // Exec with its own detach keys: the stream ends, the process runs on, and its exit is
+    // recorded once it comes.
+    let body = r#"{"Cmd":["sh","-c","read x; sleep 2; exit 5"],"AttachStdin":true,"AttachStdout":true,"DetachKeys":"ctrl-e"}"#;
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "POST /containers/dk/exec HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("exec create");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    let eid = answer
+        .split("\"Id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("an exec ID")
+        .to_string();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    let start = r#"{"Detach":false,"Tty":false}"#;
+    write!(
+        s,
+        "POST /exec/{eid}/start HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{start}",
+        start.len()
+    )
+    .expect("exec start");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"\x05").expect("detach");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    assert!(s.read_to_end(&mut rest).is_ok(), "the exec's stream ended");
+    let exec_json = || -> serde_json::Value {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "--unix-socket"])
+            .arg(&d.sock)
+            .arg(format!("http://x/exec/{eid}/json"))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&o.stdout).expect("exec JSON")
+    };
+    // The process runs on (its input closed, as dockerd closes an exec's stdin when its
+    // attach ends), and its exit is recorded when it comes.
+    let v = exec_json();
+    assert_eq!(v["Running"], true, "{v}");
+    assert_eq!(v["DetachKeys"], "ctrl-e");
+    let t = Instant::now();
+    while exec_json()["Running"] == true {
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "the exec's end was not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(exec_json()["ExitCode"], 5);
     d.ok(&["rm", "-f", "dk"]);
 }

@@ -615,20 +615,12 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         reclaimed += size.max(0);
         deleted.push(c.id.clone());
     }
-    d.events.emit(
+    Ok(crate::events::pruned(
+        d,
         "container",
-        "prune",
-        "",
-        j!({ "reclaimed": reclaimed.to_string() }),
-    );
-    let deleted = if deleted.is_empty() {
-        Value::Null
-    } else {
-        j!(deleted)
-    };
-    Ok(json(
-        StatusCode::OK,
-        &j!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
+        "ContainersDeleted",
+        deleted,
+        reclaimed,
     ))
 }
 

@@ -71,6 +71,31 @@ fn parse_time(v: Option<&str>) -> Result<Option<i128>, ApiError> {
 
 /// Whether labels match a `label` filter (`key` or `key=value`); `get` says whether a key
 /// is there and, if its value is a string, which.
+/// A prune's answer and event: `{KEY: [...] or null, "SpaceReclaimed": n}`, and a `prune`
+/// event of `typ` with the space reclaimed, as dockerd sends them.
+pub(crate) fn pruned(
+    d: &crate::Daemon,
+    typ: &str,
+    key: &str,
+    deleted: Vec<String>,
+    reclaimed: i64,
+) -> crate::body::Resp {
+    d.events.emit(
+        typ,
+        "prune",
+        "",
+        serde_json::json!({ "reclaimed": reclaimed.to_string() }),
+    );
+    let deleted = if deleted.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(deleted)
+    };
+    let mut body = serde_json::json!({ "SpaceReclaimed": reclaimed });
+    body[key] = deleted;
+    crate::body::json(hyper::StatusCode::OK, &body)
+}
+
 pub(crate) fn label_matches<'a>(
     filter: &str,
     get: impl Fn(&str) -> Option<Option<&'a str>>,

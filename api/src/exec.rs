@@ -32,6 +32,8 @@ pub struct ExecRecord {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub pid: i64,
+    /// As given at create (`DetachKeys`); empty: Docker's default.
+    pub detach_keys: String,
 }
 
 /// The execs the daemon knows, by ID.
@@ -115,7 +117,12 @@ pub async fn create(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> Resul
             "the working directory '{working_dir}' is invalid, it needs to be an absolute path"
         )));
     }
+    let detach_keys = text_field("DetachKeys");
+    if !detach_keys.is_empty() {
+        crate::attach::parse_detach_keys(&detach_keys)?;
+    }
     let rec = ExecRecord {
+        detach_keys,
         id: strata_graph::fsutil::random_id(32),
         container: c.id.clone(),
         cmd,
@@ -283,15 +290,47 @@ pub async fn start(
     }
     let tty = rec.tty;
     let input = rec.attach[0];
+    let keys = if rec.detach_keys.is_empty() {
+        crate::attach::DEFAULT_DETACH_KEYS.to_vec()
+    } else {
+        crate::attach::parse_detach_keys(&rec.detach_keys)?
+    };
     tokio::spawn(async move {
         let Ok(io) = upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(io);
-        let (code, mut w) = bridge(io, shim, tty, input, &[]).await;
-        // Recorded before the connection ends: the client asks for the exit code next.
-        ended(&daemon, &rec, code.unwrap_or(137));
+        let (code, mut w) = bridge(io, shim, tty, input, &keys).await;
+        match code {
+            // Recorded before the connection ends: the client asks for the exit code next.
+            Some(code) => ended(&daemon, &rec, code),
+            // Detached (or the stream broke): the process may run on; its exit is
+            // recorded when the shim has it.
+            None => follow_detached(daemon, rec),
+        }
         let _ = w.shutdown().await;
     });
     Ok(switching(tty))
+}
+
+/// Records the exit of an exec whose stream ended before it did (detach keys), from the
+/// shim's record; 137 if its container stops first without one.
+fn follow_detached(d: Arc<Daemon>, rec: ExecRecord) {
+    tokio::spawn(async move {
+        loop {
+            if let Some(code) = d.runtime.exec_exit(&rec.container, &rec.id) {
+                ended(&d, &rec, code);
+                return;
+            }
+            let running = d
+                .containers
+                .get(&rec.container)
+                .is_ok_and(|c| c.state.running);
+            if !running {
+                ended(&d, &rec, 137);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    });
 }
 
 /// `GET /exec/{id}/json`.
@@ -316,7 +355,7 @@ pub fn inspect(d: &Daemon, id: &str) -> Result<Resp, ApiError> {
             "OpenStdout": r.attach[1],
             "CanRemove": false,
             "ContainerID": r.container,
-            "DetachKeys": "",
+            "DetachKeys": r.detach_keys,
             "Pid": r.pid,
         }),
     ))

@@ -215,20 +215,12 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query, version: (u32, u32)) -> Result<Re
             Err(e) => return Err(e.into()),
         }
     }
-    d.events.emit(
+    Ok(crate::events::pruned(
+        d,
         "volume",
-        "prune",
-        "",
-        j!({ "reclaimed": reclaimed.to_string() }),
-    );
-    let deleted = if deleted.is_empty() {
-        Value::Null
-    } else {
-        j!(deleted)
-    };
-    Ok(json(
-        StatusCode::OK,
-        &j!({ "VolumesDeleted": deleted, "SpaceReclaimed": reclaimed }),
+        "VolumesDeleted",
+        deleted,
+        reclaimed,
     ))
 }
 

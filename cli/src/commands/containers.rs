@@ -883,17 +883,5 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<(), CliError> {
         q.push(("filters", f));
     }
     let v = c.json("POST", "/containers/prune", &q, Body::None)?;
-    let mut text = String::new();
-    if let Some(ids) = v["ContainersDeleted"].as_array().filter(|i| !i.is_empty()) {
-        text.push_str("Deleted Containers:\n");
-        for i in ids {
-            text.push_str(&format!("{}\n", i.as_str().unwrap_or("")));
-        }
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    ));
-    out(&text)
+    super::print_pruned(&v, "ContainersDeleted", "Deleted Containers")
 }

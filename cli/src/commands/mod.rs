@@ -30,6 +30,23 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>, CliError> {
     Ok(Some(serde_json::Value::Object(m).to_string()))
 }
 
+/// Prints a prune's answer as docker does: the removed names under `title`, then the space.
+pub fn print_pruned(v: &serde_json::Value, key: &str, title: &str) -> Result<(), CliError> {
+    let mut text = String::new();
+    if let Some(names) = v[key].as_array().filter(|i| !i.is_empty()) {
+        text.push_str(&format!("{title}:\n"));
+        for n in names {
+            text.push_str(&format!("{}\n", n.as_str().unwrap_or("")));
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        crate::format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    ));
+    out(&text)
+}
+
 /// Writes text to stdout.
 pub fn out(s: &str) -> Result<(), CliError> {
     let mut o = std::io::stdout().lock();

@@ -2,7 +2,7 @@
 
 use super::images::print_inspect;
 use super::{confirm, each, filters_json, out};
-use crate::format::{human_size, print_rows};
+use crate::format::print_rows;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -212,17 +212,5 @@ fn prune(c: &Client, a: PruneArgs) -> Result<(), CliError> {
         q.push(("filters", f));
     }
     let v = c.json("POST", "/volumes/prune", &q, Body::None)?;
-    let mut text = String::new();
-    if let Some(names) = v["VolumesDeleted"].as_array().filter(|i| !i.is_empty()) {
-        text.push_str("Deleted Volumes:\n");
-        for n in names {
-            text.push_str(&format!("{}\n", n.as_str().unwrap_or("")));
-        }
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    ));
-    out(&text)
+    super::print_pruned(&v, "VolumesDeleted", "Deleted Volumes")
 }
