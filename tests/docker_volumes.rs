@@ -364,6 +364,21 @@ fn local_driver_options_and_strata_cli() {
         String::from_utf8_lossy(&o.stdout),
         "cli local\nsmall local\n"
     );
+    let o = d.strata(&["system", "df", "-v"]);
+    let df = String::from_utf8_lossy(&o.stdout);
+    assert!(df.contains("Local Volumes space usage:"), "{df}");
+    assert!(
+        df.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["cli", "1", "4B"]),
+        "the volume, its one user and its 4 bytes: {df}"
+    );
+    let o = d.strata(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Local Volumes 2 1"));
     assert!(d.strata(&["rm", "writer"]).status.success());
     let o = d.strata(&["volume", "rm", "cli", "small"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -223,13 +223,109 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
-    if a.verbose {
-        return Err(CliError::Usage(
-            "system df --verbose is not implemented yet in strata".into(),
-        ));
+/// `system df -v`: every image, container and volume with its space, as docker prints it.
+fn df_verbose(v: &Value) -> Result<(), CliError> {
+    use crate::format::{ago, ellipsis, short_id};
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let mut images = Vec::new();
+    for i in list("Images") {
+        let size = i["Size"].as_f64().unwrap_or(0.0);
+        let shared = i["SharedSize"].as_f64().unwrap_or(0.0).max(0.0);
+        let tags: Vec<String> = i["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect();
+        let tags = if tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            tags
+        };
+        for t in tags {
+            let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
+            images.push(json!({
+                "Repository": repo, "Tag": tag,
+                "ID": short_id(i["Id"].as_str().unwrap_or("")),
+                "CreatedSince": ago(i["Created"].as_i64().unwrap_or(0)),
+                "Size": human_size(size), "SharedSize": human_size(shared),
+                "UniqueSize": human_size(size - shared),
+                "Containers": i["Containers"].as_i64().unwrap_or(0).to_string(),
+            }));
+        }
     }
+    let containers: Vec<Value> = list("Containers")
+        .iter()
+        .map(|c| {
+            let volumes = c["Mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["Type"] == "volume")
+                .count();
+            let name = c["Names"][0].as_str().unwrap_or("").trim_start_matches('/');
+            json!({
+                "ID": short_id(c["Id"].as_str().unwrap_or("")),
+                "Image": c["Image"],
+                "Command": format!("\"{}\"", ellipsis(c["Command"].as_str().unwrap_or(""), 20)),
+                "LocalVolumes": volumes.to_string(),
+                "Size": human_size(c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0)),
+                "RunningFor": ago(c["Created"].as_i64().unwrap_or(0)),
+                "Status": c["Status"], "Names": name,
+            })
+        })
+        .collect();
+    let volumes: Vec<Value> = list("Volumes")
+        .iter()
+        .map(|vol| {
+            json!({
+                "Name": vol["Name"],
+                "Links": vol["UsageData"]["RefCount"].as_i64().unwrap_or(0).to_string(),
+                "Size": human_size(vol["UsageData"]["Size"].as_f64().unwrap_or(0.0).max(0.0)),
+            })
+        })
+        .collect();
+    out("Images space usage:\n\n")?;
+    print_rows(
+        None,
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+        &[
+            ("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"), ("Size", "SIZE"), ("SharedSize", "SHARED SIZE"),
+            ("UniqueSize", "UNIQUE SIZE"), ("Containers", "CONTAINERS"),
+        ],
+        &images,
+    )?;
+    out("\nContainers space usage:\n\n")?;
+    print_rows(
+        None,
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+        &[
+            ("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"),
+            ("LocalVolumes", "LOCAL VOLUMES"), ("Size", "SIZE"), ("RunningFor", "CREATED"),
+            ("Status", "STATUS"), ("Names", "NAMES"),
+        ],
+        &containers,
+    )?;
+    out("\nLocal Volumes space usage:\n\n")?;
+    print_rows(
+        None,
+        "table {{.Name}}\t{{.Links}}\t{{.Size}}",
+        &[
+            ("Name", "VOLUME NAME"),
+            ("Links", "LINKS"),
+            ("Size", "SIZE"),
+        ],
+        &volumes,
+    )?;
+    out("\nBuild cache usage: 0B\n")
+}
+
+pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
     let v = c.json("GET", "/system/df", &[], Body::None)?;
+    if a.verbose {
+        return df_verbose(&v);
+    }
     let images = v["Images"].as_array().cloned().unwrap_or_default();
     let containers = v["Containers"].as_array().cloned().unwrap_or_default();
     let img_active = images
@@ -259,12 +355,19 @@ pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
         .filter(|c| c["State"] != "running")
         .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0))
         .sum();
+    let volumes = v["Volumes"].as_array().cloned().unwrap_or_default();
+    let vol_bytes = |x: &Value| x["UsageData"]["Size"].as_f64().unwrap_or(0.0).max(0.0);
+    let vol_used = |x: &Value| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0;
+    let vol_active = volumes.iter().filter(|x| vol_used(x)).count();
+    let vol_size: f64 = volumes.iter().map(vol_bytes).sum();
+    let vol_reclaim: f64 = volumes.iter().filter(|x| !vol_used(x)).map(vol_bytes).sum();
     let rows = vec![
         json!({ "Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(),
             "Size": human_size(img_size), "Reclaimable": reclaim((img_size - used).max(0.0), img_size) }),
         json!({ "Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ct_active.to_string(),
             "Size": human_size(ct_size), "Reclaimable": reclaim(ct_reclaim, ct_size) }),
-        json!({ "Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B" }),
+        json!({ "Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vol_active.to_string(),
+            "Size": human_size(vol_size), "Reclaimable": reclaim(vol_reclaim, vol_size) }),
         json!({ "Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B" }),
     ];
     print_rows(
