@@ -307,3 +307,154 @@ fn strata_cli_runs_containers() {
     );
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// The cgroup file of a container's v1 controller, or its v2 file.
+fn cgroup_value(id: &str, v1: &str, v2: &str) -> String {
+    let p = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        format!("/sys/fs/cgroup/strata/{id}/{v2}")
+    } else {
+        format!("/sys/fs/cgroup/{v1}").replace("{id}", id)
+    };
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn run_flags() {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    const IMG: &str = "test/busybox:1";
+    // --env-file (comments and blank lines skipped, a bare name taken from the client's
+    // environment), -e over it, --entrypoint, -w.
+    let env = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(env.path(), "# settings\nA=from-file\n\nB=b\nHOME\n").expect("write");
+    let envf = env.path().display().to_string();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        &envf,
+        "-e",
+        "B=flag",
+        "-w",
+        "/tmp",
+        "--entrypoint",
+        "sh",
+        IMG,
+        "-c",
+        "echo $A $B $HOME; pwd",
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "from-file flag {}\n/tmp\n",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    );
+    // --cap-drop: chown needs CAP_CHOWN.
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        IMG,
+        "chown",
+        "65534",
+        "/tmp",
+    ]);
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    d.ok(&["run", "--rm", IMG, "chown", "65534", "/tmp"]);
+    // --stop-signal: `stop` sends it; the container's trap sees it and exits.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--stop-signal",
+        "USR1",
+        IMG,
+        "sh",
+        "-c",
+        "trap 'echo got USR1; exit 0' USR1; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    d.ok(&["stop", "-t", "5", id]);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stopped by its signal, not the timeout"
+    );
+    assert_eq!(d.ok(&["logs", id]), "got USR1\n");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.Config.StopSignal}} {{.State.ExitCode}}",
+            id
+        ])
+        .trim(),
+        "USR1 0"
+    );
+    d.ok(&["rm", id]);
+    // --cpuset-cpus and --cpu-shares in the container's cgroup.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--cpuset-cpus",
+        "0",
+        "--cpu-shares",
+        "512",
+        IMG,
+        "sleep",
+        "30",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        cgroup_value(id, "cpuset/strata/{id}/cpuset.cpus", "cpuset.cpus"),
+        "0"
+    );
+    let shares = cgroup_value(id, "cpu/strata/{id}/cpu.shares", "cpu.weight");
+    assert!(
+        shares == "512" || shares == "20",
+        "cpu.shares 512 (v1) or its v2 weight: {shares}"
+    );
+    d.ok(&["rm", "-f", id]);
+    // --blkio-weight where the kernel cannot weigh I/O: dockerd's warning, the weight dropped.
+    if !std::path::Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        let (ok, _, err) = d.try_docker(&["run", "--rm", "--blkio-weight", "300", IMG, "true"]);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains("Your kernel does not support Block I/O weight"),
+            "{err}"
+        );
+    }
+    // wait conditions: next-exit waits for the next exit of a stopped container.
+    let id = d.ok(&["create", IMG, "sh", "-c", "exit 4"]);
+    let id = id.trim().to_string();
+    let sock = d.sock.clone();
+    let waiter = std::thread::spawn(move || {
+        std::process::Command::new("curl")
+            .args(["-s", "-X", "POST", "--unix-socket"])
+            .arg(&sock)
+            .arg(format!("http://x/containers/{id}/wait?condition=next-exit"))
+            .output()
+            .expect("curl")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let id2 = d.ok(&["ps", "-aq", "--no-trunc"]);
+    d.ok(&["start", id2.trim()]);
+    let o = waiter.join().expect("waiter");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"StatusCode\":4"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

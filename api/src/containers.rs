@@ -254,6 +254,14 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         ));
     }
     host_config["RestartPolicy"] = j!({ "Name": policy.name, "MaximumRetryCount": policy.max });
+    let mut warnings: Vec<String> = Vec::new();
+    if host_config["BlkioWeight"].as_i64().is_some_and(|w| w > 0)
+        && !strata_runtime::cgroups::blkio_weight_supported()
+    {
+        // dockerd's words and behaviour (checked against 20.10 on this host).
+        warnings.push("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.".into());
+        host_config["BlkioWeight"] = j!(0);
+    }
     // Resources and capabilities are checked now: a bad value is the create's 400.
     strata_runtime::spec::builder::resources(&host_config)
         .and_then(|_| strata_runtime::spec::builder::capabilities(&host_config))
@@ -346,7 +354,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     emit(d, &c, "create", &[]);
     Ok(json(
         StatusCode::CREATED,
-        &j!({ "Id": c.id, "Warnings": [] }),
+        &j!({ "Id": c.id, "Warnings": warnings }),
     ))
 }
 

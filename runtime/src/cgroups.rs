@@ -217,6 +217,20 @@ fn clock_ticks() -> u64 {
     }
 }
 
+/// Whether the host's cgroups can weigh block I/O (`blkio.weight` in v1, `io` in v2, or the
+/// BFQ form); dockerd discards `--blkio-weight` with a warning where not.
+pub fn blkio_weight_supported() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        // On v2 the root lists the controllers; their files show in child cgroups only.
+        let ctrls = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        return ctrls.split_whitespace().any(|c| c == "io");
+    }
+    ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .any(|n| root.join("blkio").join(n).exists())
+}
+
 /// The host's CPU time (all CPUs, nanoseconds), as docker's `system_cpu_usage`.
 pub fn system_cpu_usage() -> u64 {
     let stat = read(Path::new("/proc/stat")).unwrap_or_default();
