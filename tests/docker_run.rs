@@ -458,3 +458,123 @@ fn run_flags() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// The interface names of a `/proc/net/dev`.
+fn interfaces(dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn network_modes() {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    const IMG: &str = "test/busybox:1";
+    // none (and, until container networking lands, bridge): a namespace with only lo.
+    for mode in ["none", "bridge"] {
+        let out = d.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            mode,
+            IMG,
+            "cat",
+            "/proc/net/dev",
+        ]);
+        assert_eq!(interfaces(&out), ["lo"], "{mode}: {out}");
+    }
+    // host: the host's interfaces, name and hosts file (as dockerd gives them).
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        IMG,
+        "sh",
+        "-c",
+        "hostname; cat /proc/net/dev",
+    ]);
+    let (name, dev) = out.split_once('\n').expect("two parts");
+    let host_dev = std::fs::read_to_string("/proc/net/dev").expect("host /proc/net/dev");
+    assert_eq!(interfaces(dev), interfaces(&host_dev));
+    assert_eq!(
+        name,
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .expect("hostname")
+            .trim()
+    );
+    // container:X: X's namespace, host name and /etc files.
+    let x = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "netowner",
+        "--hostname",
+        "owner",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    let x = x.trim();
+    let theirs = d.ok(&["exec", x, "readlink", "/proc/1/ns/net"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:netowner",
+        IMG,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; hostname; cat /etc/hostname",
+    ]);
+    assert_eq!(out, format!("{}owner\nowner\n", theirs), "{out}");
+    // dockerd's errors (checked against 20.10).
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "--network", "nope", IMG, "true"],
+            "network nope not found",
+        ),
+        (
+            vec!["run", "--rm", "--network", "container:nope", IMG, "true"],
+            "No such container: nope",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "-h",
+                "x",
+                "--network",
+                "container:netowner",
+                IMG,
+                "true",
+            ],
+            "conflicting options: hostname and the network mode",
+        ),
+    ] {
+        let (ok, _, err) = d.try_docker(&args);
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(
+        d.ok(&["ps", "-aq"]).lines().count(),
+        1,
+        "failed --rm runs leave nothing behind"
+    );
+    d.ok(&["create", "--name", "stopped", IMG, "true"]);
+    let (ok, _, err) =
+        d.try_docker(&["run", "--rm", "--network", "container:stopped", IMG, "true"]);
+    assert!(
+        !ok && err.contains("cannot join network of a non running container"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", "netowner", "stopped"]);
+}

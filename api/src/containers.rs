@@ -235,6 +235,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     ) {
         host_config["NetworkMode"] = j!("bridge");
     }
+    let hostname_for = network_checks(d, &host_config, &config)?;
     host_config["LogConfig"] = crate::run::resolve_log_config(d, &host_config)?;
     host_config["Runtime"] = j!(d
         .runtimes
@@ -282,7 +283,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     let name = q.get("name").filter(|n| !n.is_empty());
     let r = d.containers.reserve(name)?;
     if config.hostname.is_empty() {
-        config.hostname = r.id[..12].to_string();
+        config.hostname = hostname_for.unwrap_or_else(|| r.id[..12].to_string());
     }
     let config_volumes = serde_json::to_value(&config.volumes).unwrap_or(Value::Null);
     let resolved = {
@@ -356,6 +357,31 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         StatusCode::CREATED,
         &j!({ "Id": c.id, "Warnings": warnings }),
     ))
+}
+
+/// Checks the network mode as far as dockerd does at create; the host name a container gets when
+/// it names none (the host's on `host`, the other container's on `container:X`).
+fn network_checks(
+    d: &Daemon,
+    hc: &Value,
+    config: &ContainerConfig,
+) -> Result<Option<String>, ApiError> {
+    use strata_runtime::spec::network::{host_name, NetworkMode};
+    match NetworkMode::parse(hc["NetworkMode"].as_str().unwrap_or("")) {
+        NetworkMode::Bridge | NetworkMode::None => Ok(None),
+        NetworkMode::Host => Ok(Some(host_name())),
+        NetworkMode::Container(other) => {
+            if !config.hostname.is_empty() {
+                return Err(ApiError::bad_request(
+                    "conflicting options: hostname and the network mode",
+                ));
+            }
+            // A container that is missing now is the start's error, as with dockerd.
+            Ok(find(d, &other).ok().map(|o| o.config.hostname))
+        }
+        // Checked at start, as dockerd does (checked against 20.10: create answers 201).
+        NetworkMode::Named(_) => Ok(None),
+    }
 }
 
 fn label_match(labels: &Option<std::collections::BTreeMap<String, String>>, f: &str) -> bool {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use strata_graph::time::{rfc3339_now, ZERO_TIME};
 use strata_runtime::lifecycle::{parse_signal, CreateOptions, RunError};
 use strata_runtime::shim::{frame, LogConfig};
+use strata_runtime::spec::network::{NetworkMode, NetworkNs};
 use strata_runtime::Container;
 
 impl From<RunError> for ApiError {
@@ -111,17 +112,19 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
     }
     let daemon = d.clone();
     let mut c2 = c.clone();
-    let runtime_name = c.host_config["Runtime"].as_str().unwrap_or("").to_string();
-    let (runtime, runtime_args) = {
-        let r = d.runtimes.read().unwrap_or_else(|p| p.into_inner());
-        let name = r.name_for(Some(&runtime_name))?;
-        r.resolve(&name)?
-    };
     strata_runtime::spec::ulimit::merge_defaults(
         &mut c2.host_config,
         &d.default_ulimits.read().unwrap_or_else(|p| p.into_inner()),
     );
     let res = tokio::task::spawn_blocking(move || -> Result<i32, ApiError> {
+        // Inside: a failure here is a failed start like the runtime's (recorded, waiters
+        // told, `--rm` honoured), not a bare error.
+        let (runtime, runtime_args) = {
+            let r = daemon.runtimes.read().unwrap_or_else(|p| p.into_inner());
+            let name = r.name_for(c2.host_config["Runtime"].as_str())?;
+            r.resolve(&name)?
+        };
+        let (network, etc_from) = network_of(&daemon, &c2)?;
         let log = log_config(&daemon, &c2)?;
         let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
         if let Err(e) = crate::volumes::prepare(&daemon, &c2, &root) {
@@ -138,6 +141,8 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             runtime,
             runtime_args,
             log,
+            network,
+            etc_from,
         };
         let pid = daemon
             .runtime
@@ -204,6 +209,34 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
     crate::health::start(d, &c);
     monitor(d.clone(), c.id.clone());
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+/// The network namespace a container starts in, and whose `/etc` files it shares: another
+/// container's for `container:<id>` (which must be running, dockerd's 409 otherwise).
+fn network_of(
+    d: &Daemon,
+    c: &Container,
+) -> Result<(NetworkNs, Option<std::path::PathBuf>), ApiError> {
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    match NetworkMode::parse(mode) {
+        NetworkMode::Host => Ok((NetworkNs::Host, None)),
+        NetworkMode::Container(other) => {
+            let o = find(d, &other)?;
+            if !o.state.running || o.state.pid <= 0 {
+                return Err(ApiError::conflict(format!(
+                    "cannot join network of a non running container: {}",
+                    o.id
+                )));
+            }
+            Ok((
+                NetworkNs::Join(format!("/proc/{}/ns/net", o.state.pid).into()),
+                Some(d.runtime.state_dir(&o.id)),
+            ))
+        }
+        // User-defined networks come with container networking (issue #6).
+        NetworkMode::Named(n) => Err(ApiError::not_found(format!("network {n} not found"))),
+        NetworkMode::Bridge | NetworkMode::None => Ok((NetworkNs::New, None)),
+    }
 }
 
 /// Waits in the background for a running container to exit, then records it.

@@ -81,7 +81,32 @@ pub struct CreateOptions {
     pub runtime: PathBuf,
     /// Its global options.
     pub runtime_args: Vec<String>,
+    /// Its network namespace.
+    pub network: spec::network::NetworkNs,
+    /// The state directory of the container whose network it joins: its `/etc/hosts`,
+    /// `/etc/hostname` and `/etc/resolv.conf` are shared (`--network container:X`).
+    pub etc_from: Option<PathBuf>,
     pub log: LogConfig,
+}
+
+/// Writes a container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`: the host's
+/// hosts file on the host's network (as dockerd copies it), a minimal one otherwise.
+fn write_etc_files(
+    etc: &EtcFiles,
+    host: &str,
+    network: &spec::network::NetworkNs,
+) -> Result<(), RunError> {
+    std::fs::write(&etc.hostname, format!("{host}\n")).map_err(io_ctx("writing hostname"))?;
+    let hosts = match network {
+        spec::network::NetworkNs::Host => std::fs::read("/etc/hosts").unwrap_or_default(),
+        _ => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"
+        )
+        .into_bytes(),
+    };
+    std::fs::write(&etc.hosts, hosts).map_err(io_ctx("writing hosts"))?;
+    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(&etc.resolv_conf, resolv).map_err(io_ctx("writing resolv.conf"))
 }
 
 /// The attach flags of the shim protocol: `i`, `o`, `e`.
@@ -117,20 +142,22 @@ impl Runtime {
         std::fs::create_dir_all(&dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
         std::fs::create_dir_all(self.runtime_root())
             .map_err(io_ctx("creating the runtime root"))?;
-        let etc = EtcFiles {
-            hosts: dir.join("hosts"),
-            hostname: dir.join("hostname"),
-            resolv_conf: dir.join("resolv.conf"),
+        let etc = match &o.etc_from {
+            Some(other) => EtcFiles {
+                hosts: other.join("hosts"),
+                hostname: other.join("hostname"),
+                resolv_conf: other.join("resolv.conf"),
+            },
+            None => {
+                let etc = EtcFiles {
+                    hosts: dir.join("hosts"),
+                    hostname: dir.join("hostname"),
+                    resolv_conf: dir.join("resolv.conf"),
+                };
+                write_etc_files(&etc, &c.config.hostname, &o.network)?;
+                etc
+            }
         };
-        let host = &c.config.hostname;
-        std::fs::write(&etc.hostname, format!("{host}\n")).map_err(io_ctx("writing hostname"))?;
-        std::fs::write(
-            &etc.hosts,
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"),
-        )
-        .map_err(io_ctx("writing hosts"))?;
-        let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(&etc.resolv_conf, resolv).map_err(io_ctx("writing resolv.conf"))?;
         let user = spec::resolve_user(rootfs, &c.config.user)?;
         let init = if c.host_config["Init"].as_bool() == Some(true) {
             Some(spec::mounts::find_init().ok_or_else(|| {
@@ -149,6 +176,7 @@ impl Runtime {
             etc: Some(&etc),
             cgroup_path: cgroup_path(&c.id),
             init: init.as_deref(),
+            network: &o.network,
         })?;
         let data = serde_json::to_vec(&s)
             .map_err(|e| io_ctx("encoding the spec")(std::io::Error::other(e)))?;

@@ -75,6 +75,7 @@ fn run(id: &str, args: &[&str], user: &str, hc: serde_json::Value) -> (i32, Stri
         etc: None,
         cgroup_path: format!("/strata-test/{id}"),
         init: None,
+        network: &strata_runtime::spec::network::NetworkNs::New,
     })
     .unwrap();
     std::fs::write(

@@ -341,6 +341,7 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
         .symlink("bin/stat", "busybox")
         .symlink("bin/linux32", "busybox")
         .symlink("bin/unshare", "busybox")
+        .symlink("bin/readlink", "busybox")
         .build();
     let l1 = TarBuilder::new()
         .dir("etc")

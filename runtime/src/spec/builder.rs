@@ -48,6 +48,8 @@ pub struct SpecInput<'a> {
     pub cgroup_path: String,
     /// The init binary for `--init` (mounted at `/sbin/docker-init`).
     pub init: Option<&'a Path>,
+    /// Its network namespace.
+    pub network: &'a super::network::NetworkNs,
 }
 
 fn cap_name(c: &str) -> String {
@@ -389,11 +391,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Spec, SpecError
     }
     let mut namespaces = vec![
         json!({ "type": "mount" }),
-        json!({ "type": "network" }),
         json!({ "type": "uts" }),
         json!({ "type": "pid" }),
         json!({ "type": "ipc" }),
     ];
+    match input.network {
+        super::network::NetworkNs::New => namespaces.push(json!({ "type": "network" })),
+        super::network::NetworkNs::Host => {}
+        super::network::NetworkNs::Join(p) => {
+            namespaces.push(json!({ "type": "network", "path": p.display().to_string() }))
+        }
+    }
     if cgroupns_private(hc)? {
         namespaces.push(json!({ "type": "cgroup" }));
     }
@@ -493,6 +501,7 @@ mod tests {
             etc: None,
             cgroup_path: "/strata/c0ffee".into(),
             init: None,
+            network: &crate::spec::network::NetworkNs::New,
         })
         .unwrap();
         let v = serde_json::to_value(&s).unwrap();

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod defaults;
 pub mod mounts;
+pub mod network;
 pub mod seccomp;
 pub mod ulimit;
 pub mod user;
