@@ -311,6 +311,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         restarts: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         health: Default::default(),
+        networks: std::sync::RwLock::new(
+            strata_netd::NetworkStore::open(&cfg.data_root.join("network"))
+                .context("opening the network store")?,
+        ),
         runtimes: std::sync::RwLock::new(runtimes(&cfg)?),
         default_ulimits: std::sync::RwLock::new(cfg.default_ulimits.clone()),
         volumes: Arc::new(

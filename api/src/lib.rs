@@ -14,6 +14,7 @@ pub mod events;
 pub mod exec;
 pub mod health;
 mod images;
+pub mod networks;
 pub mod resources;
 pub mod restart;
 pub mod run;
@@ -70,6 +71,8 @@ pub struct Daemon {
     pub default_ulimits: std::sync::RwLock<Vec<serde_json::Value>>,
     /// Health-check loops of running containers.
     pub health: health::Monitors,
+    /// The networks (reloadable records; issue #6 adds the links and rules).
+    pub networks: std::sync::RwLock<strata_netd::NetworkStore>,
     /// Named and anonymous volumes.
     pub volumes: Arc<strata_runtime::volume::VolumeStore>,
 }
@@ -377,12 +380,18 @@ async fn route(
         (&Method::GET, "/volumes") => volumes::list(&d, &q).await,
         (&Method::POST, "/volumes/create") => volumes::create(&d, req).await,
         (&Method::POST, "/volumes/prune") => volumes::prune(&d, &q, version).await,
+        (&Method::GET, "/networks") => networks::list(&d, &q),
+        (&Method::POST, "/networks/create") => networks::create(),
+        (&Method::POST, "/networks/prune") => networks::prune(&d),
         _ => {
             if let Some(rest) = path.strip_prefix("/containers/") {
                 return containers::route_named(d.clone(), method, rest, req, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/exec/") {
                 return exec::route(&d, method, rest, req, &q).await;
+            }
+            if let Some(rest) = path.strip_prefix("/networks/") {
+                return networks::route_named(&d, method, rest);
             }
             if let Some(name) = path.strip_prefix("/volumes/") {
                 return volumes::route_named(&d, method, name, &q).await;

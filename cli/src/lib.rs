@@ -177,6 +177,9 @@ pub enum ClientCommand {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(commands::volumes::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::networks::NetworkCommand),
 }
 
 /// Runs a client command.
@@ -220,5 +223,6 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Events(a) => sy::events(&c, a),
         ClientCommand::System(a) => sy::system(&c, a),
         ClientCommand::Volume(a) => commands::volumes::volume(&c, a),
+        ClientCommand::Network(a) => commands::networks::network(&c, a),
     }
 }

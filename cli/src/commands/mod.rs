@@ -4,6 +4,7 @@ pub mod containers;
 pub mod cp;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod run;
 pub mod session;
 pub mod system;

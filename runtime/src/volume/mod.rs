@@ -107,19 +107,6 @@ pub fn check_name(name: &str) -> Result<(), VolumeError> {
     Ok(())
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl VolumeStore {
     /// Opens (creating) the store at `root`. A directory without a record is a create that
     /// was interrupted: it is removed.
@@ -216,7 +203,7 @@ impl VolumeStore {
             .map_err(io_ctx(format!("creating {}", dir.display())))?;
         let data = serde_json::to_vec_pretty(&v)
             .map_err(|e| io_ctx("encoding a volume record")(std::io::Error::other(e)))?;
-        if let Err(e) = write_atomic(&dir.join("volume.json"), &data) {
+        if let Err(e) = strata_graph::fsutil::atomic_write(&dir.join("volume.json"), &data) {
             let _ = strata_graph::fsutil::remove_tree(&dir);
             return Err(io_ctx(format!("writing {}", dir.display()))(e));
         }
