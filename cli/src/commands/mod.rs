@@ -48,6 +48,33 @@ pub fn print_pruned(v: &serde_json::Value, key: &str, title: &str) -> Result<(),
     out(&text)
 }
 
+/// `inspect` of named objects under `prefix` (`/volumes`, `/networks`): each fetched, all
+/// printed, a missing one reported and the exit code 1, as docker does.
+pub fn inspect_each(
+    c: &strata_api::client::Client,
+    prefix: &str,
+    names: &[String],
+    format: Option<&str>,
+) -> Result<(), CliError> {
+    let mut objs = Vec::new();
+    let mut failed = false;
+    for n in names {
+        let path = format!("{prefix}/{}", strata_api::client::escape(n));
+        match c.json("GET", &path, &[], strata_api::client::Body::None) {
+            Ok(v) => objs.push(v),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    images::print_inspect(&objs, format)?;
+    if failed {
+        return Err(CliError::Exit(1));
+    }
+    Ok(())
+}
+
 /// Writes text to stdout.
 pub fn out(s: &str) -> Result<(), CliError> {
     let mut o = std::io::stdout().lock();

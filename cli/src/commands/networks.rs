@@ -1,6 +1,5 @@
 //! `network ls|inspect|create|rm|prune`.
 
-use super::images::print_inspect;
 use super::{confirm, each, filters_json, out};
 use crate::format::print_rows;
 use crate::CliError;
@@ -148,22 +147,7 @@ fn ls(c: &Client, a: LsArgs) -> Result<(), CliError> {
 }
 
 fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
-    let mut objs = Vec::new();
-    let mut failed = false;
-    for n in &a.networks {
-        match c.json("GET", &format!("/networks/{}", escape(n)), &[], Body::None) {
-            Ok(v) => objs.push(v),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    print_inspect(&objs, a.format.as_deref())?;
-    if failed {
-        return Err(CliError::Exit(1));
-    }
-    Ok(())
+    super::inspect_each(c, "/networks", &a.networks, a.format.as_deref())
 }
 
 fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {

@@ -1,6 +1,5 @@
 //! `volume create|ls|inspect|rm|prune`.
 
-use super::images::print_inspect;
 use super::{confirm, each, filters_json, out};
 use crate::format::print_rows;
 use crate::CliError;
@@ -165,22 +164,7 @@ fn ls(c: &Client, a: LsArgs) -> Result<(), CliError> {
 }
 
 fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
-    let mut objs = Vec::new();
-    let mut failed = false;
-    for n in &a.volumes {
-        match c.json("GET", &format!("/volumes/{}", escape(n)), &[], Body::None) {
-            Ok(v) => objs.push(v),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    print_inspect(&objs, a.format.as_deref())?;
-    if failed {
-        return Err(CliError::Exit(1));
-    }
-    Ok(())
+    super::inspect_each(c, "/volumes", &a.volumes, a.format.as_deref())
 }
 
 fn rm(c: &Client, a: RmArgs) -> Result<(), CliError> {
