@@ -235,3 +235,35 @@ fn health_checks() {
         "base",
     ]);
 }
+
+#[test]
+fn health_survives_a_live_restore() {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return;
+    }
+    let mut d = Daemon::start_with("overlay2", &["--live-restore"]);
+    d.load_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "kept",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "3s",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    let h = wait_status(&d, "kept", "healthy", 10);
+    assert_eq!(h["Status"], "healthy", "{h}");
+    // A restarted daemon keeps the last result (as dockerd) instead of starting over; the
+    // next probe comes an interval later.
+    d.restart();
+    let h = health(&d, "kept");
+    assert_eq!(h["Status"], "healthy", "{h}");
+    assert!(h["Log"].as_array().is_some_and(|l| !l.is_empty()), "{h}");
+    d.ok(&["rm", "-f", "kept"]);
+}

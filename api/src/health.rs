@@ -198,15 +198,18 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-/// Starts the probe loop of a container that just started (or was found running).
-pub fn start(d: &Arc<Daemon>, c: &Container) {
+/// Starts the probe loop of a container that just started (`fresh`: its health begins as
+/// `starting`) or was found running by a restarted daemon (its last result stays).
+pub fn start(d: &Arc<Daemon>, c: &Container, fresh: bool) {
     let Some(chk) = check(c) else { return };
     let _ = d.containers.update(&c.id, |x| {
-        x.state.health = Some(Health {
-            status: "starting".into(),
-            failing_streak: 0,
-            log: Vec::new(),
-        });
+        if fresh || x.state.health.is_none() {
+            x.state.health = Some(Health {
+                status: "starting".into(),
+                failing_streak: 0,
+                log: Vec::new(),
+            });
+        }
     });
     let daemon = d.clone();
     let id = c.id.clone();

@@ -206,7 +206,7 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
     })?;
     crate::volumes::mounted(d, &c);
     emit(d, &c, "start", &[]);
-    crate::health::start(d, &c);
+    crate::health::start(d, &c, true);
     monitor(d.clone(), c.id.clone());
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
@@ -790,7 +790,7 @@ pub async fn adopt(d: &Arc<Daemon>) {
             let daemon = d.clone();
             let layer = c.layer_name().to_string();
             let _ = tokio::task::spawn_blocking(move || daemon.layers.mount_rw(&layer, "")).await;
-            crate::health::start(d, &c);
+            crate::health::start(d, &c, false);
             monitor(d.clone(), c.id.clone());
         } else {
             let exit = d
