@@ -416,6 +416,16 @@ fn logs_binds_and_init() {
         d.ok(&["logs", "--tail", "2", "chatty"]),
         "line-299\nline-300\n"
     );
+    // A tail reaching into the rotated files: the same lines as the end of the whole log.
+    for n in [40, 90, 1000] {
+        let all: Vec<&str> = out.lines().collect();
+        let want = all[all.len().saturating_sub(n)..].join("\n") + "\n";
+        assert_eq!(
+            d.ok(&["logs", "--tail", &n.to_string(), "chatty"]),
+            want,
+            "--tail {n}"
+        );
+    }
     // --log-driver none keeps nothing and says so.
     d.ok(&[
         "run",

@@ -111,13 +111,16 @@ pub fn after_exit(d: &Arc<Daemon>, c: &Container, code: i64) -> bool {
     let started = strata_graph::time::rfc3339_secs(&c.state.started_at).unwrap_or(0);
     let ran = Duration::from_secs((strata_graph::time::now_secs() - started).max(0) as u64);
     let delay = d.restarts.next(&c.id, ran);
-    if d.containers
-        .update(&c.id, |x| {
-            x.state.status = "restarting".into();
-            x.state.restarting = true;
-        })
-        .is_err()
-    {
+    // Checked again on the record itself: a stop may have come since `c` was read.
+    let marked = d.containers.update(&c.id, |x| {
+        if x.manually_stopped {
+            return false;
+        }
+        x.state.status = "restarting".into();
+        x.state.restarting = true;
+        true
+    });
+    if !matches!(marked, Ok(true)) {
         return false;
     }
     let d = d.clone();
@@ -129,6 +132,10 @@ pub fn after_exit(d: &Arc<Daemon>, c: &Container, code: i64) -> bool {
             let go = x.state.restarting && !x.manually_stopped;
             if go {
                 x.restart_count += 1;
+            } else if x.state.restarting {
+                // Stopped while waiting: it stays stopped.
+                x.state.restarting = false;
+                x.state.status = "exited".into();
             }
             go
         });

@@ -570,7 +570,12 @@ fn read_log(
     };
     if !from_end {
         let files = cfg.files();
-        for f in &files[..files.len() - 1] {
+        // With --tail, rotated files older than the last N lines are not read at all.
+        let first = match tail {
+            Some(n) => first_file_for_tail(&files, n),
+            None => 0,
+        };
+        for f in &files[first..files.len() - 1] {
             let Ok(file) = std::fs::File::open(f) else {
                 continue;
             };
@@ -634,6 +639,21 @@ fn read_log(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The index of the oldest of `files` (oldest first) that holds any of their last `n` lines.
+fn first_file_for_tail(files: &[std::path::PathBuf], n: usize) -> usize {
+    let mut lines = 0;
+    for (i, f) in files.iter().enumerate().rev() {
+        let count = std::fs::read(f)
+            .map(|b| b.iter().filter(|c| **c == b'\n').count())
+            .unwrap_or(0);
+        lines += count;
+        if lines >= n {
+            return i;
+        }
+    }
+    0
 }
 
 /// Whether a container runs or may still start (created, and no failed start).
