@@ -176,16 +176,7 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             });
             // Waiters (`docker run` waits before it starts) learn of the failure as an exit,
             // and `--rm` removes the container, as with dockerd.
-            let _ = d.changes.send(Change {
-                id: c.id.clone(),
-                what: "die",
-                code,
-            });
-            if c.host_config["AutoRemove"].as_bool() == Some(true) {
-                if let Ok(c) = find(d, &c.id) {
-                    let _ = crate::containers::remove_container(d, &c, true).await;
-                }
-            }
+            exited(d, &c.id, code, None).await;
             return Err(e);
         }
     };
@@ -286,14 +277,21 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         emit(d, &c, "oom", &[]);
     }
     emit(d, &c, "die", &[("exitCode", exit.code.to_string())]);
+    exited(d, id, exit.code, Some(&c)).await;
+}
+
+/// After a container stopped (or failed to start): waiters learn the code, then the restart
+/// policy of `stopped` (none for a failed start) may start it again, else `--rm` removes it.
+async fn exited(d: &Arc<Daemon>, id: &str, code: i64, stopped: Option<&Container>) {
     let _ = d.changes.send(Change {
         id: id.to_string(),
         what: "die",
-        code: exit.code,
+        code,
     });
-    if crate::restart::after_exit(d, &c, exit.code) {
+    if stopped.is_some_and(|c| crate::restart::after_exit(d, c, code)) {
         return;
     }
+    let Ok(c) = find(d, id) else { return };
     if c.host_config["AutoRemove"].as_bool() == Some(true) {
         if let Err(e) = crate::containers::remove_container(d, &c, true).await {
             tracing::warn!(container = %id, "--rm: {}", e.message);
