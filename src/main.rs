@@ -114,14 +114,6 @@ struct DaemonArgs {
     tlskey: Option<PathBuf>,
 }
 
-/// The first `name` in `$PATH`.
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// A group name or number as a gid.
 fn group_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse() {
@@ -300,7 +292,6 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         events: Default::default(),
         runtime: strata_runtime::lifecycle::Runtime {
             exec_root: cfg.exec_root.clone(),
-            runtime: find_in_path("runc").unwrap_or_else(|| PathBuf::from("runc")),
             shim_exe: std::env::current_exe().context("finding the strata binary")?,
         },
         changes: tokio::sync::broadcast::channel(256).0,

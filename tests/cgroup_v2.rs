@@ -8,13 +8,9 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use strata_graph::graphtest::vm;
 
 const IMG: &str = "test/busybox:1";
-
-fn vm_runner() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vm/run-in-vm.sh");
-    p.exists().then_some(p)
-}
 
 fn pure_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -35,40 +31,16 @@ fn mount_v2_in_vm() {
 
 #[test]
 fn containers_on_pure_cgroup_v2() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
-    let in_vm = std::env::var_os("STRATA_IN_VM").is_some();
+    let in_vm = vm::inside();
     if !in_vm && !pure_v2() {
-        let Some(runner) = vm_runner() else {
+        if !vm::rerun("containers_on_pure_cgroup_v2", &[("VM_TIMEOUT", "900")]) {
             eprintln!(
                 "SKIPPED: this host is not pure cgroup v2 and the VM runner is not available"
             );
-            return;
-        };
-        let exe = std::env::current_exe().expect("current_exe");
-        let out = Command::new(runner)
-            .arg(exe)
-            .args([
-                "--exact",
-                "containers_on_pure_cgroup_v2",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("STRATA_IN_VM", "1")
-            .env("VM_ENV", "STRATA_IN_VM")
-            .env("VM_TIMEOUT", "900")
-            .output()
-            .expect("run-in-vm.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("--- in the VM ---\n{stdout}\n{stderr}");
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "failed in the VM (exit {:?})",
-            out.status.code()
-        );
+        }
         return;
     }
     if in_vm {

@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn ready() -> bool {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
-        return false;
-    }
-    true
-}
-
 fn loaded() -> Daemon {
     let d = Daemon::start("overlay2");
     d.load_busybox();
@@ -35,7 +27,7 @@ fn cgroup_file(id: &str, v1_controller: &str, v1: &str, v2: &str) -> std::path::
 
 #[test]
 fn stdin_and_terminals() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = loaded();
@@ -70,7 +62,7 @@ fn stdin_and_terminals() {
 
 #[test]
 fn exec_pause_top_stats_update() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = loaded();
@@ -233,7 +225,7 @@ fn exec_pause_top_stats_update() {
 
 #[test]
 fn limits_and_restart_policies() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = loaded();
@@ -377,7 +369,7 @@ fn limits_and_restart_policies() {
 
 #[test]
 fn logs_binds_and_init() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = loaded();
@@ -525,7 +517,7 @@ fn logs_binds_and_init() {
 
 #[test]
 fn detach_keys_leave_the_container_running() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = loaded();

@@ -28,8 +28,7 @@ fn wait_status(d: &Daemon, name: &str, want: &str, secs: u64) -> serde_json::Val
 
 #[test]
 fn health_checks() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");
@@ -238,8 +237,7 @@ fn health_checks() {
 
 #[test]
 fn health_survives_a_live_restore() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let mut d = Daemon::start_with("overlay2", &["--live-restore"]);

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn run_output_exit_codes_and_rm() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let mut d = Daemon::start("overlay2");
@@ -104,8 +103,7 @@ fn run_output_exit_codes_and_rm() {
 
 #[test]
 fn detached_logs_stop_kill_and_restarts() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let mut d = Daemon::start_with("overlay2", &["--live-restore"]);
@@ -323,8 +321,7 @@ fn cgroup_value(id: &str, v1: &str, v2: &str) -> String {
 
 #[test]
 fn run_flags() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");
@@ -472,8 +469,7 @@ fn interfaces(dev: &str) -> Vec<String> {
 
 #[test]
 fn network_modes() {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");

@@ -10,17 +10,9 @@ use std::time::{Duration, Instant};
 
 const IMG: &str = "test/busybox:1";
 
-fn ready() -> bool {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn seccomp_and_privileged() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");
@@ -148,7 +140,7 @@ fn wrapper(dir: &std::path::Path, name: &str, log: &std::path::Path) -> std::pat
 
 #[test]
 fn runtimes_and_default_ulimits() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,14 +7,6 @@
 mod common;
 use common::*;
 
-fn ready() -> bool {
-    if !docker_available() || !runc_available() {
-        eprintln!("SKIPPED: needs the docker CLI and runc");
-        return false;
-    }
-    true
-}
-
 const IMG: &str = "test/busybox:1";
 
 /// An image with `VOLUME /data` whose /data holds a file owned by nobody, mode 0750.
@@ -45,7 +37,7 @@ fn volumes(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn named_volumes_keep_data_and_get_the_image_content() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");
@@ -197,7 +189,7 @@ fn named_volumes_keep_data_and_get_the_image_content() {
 
 #[test]
 fn anonymous_volumes_volumes_from_mounts_and_prune() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");
@@ -292,7 +284,7 @@ fn anonymous_volumes_volumes_from_mounts_and_prune() {
 
 #[test]
 fn local_driver_options_and_strata_cli() {
-    if !ready() {
+    if !can_run_containers() {
         return;
     }
     let d = Daemon::start("overlay2");

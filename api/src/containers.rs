@@ -308,8 +308,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             return Err(e.into());
         }
     };
-    let made_volumes = resolved.created.clone();
-    let resolved_created = resolved.created.clone();
+    let made_volumes = resolved.created;
     let c = Container {
         id: r.id.clone(),
         name: r.name.clone(),
@@ -329,7 +328,8 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     let daemon = d.clone();
     let top = img.top_layer;
     let c2 = c.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    // The volumes made for it come back for their events.
+    let res = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ApiError> {
         let opts = CreateOpts {
             storage_opt,
             mount_label: String::new(),
@@ -347,11 +347,10 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             undo_volumes();
             return Err(e.into());
         }
-        Ok(())
+        Ok(made_volumes)
     })
     .await?;
-    res?;
-    crate::volumes::created(d, &resolved_created);
+    crate::volumes::created(d, &res?);
     emit(d, &c, "create", &[]);
     Ok(json(
         StatusCode::CREATED,

@@ -77,7 +77,7 @@ impl Runtimes {
         let path = if spec.path.contains('/') {
             PathBuf::from(&spec.path)
         } else {
-            find_in_path(&spec.path).ok_or_else(|| {
+            strata_runtime::lifecycle::find_in_path(&spec.path).ok_or_else(|| {
                 ApiError::internal(format!(
                     "runtime {name}: {:?} not found in $PATH",
                     spec.path
@@ -99,14 +99,6 @@ impl Runtimes {
         }
         Value::Object(m)
     }
-}
-
-/// The first `name` in `$PATH`.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

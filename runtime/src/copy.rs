@@ -328,18 +328,19 @@ pub fn copy_dir_out(
             .unwrap_or_else(|_| Err(io_ctx("copying")(io::Error::other("the copier panicked"))));
         applied.and(exported)
     })?;
-    let c = std::ffi::CString::new(dst.as_os_str().as_encoded_bytes())
-        .map_err(|e| io_ctx("copying")(io::Error::other(e)))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let rc = unsafe { libc::lchown(c.as_ptr(), r.st.st_uid, r.st.st_gid) };
-    if rc != 0 {
-        return Err(io_ctx(format!("chown {}", dst.display()))(
-            io::Error::last_os_error(),
-        ));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(r.st.st_mode & 0o7777))
-        .map_err(io_ctx(format!("chmod {}", dst.display())))?;
+    let owner = || -> io::Result<()> {
+        let d = sys::open(
+            dst,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )?;
+        sys::lchownat(d.as_fd(), b"", r.st.st_uid, r.st.st_gid)?;
+        sys::fchmod(d.as_fd(), r.st.st_mode & 0o7777)
+    };
+    owner().map_err(io_ctx(format!(
+        "setting the owner and mode of {}",
+        dst.display()
+    )))?;
     Ok(true)
 }
 

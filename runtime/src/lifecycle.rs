@@ -43,8 +43,6 @@ fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError
 pub struct Runtime {
     /// `--exec-root`: state directories and the runtime's own state.
     pub exec_root: PathBuf,
-    /// The default OCI runtime binary (runc).
-    pub runtime: PathBuf,
     /// The binary to re-execute as `strata shim`.
     pub shim_exe: PathBuf,
 }
@@ -67,6 +65,14 @@ impl Exit {
             oom_killed: false,
         }
     }
+}
+
+/// The first `name` in `$PATH` (the runtime, the init).
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The cgroup of a container.

@@ -297,6 +297,16 @@ pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Run
     Ok(Running(child))
 }
 
+/// Whether the docker CLI and runc are here to run containers; says the test is skipped
+/// when not.
+pub fn can_run_containers() -> bool {
+    if !docker_available() || !runc_available() {
+        eprintln!("SKIPPED: needs the docker CLI and runc");
+        return false;
+    }
+    true
+}
+
 /// Whether runc (Debian's package) is there to run containers.
 pub fn runc_available() -> bool {
     Command::new("runc")

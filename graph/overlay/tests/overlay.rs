@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::graphtest::vm;
 use strata_graph::{CreateOpts, Driver, StorageOpts};
 use strata_overlay::{MountApi, OverlayDriver};
 
@@ -218,38 +219,6 @@ fn write_until_error(path: &Path, max: usize) -> Result<usize, std::io::Error> {
     Ok(written)
 }
 
-/// The VM runner that boots a Debian kernel (see shared/vm/README.md), when present.
-fn vm_runner() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vm/run-in-vm.sh");
-    p.exists().then_some(p)
-}
-
-/// Re-runs the named test of this binary inside the VM; true when it ran there and passed.
-fn run_in_vm(test: &str) -> bool {
-    let Some(runner) = vm_runner() else {
-        return false;
-    };
-    let exe = std::env::current_exe().expect("current_exe");
-    let out = Command::new(runner)
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("STRATA_IN_VM", "1")
-        .env("VM_ENV", "STRATA_IN_VM")
-        // Loaded at boot: on-demand loading needs /lib/modules to exist on the host.
-        .env("VM_PRELOAD", "xfs")
-        .output()
-        .expect("run-in-vm.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- in the VM ---\n{stdout}\n{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} failed in the VM (exit {:?})",
-        out.status.code()
-    );
-    true
-}
-
 #[test]
 fn size_limits_container_layers_on_xfs_with_pquota() {
     let dir = tempdir();
@@ -260,11 +229,12 @@ fn size_limits_container_layers_on_xfs_with_pquota() {
             return;
         }
         Xfs::NoQuota => {
-            assert!(
-                std::env::var_os("STRATA_IN_VM").is_none(),
-                "the VM kernel must have xfs quotas"
-            );
-            if !run_in_vm("size_limits_container_layers_on_xfs_with_pquota") {
+            assert!(!vm::inside(), "the VM kernel must have xfs quotas");
+            // Loaded at boot: on-demand loading needs /lib/modules to exist on the host.
+            if !vm::rerun(
+                "size_limits_container_layers_on_xfs_with_pquota",
+                &[("VM_PRELOAD", "xfs")],
+            ) {
                 eprintln!("SKIPPED: this kernel has no xfs quota support and the VM runner is not available");
             }
             return;

@@ -7,6 +7,7 @@
 
 pub mod loopfs;
 pub mod tars;
+pub mod vm;
 
 use crate::archive::ChangeKind;
 use crate::digest::Digest;

@@ -109,16 +109,9 @@ pub fn host_devices() -> Vec<Value> {
 
 /// Where the init for `--init` is found: dockerd's `docker-init`, else Debian's tini.
 pub fn find_init() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for name in ["docker-init", "tini-static", "tini"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
+    ["docker-init", "tini-static", "tini"]
+        .iter()
+        .find_map(|n| crate::lifecycle::find_in_path(n))
 }
 
 /// Where the init is mounted in the container.

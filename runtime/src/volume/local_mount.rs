@@ -3,8 +3,8 @@
 
 use super::VolumeError;
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::path::Path;
+use strata_graph::{fsutil, sys};
 
 /// Checks options as dockerd's local driver does (`type`, `device` and `o`, each needing
 /// the others it goes with).
@@ -72,71 +72,39 @@ pub fn parse_o(o: &str) -> (libc::c_ulong, String) {
     (flags, data.join(","))
 }
 
-fn cstr(s: &str) -> Result<CString, VolumeError> {
-    CString::new(s).map_err(|_| VolumeError::Invalid(format!("option {s:?} contains a NUL")))
-}
-
 /// Mounts the volume's filesystem on `target`.
 pub fn mount(opts: &BTreeMap<String, String>, target: &Path) -> Result<(), VolumeError> {
+    if let Some(v) = opts.values().find(|v| v.contains('\0')) {
+        return Err(VolumeError::Invalid(format!("option {v:?} contains a NUL")));
+    }
     let get = |k: &str| opts.get(k).map(String::as_str).unwrap_or("");
     let (flags, data) = parse_o(get("o"));
-    let device = cstr(get("device"))?;
-    let fstype = cstr(get("type"))?;
-    let data = cstr(&data)?;
-    let tgt = cstr(&target.to_string_lossy())?;
-    // SAFETY: every pointer is a valid NUL-terminated string for the call's duration.
-    let rc = unsafe {
-        libc::mount(
-            device.as_ptr(),
-            tgt.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(VolumeError::Invalid(format!(
+    sys::mount(
+        get("device").as_bytes(),
+        target,
+        get("type").as_bytes(),
+        flags,
+        Some(data.as_bytes()),
+    )
+    .map_err(|e| {
+        VolumeError::Invalid(format!(
             "error while mounting volume '{}': failed to mount local volume: mount {}:{}, flags: {flags:#x}, data: {}: {e}",
             target.display(),
             get("device"),
             target.display(),
             get("o"),
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// Whether something is mounted exactly on `path`.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|mp| unescape(mp) == want.as_ref())
-    })
+    fsutil::is_mountpoint(path).unwrap_or(false)
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// Unmounts `path` (every mount stacked there) when mounted.
+/// Unmounts what is mounted on `path` (and below it).
 pub fn unmount_if_mounted(path: &Path) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-    while is_mounted(path) {
-        // SAFETY: `c` is a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    fsutil::unmount_all_under(path).map(drop)
 }
 
 #[cfg(test)]

@@ -345,19 +345,7 @@ impl VolumeStore {
 
     /// Bytes used by a volume's data (a walk of its tree; blocking).
     pub fn size(&self, name: &str) -> i64 {
-        fn walk(p: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else {
-                return 0;
-            };
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) if m.is_file() => m.len(),
-                    _ => 0,
-                })
-                .sum()
-        }
-        walk(&self.data_path(name)) as i64
+        strata_graph::archive::tree_size(&self.data_path(name)).unwrap_or(0) as i64
     }
 
     /// Whether the volume's data directory is empty (a new volume to fill from the image).

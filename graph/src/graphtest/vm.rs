@@ -1,0 +1,44 @@
+//! Re-running a test inside the VM of `shared/vm/` (Debian's kernel, with what this one
+//! lacks: device-mapper, xfs quotas, a pure cgroup v2 mount, ...). The test binary runs there
+//! unchanged with `STRATA_IN_VM=1` set, so it can tell where it is.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The VM runner, when `shared/` is there beside the project.
+pub fn runner() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vm/run-in-vm.sh");
+    p.exists().then_some(p)
+}
+
+/// Whether this test runs inside the VM.
+pub fn inside() -> bool {
+    std::env::var_os("STRATA_IN_VM").is_some()
+}
+
+/// Runs the test `test` of the current test binary in the VM, with `env` for the runner
+/// (`VM_PRELOAD`, `VM_TIMEOUT`, ...), and asserts that it passed there. `false` when there
+/// is no runner (the caller reports the skip).
+pub fn rerun(test: &str, env: &[(&str, &str)]) -> bool {
+    let Some(runner) = runner() else {
+        return false;
+    };
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(runner)
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("STRATA_IN_VM", "1")
+        .env("VM_ENV", "STRATA_IN_VM")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run-in-vm.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- in the VM ---\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} failed in the VM (exit {:?})",
+        out.status.code()
+    );
+    true
+}
