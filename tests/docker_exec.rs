@@ -523,12 +523,12 @@ fn detach_keys_leave_the_container_running() {
     let d = loaded();
     // strata CLI: ctrl-p ctrl-q typed into `run -it`; the daemon ends the stream, the CLI
     // exits 0 and the container runs on, its input still open.
-    let (out, code) = d.under_pty(
+    let (out, code) = d.under_pty_when(
         &format!(
-            "timeout 20 {} run -it --name dk {IMG} sh",
+            "timeout 40 {} run -it --name dk {IMG} sh",
             env!("CARGO_BIN_EXE_strata")
         ),
-        &["echo typed-in\n", "\x10\x11"],
+        &[("/ # ", "echo typed-in\n"), ("\ntyped-in", "\x10\x11")],
     );
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("typed-in"), "{out}");

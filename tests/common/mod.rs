@@ -167,18 +167,51 @@ impl Daemon {
     /// STRATA_HOST set, feeding `input` line by line, half a second apart; returns the
     /// terminal's output and the exit code.
     pub fn under_pty(&self, cmdline: &str, input: &[&str]) -> (String, Option<i32>) {
-        use std::io::Write;
+        let steps: Vec<(&str, &str)> = input.iter().map(|i| ("", *i)).collect();
+        self.under_pty_when(cmdline, &steps)
+    }
+
+    /// Like `under_pty`, but each input waits (up to 30 s) until the output so far contains
+    /// its marker: keys such as ctrl-p ctrl-q must reach the client after it has put the
+    /// terminal in raw mode, or the terminal itself takes them.
+    pub fn under_pty_when(&self, cmdline: &str, steps: &[(&str, &str)]) -> (String, Option<i32>) {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
         let mut child = Command::new("script")
             .args(["-qec", cmdline, "/dev/null"])
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("STRATA_HOST", format!("unix://{}", self.sock.display()))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("run script (util-linux)");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let reader = child.stdout.take().map(|mut o| {
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = o.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = seen.lock() {
+                        s.extend_from_slice(&buf[..n]);
+                    }
+                }
+            })
+        });
+        let contains = |marker: &str| {
+            seen.lock()
+                .map(|s| String::from_utf8_lossy(&s).contains(marker))
+                .unwrap_or(false)
+        };
         if let Some(mut i) = child.stdin.take() {
-            for l in input {
+            for (marker, l) in steps {
+                let t = Instant::now();
+                while !contains(marker) && t.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 std::thread::sleep(Duration::from_millis(500));
                 let _ = i.write_all(l.as_bytes());
                 let _ = i.flush();
@@ -186,11 +219,12 @@ impl Daemon {
             // Keep the input open a little: script ends when its input does.
             std::thread::sleep(Duration::from_millis(1500));
         }
-        let o = child.wait_with_output().expect("wait for script");
-        (
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            o.status.code(),
-        )
+        let status = child.wait().expect("wait for script");
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        let out = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        (String::from_utf8_lossy(&out).into_owned(), status.code())
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
