@@ -11,3 +11,5 @@ pub mod ipam;
 pub mod store;
 
 pub use store::{Network, NetworkError, NetworkStore};
+pub mod link;
+pub mod netns;
