@@ -13,3 +13,12 @@ pub mod store;
 pub use store::{Network, NetworkError, NetworkStore};
 pub mod link;
 pub mod netns;
+pub mod firewall;
+
+/// Where `nft` is, if installed (Debian `nftables`).
+pub fn lookup_nft() -> Option<std::path::PathBuf> {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
