@@ -22,3 +22,12 @@ pub fn lookup_nft() -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
         .find(|p| p.is_file())
 }
+pub mod config;
+pub mod dns;
+pub mod etc;
+pub mod manager;
+pub mod proxy;
+pub mod sandbox;
+
+pub use config::NetConfig;
+pub use manager::{EndpointRequest, Manager, NetError, PortRequest, Prepared, SandboxRequest};

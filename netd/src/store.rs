@@ -14,9 +14,15 @@ pub enum NetworkError {
     /// dockerd's 403 for `host`, `none` and `bridge`.
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
-    /// What issue #6 brings.
-    #[error("{0} is not implemented yet in this Strata (container networking: issue #6)")]
-    NotImplemented(&'static str),
+    /// dockerd's 409.
+    #[error("network with name {0} already exists")]
+    NameTaken(String),
+    /// dockerd's 400 for bad options, subnets and addresses.
+    #[error("{0}")]
+    Invalid(String),
+    /// dockerd's 403: overlapping pools, a network still in use.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -37,7 +43,31 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// The address pools (`IPAM.Config`): subnet, gateway, ip-range; IPv4 only.
+    #[serde(default)]
+    pub ipam: Vec<IpamConfig>,
+    /// `--internal`: no traffic leaves the bridge.
+    #[serde(default)]
+    pub internal: bool,
+    /// `--ipv6`.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub attachable: bool,
 }
+
+/// One `IPAM.Config` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct IpamConfig {
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub ip_range: String,
+}
+
+/// The bridge option naming the link (`-o com.docker.network.bridge.name=...`).
+pub const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 
 impl Network {
     /// One of the networks every daemon has.
@@ -45,15 +75,40 @@ impl Network {
         matches!(self.name.as_str(), "host" | "none" | "bridge")
     }
 
-    /// As `GET /networks/{id}` shows it (dockerd's shape).
-    pub fn json(&self) -> Value {
+    /// The link of a bridge network: its `bridge.name` option, else `br-` and its short ID.
+    pub fn bridge_name(&self) -> Option<String> {
+        (self.driver == "bridge").then(|| {
+            self.options
+                .get(BRIDGE_NAME)
+                .cloned()
+                .unwrap_or_else(|| format!("br-{}", &self.id[..12.min(self.id.len())]))
+        })
+    }
+
+    /// As `GET /networks/{id}` shows it (dockerd's shape), with `containers` its endpoints.
+    pub fn json(&self, containers: Value) -> Value {
+        let config: Vec<Value> = self
+            .ipam
+            .iter()
+            .map(|c| {
+                let mut m = serde_json::Map::new();
+                m.insert("Subnet".into(), json!(c.subnet));
+                if !c.ip_range.is_empty() {
+                    m.insert("IPRange".into(), json!(c.ip_range));
+                }
+                if !c.gateway.is_empty() {
+                    m.insert("Gateway".into(), json!(c.gateway));
+                }
+                Value::Object(m)
+            })
+            .collect();
         json!({
             "Name": self.name, "Id": self.id, "Created": self.created, "Scope": "local",
-            "Driver": self.driver, "EnableIPv6": false,
-            "IPAM": { "Driver": "default", "Options": null, "Config": [] },
-            "Internal": false, "Attachable": false, "Ingress": false,
+            "Driver": self.driver, "EnableIPv6": self.enable_ipv6,
+            "IPAM": { "Driver": "default", "Options": if self.driver == "bridge" && !self.predefined() { json!({}) } else { Value::Null }, "Config": config },
+            "Internal": self.internal, "Attachable": self.attachable, "Ingress": false,
             "ConfigFrom": { "Network": "" }, "ConfigOnly": false,
-            "Containers": {}, "Options": self.options, "Labels": self.labels,
+            "Containers": containers, "Options": self.options, "Labels": self.labels,
         })
     }
 }
@@ -92,6 +147,10 @@ impl NetworkStore {
                     created: strata_graph::time::rfc3339_now(),
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
+                    ipam: Vec::new(),
+                    internal: false,
+                    enable_ipv6: false,
+                    attachable: false,
                 });
                 changed = true;
             }
@@ -131,15 +190,53 @@ impl NetworkStore {
         }
     }
 
-    /// Removes a user-defined network (there are none yet: issue #6).
-    pub fn remove(&self, key: &str) -> Result<(), NetworkError> {
+    /// Removes a user-defined network's record (the caller checks it has no endpoints).
+    pub fn remove(&mut self, key: &str) -> Result<Network, NetworkError> {
         let n = self.get(key)?;
         if n.predefined() {
             return Err(NetworkError::Predefined(n.name));
         }
-        Err(NetworkError::NotImplemented(
-            "removing user-defined networks",
-        ))
+        self.nets.retain(|x| x.id != n.id);
+        if let Err(e) = self.save() {
+            self.nets.push(n);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Adds a network's record; its name must be new (dockerd's 409 otherwise).
+    pub fn add(&mut self, n: Network) -> Result<(), NetworkError> {
+        if self.nets.iter().any(|x| x.name == n.name) {
+            return Err(NetworkError::NameTaken(n.name));
+        }
+        self.nets.push(n);
+        if let Err(e) = self.save() {
+            self.nets.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sets the predefined `bridge` network to `n` (keeping its ID), or removes it (`None`:
+    /// `--bridge=none`).
+    pub fn set_default_bridge(&mut self, n: Option<Network>) -> Result<(), NetworkError> {
+        let old = self.nets.iter().position(|x| x.name == "bridge");
+        match (old, n) {
+            (Some(i), None) => {
+                self.nets.remove(i);
+            }
+            (Some(i), Some(mut n)) => {
+                n.id = self.nets[i].id.clone();
+                n.created = self.nets[i].created.clone();
+                if self.nets[i] == n {
+                    return Ok(());
+                }
+                self.nets[i] = n;
+            }
+            (None, Some(n)) => self.nets.insert(0, n),
+            (None, None) => return Ok(()),
+        }
+        self.save()
     }
 }
 
@@ -150,7 +247,7 @@ mod tests {
     #[test]
     fn predefined_networks_keep_their_ids() {
         let t = tempfile::tempdir().unwrap();
-        let s = NetworkStore::open(t.path()).unwrap();
+        let mut s = NetworkStore::open(t.path()).unwrap();
         let names: Vec<String> = s.list().into_iter().map(|n| n.name).collect();
         assert_eq!(names, ["none", "host"]);
         let host = s.get("host").unwrap();
@@ -167,6 +264,6 @@ mod tests {
             host.id,
             "kept across restarts"
         );
-        assert_eq!(host.json()["Driver"], "host");
+        assert_eq!(host.json(json!({}))["Driver"], "host");
     }
 }

@@ -1,0 +1,151 @@
+//! The embedded DNS server of user-defined networks, as dockerd's: it listens inside each
+//! such container's namespace at 127.0.0.11:53 (UDP), answers A queries for the names of the
+//! containers sharing a network with it (names, aliases, short IDs), and forwards every
+//! other query to the upstream servers (the host's, or `--dns`) from the daemon's own
+//! namespace, so a host resolver on the loopback (systemd-resolved) still works.
+//!
+//! Unlike dockerd it binds port 53 itself rather than redirecting with firewall rules inside
+//! the container, so a container of a user-defined network cannot bind UDP 127.0.0.11:53.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+/// Answers a name (lower case, no trailing dot) with addresses, or `None` when unknown.
+pub type Resolver = Arc<dyn Fn(&str) -> Option<Vec<Ipv4Addr>> + Send + Sync>;
+
+/// The question of a query: (name, qtype, end offset of the question section).
+fn question(q: &[u8]) -> Option<(String, u16, usize)> {
+    if q.len() < 12 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *q.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    Some((labels.join("."), qtype, i + 4))
+}
+
+/// The answer to `query` with `ips` (A records, TTL 600), or an empty NOERROR answer.
+fn answer(query: &[u8], end: usize, ips: &[Ipv4Addr]) -> Vec<u8> {
+    let mut r = query[..end].to_vec();
+    r[2] = 0x80 | (query[2] & 0x01) | 0x04; // response, RD copied, authoritative
+    r[3] = 0x80; // recursion available, NOERROR
+    r[6..8].copy_from_slice(&(ips.len() as u16).to_be_bytes());
+    r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    for ip in ips {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x02, 0x58, 0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    r
+}
+
+/// Starts the server inside the namespace at `netns`.
+pub fn serve(
+    rt: &Handle,
+    netns: &Path,
+    resolve: Resolver,
+    upstream: Vec<SocketAddr>,
+) -> Result<JoinHandle<()>, crate::netns::NetnsError> {
+    let socket = crate::netns::run_in(Some(netns), || {
+        let s = std::net::UdpSocket::bind("127.0.0.11:53")?;
+        s.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(s)
+    })?
+    .map_err(|source| crate::netns::NetnsError::Io {
+        context: "binding 127.0.0.11:53 in the container's namespace".into(),
+        source,
+    })?;
+    Ok(rt.spawn(async move {
+        let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
+            return;
+        };
+        let socket = Arc::new(socket);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let q = buf[..n].to_vec();
+            if let Some((name, qtype, end)) = question(&q) {
+                let known = resolve(&name);
+                if let Some(ips) = known {
+                    let ips = if qtype == 1 { ips } else { Vec::new() };
+                    let _ = socket.send_to(&answer(&q, end, &ips), client).await;
+                    continue;
+                }
+            }
+            let (back, upstream) = (socket.clone(), upstream.clone());
+            tokio::spawn(async move {
+                if let Some(r) = forward(&q, &upstream).await {
+                    let _ = back.send_to(&r, client).await;
+                }
+            });
+        }
+    }))
+}
+
+/// Asks the upstream servers in turn; the first answer wins.
+async fn forward(q: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let Ok(s) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
+            continue;
+        };
+        if s.send_to(q, server).await.is_err() {
+            continue;
+        }
+        let mut b = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut b)).await {
+            b.truncate(n);
+            return Some(b);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&[0, 1]);
+        q
+    }
+
+    #[test]
+    fn questions_and_answers() {
+        let q = query("Web.Local", 1);
+        let (name, t, end) = question(&q).unwrap();
+        assert_eq!((name.as_str(), t, end), ("web.local", 1, q.len()));
+        let a = answer(&q, end, &["10.0.0.2".parse().unwrap()]);
+        assert_eq!(&a[0..2], &[0x12, 0x34]);
+        assert_eq!(a[2] & 0x80, 0x80);
+        assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1);
+        assert_eq!(&a[a.len() - 4..], &[10, 0, 0, 2]);
+        assert!(question(&q[..10]).is_none());
+        let mut bad = q.clone();
+        bad[12] = 200;
+        assert!(question(&bad).is_none());
+    }
+}

@@ -1,0 +1,1059 @@
+//! The daemon's networking: the network records, their bridges and address pools, each
+//! container's sandbox (namespace, interfaces, published ports, DNS), and the firewall table
+//! rebuilt from all of them. The API calls it; it calls netlink, nft and the kernel.
+
+use crate::config::NetConfig;
+use crate::firewall::{self, BridgeRules, PortRule, Proto, Ruleset};
+use crate::ipam::{IpamError, Pool, Subnet};
+use crate::link::{self, BridgeSpec, Interface};
+use crate::sandbox::{Endpoint, Port, Sandbox};
+use crate::store::{IpamConfig, Network, NetworkError, NetworkStore, BRIDGE_NAME};
+use crate::{dns, etc, netns, proxy};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+/// Errors of network operations, each with its dockerd status class.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Store(#[from] NetworkError),
+    #[error("{0}")]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error(transparent)]
+    Firewall(#[from] firewall::FirewallError),
+    /// A port taken on the host (dockerd's words).
+    #[error("driver failed programming external connectivity on endpoint {endpoint}: Bind for {addr} failed: port is already allocated")]
+    PortTaken { endpoint: String, addr: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// One network a container asks to be on.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointRequest {
+    /// Name or ID.
+    pub network: String,
+    pub ip: Option<Ipv4Addr>,
+    pub aliases: Vec<String>,
+    pub mac: Option<String>,
+}
+
+/// One port a container asks to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRequest {
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: an ephemeral port.
+    pub host_port: Option<u16>,
+}
+
+/// What a container starts with.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxRequest {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub domainname: String,
+    pub endpoints: Vec<EndpointRequest>,
+    pub ports: Vec<PortRequest>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub extra_hosts: Vec<String>,
+}
+
+/// A set-up sandbox: the namespace to run in and the `/etc` files to give it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub netns: PathBuf,
+    pub hosts: String,
+    pub resolv: String,
+}
+
+/// What lives in the daemon for a running sandbox: proxies, the DNS server, port
+/// reservations.
+#[derive(Default)]
+struct Live {
+    tasks: Vec<JoinHandle<()>>,
+    /// Sockets that only hold ports (no proxy).
+    held: Vec<socket_hold::Held>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The daemon's networking.
+pub struct Manager {
+    dir: PathBuf,
+    netns_dir: PathBuf,
+    cfg: RwLock<NetConfig>,
+    store: RwLock<NetworkStore>,
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    sandboxes: Mutex<BTreeMap<String, Sandbox>>,
+    live: Mutex<HashMap<String, Live>>,
+    firewall: Mutex<()>,
+    rt: Handle,
+}
+
+fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let context = context.into();
+    move |source| NetError::Io { context, source }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The subnets of the host's routes (other than the default route and our own bridges).
+fn host_routes(skip: &[String]) -> Vec<Subnet> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 8 || skip.iter().any(|s| s == f[0]) {
+                return None;
+            }
+            let dest = u32::from_str_radix(f[1], 16).ok()?;
+            let mask = u32::from_str_radix(f[7], 16).ok()?;
+            if mask == 0 {
+                return None;
+            }
+            Some(Subnet {
+                addr: Ipv4Addr::from(u32::from_be(dest)),
+                prefix: u32::from_be(mask).count_ones() as u8,
+            })
+        })
+        .collect()
+}
+
+/// dockerd's default pools: 172.17-31.0.0/16, then 192.168.0-240.0/20.
+fn candidates() -> impl Iterator<Item = Subnet> {
+    (17..=31u8)
+        .map(|b| Subnet {
+            addr: Ipv4Addr::new(172, b, 0, 0),
+            prefix: 16,
+        })
+        .chain((0..16u8).map(|i| Subnet {
+            addr: Ipv4Addr::new(192, 168, i * 16, 0),
+            prefix: 20,
+        }))
+}
+
+fn random_veth() -> String {
+    format!("veth{}", &strata_graph::fsutil::random_id(8)[..7])
+}
+
+impl Manager {
+    /// Opens the networking of a data root (`dir`: `<data-root>/network`) with namespace
+    /// files under `netns_dir`, sets up the default bridge as `cfg` says, and reads the
+    /// sandboxes of the last run (see [`Manager::restore`]).
+    pub fn open(dir: &Path, netns_dir: &Path, cfg: NetConfig, rt: Handle) -> Result<Manager, NetError> {
+        let store = NetworkStore::open(dir)?;
+        let sb_dir = dir.join("sandboxes");
+        std::fs::create_dir_all(&sb_dir).map_err(io_ctx(format!("creating {}", sb_dir.display())))?;
+        let mut sandboxes = BTreeMap::new();
+        for e in std::fs::read_dir(&sb_dir).map_err(io_ctx("reading the sandboxes"))?.flatten() {
+            match std::fs::read(e.path()).map(|d| serde_json::from_slice::<Sandbox>(&d)) {
+                Ok(Ok(s)) => {
+                    sandboxes.insert(s.id.clone(), s);
+                }
+                other => tracing::warn!(path = %e.path().display(), "unreadable sandbox record: {other:?}"),
+            }
+        }
+        let m = Manager {
+            dir: dir.to_path_buf(),
+            netns_dir: netns_dir.to_path_buf(),
+            cfg: RwLock::new(cfg),
+            store: RwLock::new(store),
+            pools: Mutex::new(HashMap::new()),
+            sandboxes: Mutex::new(sandboxes),
+            live: Mutex::new(HashMap::new()),
+            firewall: Mutex::new(()),
+            rt,
+        };
+        m.setup_default_bridge()?;
+        // User-defined bridges come back after a host reboot.
+        for n in m.networks() {
+            if n.predefined() {
+                continue;
+            }
+            if let Err(e) = m.ensure_link(&n) {
+                tracing::warn!(network = %n.name, "bringing up its bridge: {e}");
+            }
+        }
+        Ok(m)
+    }
+
+    /// The daemon's network settings.
+    pub fn config(&self) -> NetConfig {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every network.
+    pub fn networks(&self) -> Vec<Network> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).list()
+    }
+
+    /// A network by name, ID or ID prefix.
+    pub fn network(&self, key: &str) -> Result<Network, NetError> {
+        Ok(self.store.read().unwrap_or_else(|p| p.into_inner()).get(key)?)
+    }
+
+    fn setup_default_bridge(&self) -> Result<(), NetError> {
+        let cfg = self.config();
+        if !cfg.has_bridge() {
+            self.store.write().unwrap_or_else(|p| p.into_inner()).set_default_bridge(None)?;
+            return Ok(());
+        }
+        if cfg.ip_forward {
+            if let Err(e) = firewall::sysctl("net/ipv4/ip_forward", "1") {
+                tracing::warn!("enabling IPv4 forwarding: {e}");
+            }
+        }
+        let (gateway, subnet) = match &cfg.bip {
+            Some(bip) => {
+                let (ip, _) = bip
+                    .split_once('/')
+                    .ok_or_else(|| NetError::Invalid(format!("invalid --bip {bip}: want ADDRESS/PREFIX")))?;
+                let ip: Ipv4Addr = ip
+                    .parse()
+                    .map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?;
+                (ip, Subnet::parse(bip).map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?)
+            }
+            None => {
+                // The subnet it had, if any, else the first default pool free on this host.
+                let old = self
+                    .network("bridge")
+                    .ok()
+                    .and_then(|n| n.ipam.first().cloned())
+                    .and_then(|c| Some((c.gateway.parse().ok()?, Subnet::parse(&c.subnet).ok()?)));
+                match old {
+                    Some(o) => o,
+                    None => {
+                        let taken = host_routes(&[cfg.bridge.clone()]);
+                        let subnet = candidates()
+                            .find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None))
+                            .ok_or_else(|| NetError::Invalid("no free address pool for the default bridge".into()))?;
+                        let (first, _) = subnet.bounds();
+                        (Ipv4Addr::from(first + 1), subnet)
+                    }
+                }
+            }
+        };
+        let range = match &cfg.fixed_cidr {
+            Some(c) => {
+                let r = Subnet::parse(c).map_err(|_| NetError::Invalid(format!("invalid --fixed-cidr {c}")))?;
+                if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+                    return Err(NetError::Invalid(format!("--fixed-cidr {c} is not inside {subnet}")));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let mut options = BTreeMap::new();
+        options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
+        options.insert("com.docker.network.bridge.enable_icc".into(), cfg.icc.to_string());
+        options.insert("com.docker.network.bridge.enable_ip_masquerade".into(), cfg.ip_masq.to_string());
+        options.insert("com.docker.network.bridge.host_binding_ipv4".into(), cfg.ip.to_string());
+        options.insert(BRIDGE_NAME.into(), cfg.bridge.clone());
+        options.insert("com.docker.network.driver.mtu".into(), cfg.mtu.unwrap_or(1500).to_string());
+        let net = Network {
+            id: strata_graph::fsutil::random_id(32),
+            name: "bridge".into(),
+            driver: "bridge".into(),
+            created: strata_graph::time::rfc3339_now(),
+            labels: BTreeMap::new(),
+            options,
+            ipam: vec![IpamConfig {
+                subnet: subnet.to_string(),
+                gateway: gateway.to_string(),
+                ip_range: range.map(|r| r.to_string()).unwrap_or_default(),
+            }],
+            internal: false,
+            enable_ipv6: false,
+            attachable: false,
+        };
+        self.store.write().unwrap_or_else(|p| p.into_inner()).set_default_bridge(Some(net))?;
+        let net = self.network("bridge")?;
+        // A changed subnet starts its pool anew.
+        let pool_file = self.pool_file(&net.id);
+        if let Ok(p) = Pool::open(&pool_file, subnet, range, Some(gateway)) {
+            if p.subnet() != subnet || p.gateway() != gateway {
+                let _ = std::fs::remove_file(&pool_file);
+            }
+        }
+        lock(&self.pools).remove(&net.id);
+        if cfg.bridge != "strata0" && !link::exists(&cfg.bridge)? {
+            return Err(NetError::Invalid(format!(
+                "bridge device with non default name {} must be created manually",
+                cfg.bridge
+            )));
+        }
+        self.ensure_link(&net)?;
+        let _ = gateway;
+        if !cfg.userland_proxy {
+            let _ = firewall::sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1");
+        }
+        if !cfg.icc {
+            let _ = firewall::sysctl("net/bridge/bridge-nf-call-iptables", "1");
+        }
+        Ok(())
+    }
+
+    fn pool_file(&self, net_id: &str) -> PathBuf {
+        self.dir.join("ipam").join(format!("{net_id}.json"))
+    }
+
+    /// The address pool of a bridge network.
+    fn pool(&self, n: &Network) -> Result<Arc<Pool>, NetError> {
+        if let Some(p) = lock(&self.pools).get(&n.id) {
+            return Ok(p.clone());
+        }
+        let c = n
+            .ipam
+            .first()
+            .ok_or_else(|| NetError::Invalid(format!("network {} has no address pool", n.name)))?;
+        let subnet = Subnet::parse(&c.subnet)?;
+        let range = (!c.ip_range.is_empty()).then(|| Subnet::parse(&c.ip_range)).transpose()?;
+        let gw = (!c.gateway.is_empty())
+            .then(|| c.gateway.parse::<Ipv4Addr>())
+            .transpose()
+            .map_err(|_| NetError::Invalid(format!("invalid gateway {}", c.gateway)))?;
+        let file = self.pool_file(&n.id);
+        if let Some(d) = file.parent() {
+            std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
+        }
+        let p = Arc::new(Pool::open(&file, subnet, range, gw)?);
+        lock(&self.pools).insert(n.id.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// Makes (or brings up) a bridge network's link with its gateway address.
+    fn ensure_link(&self, n: &Network) -> Result<(), NetError> {
+        let Some(name) = n.bridge_name() else { return Ok(()) };
+        let c = n.ipam.first();
+        let addr = c.and_then(|c| {
+            let gw: Ipv4Addr = c.gateway.parse().ok()?;
+            Some((gw, Subnet::parse(&c.subnet).ok()?.prefix))
+        });
+        let mtu = n
+            .options
+            .get("com.docker.network.driver.mtu")
+            .and_then(|m| m.parse().ok())
+            .filter(|m| *m != 1500);
+        link::ensure_bridge(&BridgeSpec { name, addr, mtu })?;
+        Ok(())
+    }
+
+    fn overlaps_any(&self, s: &Subnet, except: Option<&str>) -> bool {
+        self.networks().iter().filter(|n| Some(n.id.as_str()) != except).any(|n| {
+            n.ipam
+                .iter()
+                .filter_map(|c| Subnet::parse(&c.subnet).ok())
+                .any(|o| o.overlaps(s))
+        })
+    }
+
+    /// `network create`: checks, makes the bridge, keeps the record.
+    pub fn create_network(
+        &self,
+        name: &str,
+        driver: &str,
+        ipam: Vec<IpamConfig>,
+        internal: bool,
+        enable_ipv6: bool,
+        attachable: bool,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<Network, NetError> {
+        if driver != "bridge" {
+            return Err(NetError::Invalid(format!(
+                "plugin \"{driver}\" not found (Strata has the bridge driver only)"
+            )));
+        }
+        if self.network(name).is_ok_and(|n| n.name == name) {
+            return Err(NetworkError::NameTaken(name.to_string()).into());
+        }
+        if ipam.len() > 1 {
+            return Err(NetError::Invalid("only one IPv4 address pool per network is supported".into()));
+        }
+        let mut config = ipam.into_iter().next().unwrap_or_default();
+        let subnet = if config.subnet.is_empty() {
+            let bridges: Vec<String> = self.networks().iter().filter_map(|n| n.bridge_name()).collect();
+            let taken = host_routes(&bridges);
+            let s = candidates()
+                .find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None))
+                .ok_or_else(|| NetError::Invalid("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))?;
+            config.subnet = s.to_string();
+            s
+        } else {
+            let s = Subnet::parse(&config.subnet)
+                .map_err(|_| NetError::Invalid(format!("invalid CIDR address: {}", config.subnet)))?;
+            if self.overlaps_any(&s, None) {
+                return Err(NetworkError::Forbidden("Pool overlaps with other one on this address space".into()).into());
+            }
+            config.subnet = s.to_string();
+            s
+        };
+        if !config.ip_range.is_empty() {
+            let r = Subnet::parse(&config.ip_range)
+                .map_err(|_| NetError::Invalid(format!("invalid CIDR address: {}", config.ip_range)))?;
+            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+                return Err(NetError::Invalid(format!("ip-range {} is not inside subnet {subnet}", config.ip_range)));
+            }
+        }
+        if config.gateway.is_empty() {
+            config.gateway = Ipv4Addr::from(subnet.bounds().0 + 1).to_string();
+        } else {
+            let gw: Ipv4Addr = config
+                .gateway
+                .parse()
+                .map_err(|_| NetError::Invalid(format!("invalid gateway address {}", config.gateway)))?;
+            if !subnet.contains(gw) {
+                return Err(NetError::Invalid(format!(
+                    "no matching subnet for gateway {gw}"
+                )));
+            }
+        }
+        let n = Network {
+            id: strata_graph::fsutil::random_id(32),
+            name: name.to_string(),
+            driver: driver.to_string(),
+            created: strata_graph::time::rfc3339_now(),
+            labels,
+            options,
+            ipam: vec![config],
+            internal,
+            enable_ipv6,
+            attachable,
+        };
+        if let Some(b) = n.bridge_name() {
+            if b.len() > 15 {
+                return Err(NetError::Invalid(format!("bridge name {b} is longer than 15 characters")));
+            }
+            if self.networks().iter().any(|o| o.bridge_name().as_deref() == Some(&b)) {
+                return Err(NetworkError::Forbidden(format!("bridge name {b} is already in use by another network")).into());
+            }
+        }
+        self.ensure_link(&n)?;
+        if let Err(e) = self.store.write().unwrap_or_else(|p| p.into_inner()).add(n.clone()) {
+            if let Some(b) = n.bridge_name() {
+                let _ = link::delete(&b);
+            }
+            return Err(e.into());
+        }
+        self.rebuild_firewall();
+        Ok(n)
+    }
+
+    /// `network rm`: refused while a running container is on it.
+    pub fn remove_network(&self, key: &str) -> Result<Network, NetError> {
+        let n = self.network(key)?;
+        if n.predefined() {
+            return Err(NetworkError::Predefined(n.name).into());
+        }
+        if self.endpoints_on(&n.id).into_iter().any(|(_, _, running)| running) {
+            return Err(NetworkError::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            ))
+            .into());
+        }
+        let n = self.store.write().unwrap_or_else(|p| p.into_inner()).remove(&n.id)?;
+        // Stopped containers' addresses on it go with it.
+        let mut sbs = lock(&self.sandboxes);
+        for s in sbs.values_mut() {
+            let before = s.endpoints.len();
+            s.endpoints.retain(|e| e.network_id != n.id);
+            if s.endpoints.len() != before {
+                let _ = self.save(s);
+            }
+        }
+        drop(sbs);
+        lock(&self.pools).remove(&n.id);
+        let _ = std::fs::remove_file(self.pool_file(&n.id));
+        if let Some(b) = n.bridge_name() {
+            link::delete(&b)?;
+        }
+        self.rebuild_firewall();
+        Ok(n)
+    }
+
+    /// The endpoints on a network: (container ID, endpoint, running).
+    pub fn endpoints_on(&self, net_id: &str) -> Vec<(String, Endpoint, bool)> {
+        lock(&self.sandboxes)
+            .values()
+            .flat_map(|s| {
+                s.endpoints
+                    .iter()
+                    .filter(|e| e.network_id == net_id)
+                    .map(|e| (s.id.clone(), e.clone(), s.running))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A container's sandbox record, if it has one.
+    pub fn sandbox(&self, id: &str) -> Option<Sandbox> {
+        lock(&self.sandboxes).get(id).cloned()
+    }
+
+    fn sandbox_file(&self, id: &str) -> PathBuf {
+        self.dir.join("sandboxes").join(format!("{id}.json"))
+    }
+
+    fn save(&self, s: &Sandbox) -> Result<(), NetError> {
+        let data = serde_json::to_vec(s).map_err(|e| io_ctx("encoding a sandbox")(std::io::Error::other(e)))?;
+        strata_graph::fsutil::atomic_write(&self.sandbox_file(&s.id), &data)
+            .map_err(io_ctx("writing a sandbox record"))
+    }
+
+    /// The endpoint of `req` for container `id`: its address kept from before if it still
+    /// fits, else a new one.
+    fn endpoint_for(&self, id: &str, req: &EndpointRequest, old: Option<&Endpoint>, ifname: String) -> Result<Endpoint, NetError> {
+        let n = self.network(&req.network)?;
+        if n.driver != "bridge" {
+            return Err(NetError::Invalid(format!("container cannot be connected to network {} (driver {})", n.name, n.driver)));
+        }
+        if req.ip.is_some() && n.predefined() {
+            return Err(NetError::Invalid(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        let pool = self.pool(&n)?;
+        let ip = match old.filter(|o| o.network_id == n.id && (req.ip.is_none() || req.ip == Some(o.ip))) {
+            Some(o) if pool.allocated().get(&o.ip).map(String::as_str) == Some(id) => o.ip,
+            _ => {
+                pool.release(id)?;
+                pool.allocate(id, req.ip)?
+            }
+        };
+        let subnet = pool.subnet();
+        let cfg = self.config();
+        let gateway = if n.internal {
+            None
+        } else if n.name == "bridge" {
+            Some(cfg.default_gateway.unwrap_or(pool.gateway()))
+        } else {
+            Some(pool.gateway())
+        };
+        let mac = match &req.mac {
+            Some(m) => {
+                link::parse_mac(m).ok_or_else(|| NetError::Invalid(format!("invalid MAC address: {m}")))?;
+                m.to_ascii_lowercase()
+            }
+            None => link::mac_text(&link::mac_for(ip)),
+        };
+        Ok(Endpoint {
+            network_id: n.id.clone(),
+            network: n.name.clone(),
+            endpoint_id: old
+                .filter(|o| o.network_id == n.id)
+                .map(|o| o.endpoint_id.clone())
+                .unwrap_or_else(|| strata_graph::fsutil::random_id(32)),
+            ip,
+            prefix: subnet.prefix,
+            gateway,
+            mac,
+            requested_ip: req.ip,
+            aliases: req.aliases.clone(),
+            ifname,
+            host_ifname: random_veth(),
+            bridge: n.bridge_name().unwrap_or_default(),
+            user_defined: !n.predefined(),
+        })
+    }
+
+    fn interface(&self, sb: &Sandbox, e: &Endpoint) -> Interface {
+        let mtu = self.network(&e.network_id).ok().and_then(|n| {
+            n.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok())
+        });
+        Interface {
+            bridge: e.bridge.clone(),
+            host_name: e.host_ifname.clone(),
+            netns: sb.netns.clone(),
+            ifname: e.ifname.clone(),
+            mac: link::parse_mac(&e.mac).unwrap_or_else(|| link::mac_for(e.ip)),
+            ip: e.ip,
+            prefix: e.prefix,
+            gateway: if e.ifname == "eth0" { e.gateway } else { None },
+            mtu: mtu.filter(|m| *m != 1500),
+        }
+    }
+
+    /// Sets up a container's networking before it starts: addresses, namespace, interfaces,
+    /// ports, rules, DNS, and its `/etc` files. On failure nothing of it is left running
+    /// (addresses stay the container's until it is removed).
+    pub fn setup(&self, req: &SandboxRequest) -> Result<Prepared, NetError> {
+        let old = self.sandbox(&req.id);
+        if old.as_ref().is_some_and(|o| o.running) {
+            self.teardown(&req.id);
+        }
+        let netns_path = self.netns_dir.join(&req.id);
+        let mut sb = Sandbox {
+            id: req.id.clone(),
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            netns: netns_path.clone(),
+            endpoints: Vec::new(),
+            ports: Vec::new(),
+            upstream_dns: Vec::new(),
+            running: false,
+        };
+        for r in &req.endpoints {
+            let net = self.network(&r.network)?;
+            if sb.endpoints.iter().any(|e| e.network_id == net.id) {
+                continue;
+            }
+            let prev = old.as_ref().and_then(|o| o.endpoints.iter().find(|e| e.network_id == net.id));
+            let e = self.endpoint_for(&req.id, r, prev, sb.next_ifname())?;
+            sb.endpoints.push(e);
+        }
+        // Addresses it no longer asks for are freed.
+        if let Some(o) = &old {
+            for e in &o.endpoints {
+                if !sb.endpoints.iter().any(|x| x.network_id == e.network_id) {
+                    if let Ok(n) = self.network(&e.network_id) {
+                        if let Ok(p) = self.pool(&n) {
+                            let _ = p.release(&req.id);
+                        }
+                    }
+                }
+            }
+        }
+        self.save(&sb)?;
+        netns::create(&netns_path)?;
+        let undo = |e: NetError| {
+            for ep in &sb.endpoints {
+                let _ = link::delete(&ep.host_ifname);
+            }
+            netns::remove(&netns_path);
+            lock(&self.live).remove(&req.id);
+            e
+        };
+        if sb.endpoints.is_empty() {
+            link::loopback_up(&netns_path).map_err(|e| undo(e.into()))?;
+        }
+        for e in &sb.endpoints {
+            if let Ok(n) = self.network(&e.network_id) {
+                self.ensure_link(&n).map_err(|e| undo(e))?;
+            }
+            link::add_interface(&self.interface(&sb, e)).map_err(|e| undo(e.into()))?;
+        }
+        let cfg = self.config();
+        let mut live = Live::default();
+        if let Some(primary) = sb.primary().cloned() {
+            for p in &req.ports {
+                let port = self.publish(&cfg, p, &primary, &sb, &mut live).map_err(|e| undo(e))?;
+                sb.ports.push(port);
+            }
+        }
+        let host = etc::Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let dns: Vec<String> = if req.dns.is_empty() { cfg.dns.clone() } else { req.dns.clone() };
+        let search = if req.dns_search.is_empty() { cfg.dns_search.clone() } else { req.dns_search.clone() };
+        let opts = if req.dns_opt.is_empty() { cfg.dns_opt.clone() } else { req.dns_opt.clone() };
+        let embedded = sb.endpoints.iter().any(|e| e.user_defined);
+        let (resolv, upstream) = etc::resolv_conf(&host, &dns, &search, &opts, embedded);
+        sb.upstream_dns = upstream;
+        if embedded {
+            live.tasks.push(self.start_dns(&sb).map_err(|e| undo(e))?);
+        }
+        let gw = sb.primary().and_then(|e| e.gateway);
+        let extra = etc::parse_extra_hosts(&req.extra_hosts, gw).map_err(|e| undo(NetError::Invalid(e)))?;
+        let hosts = etc::hosts(&etc::HostsInput {
+            hostname: &req.hostname,
+            domainname: &req.domainname,
+            ip: sb.primary().map(|e| e.ip),
+            extra: &extra,
+        });
+        sb.running = true;
+        self.save(&sb).map_err(|e| undo(e))?;
+        lock(&self.sandboxes).insert(sb.id.clone(), sb);
+        lock(&self.live).insert(req.id.clone(), live);
+        self.rebuild_firewall();
+        Ok(Prepared {
+            netns: netns_path,
+            hosts,
+            resolv,
+        })
+    }
+
+    /// Binds a published port on the host (the proxy, or a socket that only holds it).
+    fn publish(&self, cfg: &NetConfig, p: &PortRequest, to: &Endpoint, sb: &Sandbox, live: &mut Live) -> Result<Port, NetError> {
+        let host_ip = p.host_ip.unwrap_or(cfg.ip);
+        let addr = SocketAddr::from((host_ip, p.host_port.unwrap_or(0)));
+        let taken = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                NetError::PortTaken {
+                    endpoint: sb.name.clone(),
+                    addr: addr.to_string(),
+                }
+            } else {
+                NetError::Io {
+                    context: format!("binding {addr}"),
+                    source: e,
+                }
+            }
+        };
+        let target = SocketAddr::from((to.ip, p.container_port));
+        let host_port;
+        match (p.proto, cfg.userland_proxy) {
+            (Proto::Tcp, true) => {
+                let l = std::net::TcpListener::bind(addr).map_err(taken)?;
+                host_port = l.local_addr().map_err(taken)?.port();
+                l.set_nonblocking(true).map_err(taken)?;
+                live.tasks.push(proxy::tcp(&self.rt, l, target));
+            }
+            (Proto::Udp, true) => {
+                let s = std::net::UdpSocket::bind(addr).map_err(taken)?;
+                host_port = s.local_addr().map_err(taken)?.port();
+                s.set_nonblocking(true).map_err(taken)?;
+                live.tasks.push(proxy::udp(&self.rt, s, target));
+            }
+            (proto, false) => {
+                let h = socket_hold::hold(proto, addr).map_err(taken)?;
+                host_port = h.port;
+                live.held.push(h);
+            }
+        }
+        Ok(Port {
+            proto: p.proto,
+            container_port: p.container_port,
+            host_ip,
+            host_port,
+        })
+    }
+
+    fn start_dns(&self, sb: &Sandbox) -> Result<JoinHandle<()>, NetError> {
+        let upstream: Vec<SocketAddr> = sb
+            .upstream_dns
+            .iter()
+            .filter_map(|n| n.parse::<std::net::IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
+        let me = sb.id.clone();
+        let view = self.dns_view();
+        let resolver: dns::Resolver = Arc::new(move |name: &str| view.resolve(&me, name));
+        Ok(dns::serve(&self.rt, &sb.netns, resolver, upstream)?)
+    }
+
+    /// A handle the DNS servers resolve through: a snapshot source of the sandboxes.
+    fn dns_view(&self) -> DnsView {
+        DnsView {
+            dir: self.dir.join("sandboxes"),
+        }
+    }
+
+    /// Tears down a container's running networking (after it stopped): proxies, DNS,
+    /// interfaces, namespace, rules. Its addresses stay its own.
+    pub fn teardown(&self, id: &str) {
+        lock(&self.live).remove(id);
+        let sb = {
+            let mut sbs = lock(&self.sandboxes);
+            let Some(sb) = sbs.get_mut(id) else { return };
+            if !sb.running {
+                return;
+            }
+            sb.running = false;
+            sb.ports.clear();
+            sb.clone()
+        };
+        for e in &sb.endpoints {
+            if let Err(err) = link::delete(&e.host_ifname) {
+                tracing::warn!(container = %id, "deleting {}: {err}", e.host_ifname);
+            }
+        }
+        netns::remove(&sb.netns);
+        if let Err(e) = self.save(&sb) {
+            tracing::warn!(container = %id, "{e}");
+        }
+        self.rebuild_firewall();
+    }
+
+    /// Frees everything of a removed container.
+    pub fn release(&self, id: &str) {
+        self.teardown(id);
+        netns::remove(&self.netns_dir.join(id));
+        let Some(sb) = lock(&self.sandboxes).remove(id) else { return };
+        for e in &sb.endpoints {
+            if let Ok(n) = self.network(&e.network_id) {
+                if let Ok(p) = self.pool(&n) {
+                    if let Err(err) = p.release(id) {
+                        tracing::warn!(container = %id, "freeing {}: {err}", e.ip);
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.sandbox_file(id));
+    }
+
+    /// After a daemon restart: a container still running keeps its links; its proxies and
+    /// DNS server come back. Call [`Manager::restored`] after the last one.
+    pub fn restore(&self, id: &str, running: bool) {
+        let Some(sb) = self.sandbox(id) else { return };
+        if !sb.running {
+            return;
+        }
+        if !running || !netns::exists(&sb.netns) {
+            self.teardown(id);
+            return;
+        }
+        let cfg = self.config();
+        let mut live = Live::default();
+        if let Some(primary) = sb.primary().cloned() {
+            for p in &sb.ports {
+                let req = PortRequest {
+                    proto: p.proto,
+                    container_port: p.container_port,
+                    host_ip: Some(p.host_ip),
+                    host_port: Some(p.host_port),
+                };
+                if let Err(e) = self.publish(&cfg, &req, &primary, &sb, &mut live) {
+                    tracing::error!(container = %id, "re-publishing a port: {e}");
+                }
+            }
+        }
+        if sb.endpoints.iter().any(|e| e.user_defined) {
+            match self.start_dns(&sb) {
+                Ok(t) => live.tasks.push(t),
+                Err(e) => tracing::error!(container = %id, "restarting its DNS server: {e}"),
+            }
+        }
+        lock(&self.live).insert(id.to_string(), live);
+    }
+
+    /// Ends a restore: sandboxes of containers that are gone are torn down, and the rules
+    /// are rebuilt once.
+    pub fn restored(&self, known: &dyn Fn(&str) -> bool) {
+        let ids: Vec<String> = lock(&self.sandboxes).keys().cloned().collect();
+        for id in ids {
+            if !known(&id) {
+                self.release(&id);
+            }
+        }
+        self.rebuild_firewall();
+    }
+
+    /// Connects a running container to one more network.
+    pub fn connect(&self, id: &str, req: &EndpointRequest) -> Result<Endpoint, NetError> {
+        let sb = self
+            .sandbox(id)
+            .filter(|s| s.running)
+            .ok_or_else(|| NetError::Invalid(format!("container {id} has no network sandbox")))?;
+        let n = self.network(&req.network)?;
+        if sb.endpoints.iter().any(|e| e.network_id == n.id) {
+            return Err(NetworkError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                sb.name, n.name
+            ))
+            .into());
+        }
+        let e = self.endpoint_for(id, req, None, sb.next_ifname())?;
+        self.ensure_link(&n)?;
+        let mut with = sb.clone();
+        with.endpoints.push(e.clone());
+        link::add_interface(&self.interface(&with, &e))?;
+        let had_dns = sb.endpoints.iter().any(|e| e.user_defined);
+        self.save(&with)?;
+        lock(&self.sandboxes).insert(id.to_string(), with.clone());
+        if e.user_defined && !had_dns {
+            match self.start_dns(&with) {
+                Ok(t) => lock(&self.live).entry(id.to_string()).or_default().tasks.push(t),
+                Err(err) => tracing::warn!(container = %id, "starting its DNS server: {err}"),
+            }
+        }
+        self.rebuild_firewall();
+        Ok(e)
+    }
+
+    /// Disconnects a container from a network (its address is freed).
+    pub fn disconnect(&self, id: &str, network_id: &str) -> Result<(), NetError> {
+        let Some(mut sb) = self.sandbox(id) else { return Ok(()) };
+        let Some(pos) = sb.endpoints.iter().position(|e| e.network_id == network_id) else {
+            return Ok(());
+        };
+        let e = sb.endpoints.remove(pos);
+        if sb.running {
+            link::delete(&e.host_ifname)?;
+        }
+        if let Ok(n) = self.network(network_id) {
+            self.pool(&n)?.release(id)?;
+        }
+        self.save(&sb)?;
+        lock(&self.sandboxes).insert(id.to_string(), sb);
+        self.rebuild_firewall();
+        Ok(())
+    }
+
+    /// Writes the firewall table from the networks and running sandboxes (not at all with
+    /// `--iptables=false`). A failure is logged: containers run on without the rules.
+    pub fn rebuild_firewall(&self) {
+        let cfg = self.config();
+        if !cfg.iptables {
+            return;
+        }
+        let _g = lock(&self.firewall);
+        let mut bridges = Vec::new();
+        for n in self.networks() {
+            let (Some(bridge), Some(c)) = (n.bridge_name(), n.ipam.first()) else { continue };
+            let Ok(subnet) = Subnet::parse(&c.subnet) else { continue };
+            let opt = |k: &str, def: bool| n.options.get(k).map_or(def, |v| v == "true");
+            bridges.push(BridgeRules {
+                bridge,
+                subnet,
+                masquerade: opt("com.docker.network.bridge.enable_ip_masquerade", true),
+                icc: opt("com.docker.network.bridge.enable_icc", true),
+                internal: n.internal,
+            });
+        }
+        let mut ports = Vec::new();
+        for s in lock(&self.sandboxes).values().filter(|s| s.running) {
+            let Some(e) = s.primary() else { continue };
+            for p in &s.ports {
+                ports.push(PortRule {
+                    proto: p.proto,
+                    host_ip: Some(p.host_ip),
+                    host_port: p.host_port,
+                    container_ip: e.ip,
+                    container_port: p.container_port,
+                    bridge: e.bridge.clone(),
+                });
+            }
+        }
+        let rules = Ruleset {
+            table: cfg.table.clone(),
+            bridges,
+            ports,
+            userland_proxy: cfg.userland_proxy,
+        };
+        if let Err(e) = rules.apply() {
+            tracing::error!("writing the firewall rules: {e}");
+        }
+    }
+}
+
+/// What the DNS servers look names up in: the sandbox records on disk are the truth; a
+/// lookup reads the ones it needs (they are small and few).
+struct DnsView {
+    dir: PathBuf,
+}
+
+impl DnsView {
+    fn all(&self) -> Vec<Sandbox> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|d| serde_json::from_slice::<Sandbox>(&d).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The addresses of `name` on the user-defined networks container `me` is on.
+    fn resolve(&self, me: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let all = self.all();
+        let mine: Vec<String> = all
+            .iter()
+            .find(|s| s.id == me)?
+            .endpoints
+            .iter()
+            .filter(|e| e.user_defined)
+            .map(|e| e.network_id.clone())
+            .collect();
+        let mut ips = Vec::new();
+        for s in all.iter().filter(|s| s.running) {
+            for e in s.endpoints.iter().filter(|e| mine.contains(&e.network_id)) {
+                let hit = s.name.eq_ignore_ascii_case(name)
+                    || s.id.get(..12).is_some_and(|short| short == name)
+                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
+                if hit && !ips.contains(&e.ip) {
+                    ips.push(e.ip);
+                }
+            }
+        }
+        (!ips.is_empty()).then_some(ips)
+    }
+}
+
+/// Sockets that only hold a port (userland proxy off): bound, never listening.
+mod socket_hold {
+    use crate::firewall::Proto;
+    use std::net::SocketAddr;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    pub struct Held {
+        _fd: OwnedFd,
+        pub port: u16,
+    }
+
+    pub fn hold(proto: Proto, addr: SocketAddr) -> std::io::Result<Held> {
+        let ty = match proto {
+            Proto::Tcp => libc::SOCK_STREAM,
+            Proto::Udp => libc::SOCK_DGRAM,
+        };
+        // SAFETY: plain syscall; the fd is owned at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd of ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let SocketAddr::V4(a) = addr else {
+            return Err(std::io::Error::other("IPv4 only"));
+        };
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: a valid sockaddr_in and its size.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut out: libc::sockaddr_in = sa;
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: out and len are valid for writing.
+        unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                &mut out as *mut libc::sockaddr_in as *mut libc::sockaddr,
+                &mut len,
+            )
+        };
+        Ok(Held {
+            _fd: fd,
+            port: u16::from_be(out.sin_port),
+        })
+    }
+}
