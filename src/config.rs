@@ -29,6 +29,11 @@ const KEYS: &[&str] = &[
     "default-ulimits",
 ];
 
+/// Whether daemon.json may hold `key`.
+pub fn known_key(key: &str) -> bool {
+    KEYS.contains(&key) || crate::netflags::KEYS.contains(&key)
+}
+
 /// Settings from the command line; `None`/empty means not given.
 #[derive(Debug, Default, Clone)]
 pub struct Flags {
@@ -56,6 +61,8 @@ pub struct Flags {
     pub default_runtime: Option<String>,
     /// `--default-ulimit NAME=SOFT[:HARD]`.
     pub default_ulimits: Vec<String>,
+    /// `-b`, `--bip`, `--icc`, ...
+    pub net: crate::netflags::NetFlags,
 }
 
 /// The effective configuration.
@@ -90,6 +97,8 @@ pub struct Config {
     pub default_runtime: String,
     /// HostConfig `Ulimits` entries (reloadable).
     pub default_ulimits: Vec<serde_json::Value>,
+    /// The network settings.
+    pub net: strata_netd::NetConfig,
 }
 
 /// Where dockerd looks for TLS files by default: `$DOCKER_CERT_PATH`, else `~/.docker`.
@@ -146,7 +155,7 @@ pub fn read_file(
             path.display()
         ),
     };
-    let unknown: Vec<&String> = map.keys().filter(|k| !KEYS.contains(&k.as_str())).collect();
+    let unknown: Vec<&String> = map.keys().filter(|k| !known_key(k)).collect();
     if !unknown.is_empty() {
         bail!(
             "{}: the following directives don't match any configuration option: {}",
@@ -385,6 +394,7 @@ pub fn merge(
             Some(v) => boolean(v, "live-restore")?,
             None => flags.live_restore,
         },
+        net: crate::netflags::merge(&flags.net, file)?,
         hosts: match get("hosts") {
             Some(v) => strings(v, "hosts")?,
             None => flags.hosts.clone(),

@@ -2,6 +2,7 @@
 //! storage logic of its own.
 
 mod config;
+mod netflags;
 mod pidfile;
 
 use anyhow::Context;
@@ -97,6 +98,8 @@ struct DaemonArgs {
     /// Default ulimits of containers (NAME=SOFT[:HARD]; repeatable).
     #[arg(long = "default-ulimit")]
     default_ulimit: Vec<String>,
+    #[command(flatten)]
+    net: netflags::NetFlags,
     /// Use TLS on TCP sockets; implied by --tlsverify.
     #[arg(long)]
     tls: bool,
@@ -201,6 +204,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         add_runtimes: args.add_runtime.clone(),
         default_runtime: args.default_runtime.clone(),
         default_ulimits: args.default_ulimit.clone(),
+        net: args.net.clone(),
     };
     let config_path = args
         .config_file
@@ -282,6 +286,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         layers = layers.list().len(),
         "stores open"
     );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let daemon = Arc::new(strata_api::Daemon {
         images: Arc::new(images),
         layers: layers.clone(),
@@ -302,9 +310,14 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         restarts: Default::default(),
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         health: Default::default(),
-        networks: std::sync::RwLock::new(
-            strata_netd::NetworkStore::open(&cfg.data_root.join("network"))
-                .context("opening the network store")?,
+        net: Arc::new(
+            strata_netd::Manager::open(
+                &cfg.data_root.join("network"),
+                &cfg.exec_root.join("netns"),
+                cfg.net.clone(),
+                rt.handle().clone(),
+            )
+            .context("setting up networking")?,
         ),
         runtimes: std::sync::RwLock::new(runtimes(&cfg)?),
         default_ulimits: std::sync::RwLock::new(cfg.default_ulimits.clone()),
@@ -313,10 +326,6 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .context("opening the volume store")?,
         ),
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let res: anyhow::Result<()> = rt.block_on(async move {
         strata_api::volumes::restore(&daemon);
         strata_api::run::adopt(&daemon).await;

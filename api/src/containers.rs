@@ -124,7 +124,7 @@ fn mounts_json(c: &Container) -> Value {
 }
 
 /// A container as `/containers/json` lists it.
-pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
+pub(crate) fn summary(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Value {
     let mut v = j!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -132,12 +132,12 @@ pub(crate) fn summary(c: &Container, size: Option<(i64, i64)>) -> Value {
         "ImageID": c.image,
         "Command": c.command(),
         "Created": rfc3339_secs(&c.created).unwrap_or(0),
-        "Ports": [],
+        "Ports": crate::sandbox::ports_list(d, c),
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status,
         "Status": c.state.human(strata_graph::time::now_secs()),
         "HostConfig": { "NetworkMode": network_mode(c) },
-        "NetworkSettings": { "Networks": {} },
+        "NetworkSettings": { "Networks": crate::sandbox::networks_json(d, c) },
         "Mounts": mounts_json(c),
     });
     if let Some((rw, root)) = size {
@@ -172,14 +172,7 @@ fn inspect(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Value {
         "GraphDriver": { "Name": c.driver, "Data": graph },
         "Mounts": mounts_json(c),
         "Config": c.config,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": crate::sandbox::settings_json(d, c),
     });
     if let Some((rw, root)) = size {
         v["SizeRw"] = j!(rw);
@@ -469,9 +462,10 @@ pub async fn list(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         }
     }
     let layers = d.layers.clone();
+    let d2 = d.clone();
     let rows = tokio::task::spawn_blocking(move || {
         out.iter()
-            .map(|c| summary(c, size.then(|| sizes(&layers, c))))
+            .map(|c| summary(&d2, c, size.then(|| sizes(&layers, c))))
             .collect::<Vec<_>>()
     })
     .await?;
@@ -680,6 +674,7 @@ pub(crate) async fn remove_container(
             // The record is gone: the layer is an orphan the next start removes.
             tracing::warn!(layer = %layer, "removing a container layer: {e} (left for the next start)");
         }
+        daemon.net.release(&c2.id);
         Ok(crate::volumes::container_removed(&daemon, &c2, remove_volumes))
     })
     .await??;
@@ -924,7 +919,7 @@ pub(crate) fn df_rows(d: &Daemon) -> Vec<Value> {
     d.containers
         .list()
         .iter()
-        .map(|c| summary(c, Some(sizes(&d.layers, c))))
+        .map(|c| summary(d, c, Some(sizes(&d.layers, c))))
         .collect()
 }
 

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod health;
 mod images;
 pub mod networks;
+pub mod sandbox;
 pub mod resources;
 pub mod restart;
 pub mod run;
@@ -71,8 +72,8 @@ pub struct Daemon {
     pub default_ulimits: std::sync::RwLock<Vec<serde_json::Value>>,
     /// Health-check loops of running containers.
     pub health: health::Monitors,
-    /// The networks (reloadable records; issue #6 adds the links and rules).
-    pub networks: std::sync::RwLock<strata_netd::NetworkStore>,
+    /// The networks: records, bridges, addresses, sandboxes, rules.
+    pub net: Arc<strata_netd::Manager>,
     /// Named and anonymous volumes.
     pub volumes: Arc<strata_runtime::volume::VolumeStore>,
 }
@@ -381,8 +382,8 @@ async fn route(
         (&Method::POST, "/volumes/create") => volumes::create(&d, req).await,
         (&Method::POST, "/volumes/prune") => volumes::prune(&d, &q, version).await,
         (&Method::GET, "/networks") => networks::list(&d, &q),
-        (&Method::POST, "/networks/create") => networks::create(),
-        (&Method::POST, "/networks/prune") => networks::prune(&d),
+        (&Method::POST, "/networks/create") => networks::create(&d, req).await,
+        (&Method::POST, "/networks/prune") => networks::prune(&d, &q).await,
         _ => {
             if let Some(rest) = path.strip_prefix("/containers/") {
                 return containers::route_named(d.clone(), method, rest, req, &q).await;
@@ -391,7 +392,7 @@ async fn route(
                 return exec::route(&d, method, rest, req, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/networks/") {
-                return networks::route_named(&d, method, rest);
+                return networks::route_named(&d, method, rest, req).await;
             }
             if let Some(name) = path.strip_prefix("/volumes/") {
                 return volumes::route_named(&d, method, name, &q).await;

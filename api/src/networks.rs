@@ -1,28 +1,21 @@
-//! `/networks/...`: the network records (`strata-netd`). Only the predefined `host` and
-//! `none` exist until container networking (issue #6); creating, connecting and
-//! disconnecting answer 501 and say so.
+//! `/networks/...`: the network records and their containers, through the network manager
+//! (`strata-netd`): list, inspect, create, remove, connect, disconnect, prune.
 
-use crate::body::{json, Query, Resp};
+use crate::body::{json, read_json, Query, Resp};
+use crate::containers::find;
 use crate::events::parse_filters;
 use crate::{ApiError, Daemon};
-use hyper::{Method, StatusCode};
-use serde_json::{json as j, Value};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json as j, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use strata_netd::{Network, NetworkError};
+use strata_netd::store::IpamConfig;
+use strata_netd::Network;
 
-impl From<NetworkError> for ApiError {
-    fn from(e: NetworkError) -> Self {
-        let status = match &e {
-            NetworkError::NotFound(_) => StatusCode::NOT_FOUND,
-            NetworkError::Predefined(_) => StatusCode::FORBIDDEN,
-            NetworkError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            NetworkError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
+const BODY_LIMIT: usize = 1 << 20;
 
-fn matches(n: &Network, filters: &[(String, Vec<String>)]) -> Result<bool, ApiError> {
+fn matches(d: &Daemon, n: &Network, filters: &[(String, Vec<String>)]) -> Result<bool, ApiError> {
     for (k, vals) in filters {
         let ok = match k.as_str() {
             "name" => vals.iter().any(|v| n.name.contains(v.as_str())),
@@ -37,8 +30,10 @@ fn matches(n: &Network, filters: &[(String, Vec<String>)]) -> Result<bool, ApiEr
             "label" => vals.iter().all(|f| {
                 crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
             }),
-            // No container is attached to a network yet.
-            "dangling" => vals.iter().any(|v| v == "true" || v == "1") != n.predefined(),
+            "dangling" => {
+                let dangling = !n.predefined() && users(d, n).is_empty();
+                vals.iter().any(|v| (v == "true" || v == "1") == dangling)
+            }
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -48,46 +43,242 @@ fn matches(n: &Network, filters: &[(String, Vec<String>)]) -> Result<bool, ApiEr
     Ok(true)
 }
 
+/// The containers that name a network (running or not).
+fn users(d: &Daemon, n: &Network) -> Vec<strata_runtime::Container> {
+    d.containers
+        .list()
+        .into_iter()
+        .filter(|c| {
+            let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+            mode == n.name
+                || mode == n.id
+                || (n.name == "bridge" && matches!(mode, "" | "default" | "bridge"))
+                || c.networking_config["EndpointsConfig"].get(&n.name).is_some()
+        })
+        .collect()
+}
+
+/// `Containers` of a network's inspect: its running endpoints.
+fn containers_json(d: &Daemon, n: &Network) -> Value {
+    let mut m = Map::new();
+    for (cid, e, running) in d.net.endpoints_on(&n.id) {
+        if !running {
+            continue;
+        }
+        let name = d.containers.get(&cid).map(|c| c.name).unwrap_or_default();
+        m.insert(
+            cid,
+            j!({
+                "Name": name, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
+                "IPv4Address": format!("{}/{}", e.ip, e.prefix), "IPv6Address": "",
+            }),
+        );
+    }
+    Value::Object(m)
+}
+
 /// `GET /networks`.
 pub fn list(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
     let filters = parse_filters(q.get("filters"))?;
-    let store = d.networks.read().unwrap_or_else(|p| p.into_inner());
     let mut out = Vec::new();
-    for n in store.list() {
-        if matches(&n, &filters)? {
-            out.push(n.json());
+    for n in d.net.networks() {
+        if matches(d, &n, &filters)? {
+            out.push(n.json(containers_json(d, &n)));
         }
     }
     Ok(json(StatusCode::OK, &Value::Array(out)))
 }
 
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn body(req: Request<Incoming>) -> Result<Value, ApiError> {
+    read_json(req.into_body(), BODY_LIMIT)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("invalid JSON: got EOF while reading request body"))
+}
+
 /// `/networks/{id}` and its actions.
-pub fn route_named(d: &Arc<Daemon>, method: &Method, rest: &str) -> Result<Resp, ApiError> {
+pub async fn route_named(
+    d: &Arc<Daemon>,
+    method: &Method,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
     let key = crate::body::decode_path(key);
-    let store = d.networks.read().unwrap_or_else(|p| p.into_inner());
     match (method, action) {
-        (&Method::GET, "") => Ok(json(StatusCode::OK, &store.get(&key)?.json())),
+        (&Method::GET, "") => {
+            let n = d.net.network(&key)?;
+            Ok(json(StatusCode::OK, &n.json(containers_json(d, &n))))
+        }
         (&Method::DELETE, "") => {
-            store.remove(&key)?;
+            let d2 = d.clone();
+            let n = tokio::task::spawn_blocking(move || d2.net.remove_network(&key)).await??;
+            d.events.emit("network", "destroy", &n.id, j!({ "name": n.name, "type": n.driver }));
             Ok(crate::body::text(StatusCode::NO_CONTENT, "text/plain", ""))
         }
-        (&Method::POST, "connect" | "disconnect") => {
-            store.get(&key)?;
-            Err(NetworkError::NotImplemented("connecting containers to networks").into())
+        (&Method::POST, "connect") => {
+            let n = d.net.network(&key)?;
+            let b = body(req).await?;
+            connect(d, &n, &b).await
+        }
+        (&Method::POST, "disconnect") => {
+            let n = d.net.network(&key)?;
+            let b = body(req).await?;
+            disconnect(d, &n, &b).await
         }
         _ => Err(ApiError::not_found("page not found")),
     }
 }
 
-/// `POST /networks/create`.
-pub fn create() -> Result<Resp, ApiError> {
-    Err(NetworkError::NotImplemented("creating networks").into())
+async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiError> {
+    let key = b["Container"].as_str().unwrap_or("");
+    let c = find(d, key)?;
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    if matches!(mode, "host" | "none") || mode.starts_with("container:") || n.driver != "bridge" {
+        return Err(ApiError::bad_request(format!(
+            "container cannot be disconnected from host network or connected to host network (network mode {mode}, network {})",
+            n.name
+        )));
+    }
+    let already = c.networking_config["EndpointsConfig"].get(&n.name).is_some()
+        || mode == n.name
+        || (n.name == "bridge" && mode == "bridge");
+    if already {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("endpoint with name {} already exists in network {}", c.name, n.name),
+        ));
+    }
+    let cfg = b["EndpointConfig"].clone();
+    let req = crate::sandbox::endpoint_request(&n.name, &cfg)?;
+    if c.state.running {
+        let (d2, id) = (d.clone(), c.id.clone());
+        tokio::task::spawn_blocking(move || d2.net.connect(&id, &req)).await??;
+    }
+    let name = n.name.clone();
+    d.containers.update(&c.id, |x| {
+        if !x.networking_config["EndpointsConfig"].is_object() {
+            x.networking_config = j!({ "EndpointsConfig": {} });
+        }
+        x.networking_config["EndpointsConfig"][&name] = if cfg.is_object() { cfg.clone() } else { j!({}) };
+    })?;
+    d.events.emit("network", "connect", &n.id, j!({ "container": c.id, "name": n.name, "type": n.driver }));
+    Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
 }
 
-/// `POST /networks/prune`: nothing user-defined to remove yet.
-pub fn prune(d: &Arc<Daemon>) -> Result<Resp, ApiError> {
-    d.events
-        .emit("network", "prune", "", j!({ "reclaimed": "0" }));
-    Ok(json(StatusCode::OK, &j!({ "NetworksDeleted": null })))
+async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiError> {
+    let key = b["Container"].as_str().unwrap_or("");
+    let c = find(d, key)?;
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    let by_mode = mode == n.name || (n.name == "bridge" && mode == "bridge");
+    let by_connect = c.networking_config["EndpointsConfig"].get(&n.name).is_some();
+    if !by_mode && !by_connect {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("container {} is not connected to network {}", c.id, n.name),
+        ));
+    }
+    let (d2, id, nid) = (d.clone(), c.id.clone(), n.id.clone());
+    tokio::task::spawn_blocking(move || d2.net.disconnect(&id, &nid)).await??;
+    let name = n.name.clone();
+    d.containers.update(&c.id, |x| {
+        if let Some(m) = x.networking_config["EndpointsConfig"].as_object_mut() {
+            m.remove(&name);
+        }
+        if by_mode {
+            // dockerd leaves the container on no network: mode "none" in effect.
+            x.host_config["NetworkMode"] = j!("none");
+        }
+    })?;
+    d.events.emit("network", "disconnect", &n.id, j!({ "container": c.id, "name": n.name, "type": n.driver }));
+    Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
+}
+
+/// `POST /networks/create`.
+pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let b = body(req).await?;
+    let name = b["Name"].as_str().unwrap_or("").to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("network name must not be empty"));
+    }
+    if matches!(name.as_str(), "host" | "none" | "bridge" | "default") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{name} is a pre-defined network and cannot be created"),
+        ));
+    }
+    let driver = b["Driver"].as_str().filter(|s| !s.is_empty()).unwrap_or("bridge").to_string();
+    let mut ipam = Vec::new();
+    for c in b["IPAM"]["Config"].as_array().cloned().unwrap_or_default() {
+        let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+        if s("Subnet").contains(':') {
+            return Err(ApiError::bad_request(format!(
+                "IPv6 subnet {} is not supported by this Strata (IPv4 only)",
+                s("Subnet")
+            )));
+        }
+        if s("Subnet").is_empty() && !(s("Gateway").is_empty() && s("IPRange").is_empty()) {
+            return Err(ApiError::bad_request("a gateway or ip-range needs a subnet"));
+        }
+        ipam.push(IpamConfig {
+            subnet: s("Subnet"),
+            gateway: s("Gateway"),
+            ip_range: s("IPRange"),
+        });
+    }
+    let internal = b["Internal"].as_bool() == Some(true);
+    let ipv6 = b["EnableIPv6"].as_bool() == Some(true);
+    let attachable = b["Attachable"].as_bool() == Some(true);
+    let labels = string_map(&b["Labels"]);
+    let options = string_map(&b["Options"]);
+    let d2 = d.clone();
+    let n = tokio::task::spawn_blocking(move || {
+        d2.net
+            .create_network(&name, &driver, ipam, internal, ipv6, attachable, labels, options)
+    })
+    .await??;
+    d.events.emit("network", "create", &n.id, j!({ "name": n.name, "type": n.driver }));
+    Ok(json(StatusCode::CREATED, &j!({ "Id": n.id, "Warning": "" })))
+}
+
+/// `POST /networks/prune`: removes user-defined networks no container names.
+pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
+    let filters = parse_filters(q.get("filters"))?;
+    let mut gone = Vec::new();
+    for n in d.net.networks() {
+        if n.predefined() || !users(d, &n).is_empty() {
+            continue;
+        }
+        let keep = filters.iter().any(|(k, vals)| match k.as_str() {
+            "label" => !vals.iter().all(|f| {
+                crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
+            }),
+            "label!" => vals.iter().any(|f| {
+                crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
+            }),
+            _ => false,
+        });
+        if keep {
+            continue;
+        }
+        let (d2, id) = (d.clone(), n.id.clone());
+        match tokio::task::spawn_blocking(move || d2.net.remove_network(&id)).await? {
+            Ok(n) => {
+                d.events.emit("network", "destroy", &n.id, j!({ "name": n.name, "type": n.driver }));
+                gone.push(n.name);
+            }
+            Err(e) => tracing::warn!(network = %n.name, "prune: {e}"),
+        }
+    }
+    d.events.emit("network", "prune", "", j!({ "reclaimed": "0" }));
+    Ok(json(StatusCode::OK, &j!({ "NetworksDeleted": if gone.is_empty() { Value::Null } else { j!(gone) } })))
 }

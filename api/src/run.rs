@@ -124,17 +124,25 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             let name = r.name_for(c2.host_config["Runtime"].as_str())?;
             r.resolve(&name)?
         };
-        let (network, etc_from) = network_of(&daemon, &c2)?;
+        let (network, etc_from, net) = network_of(&daemon, &c2)?;
         let log = log_config(&daemon, &c2)?;
-        let root = daemon.layers.mount_rw(c2.layer_name(), "")?;
+        let root = match daemon.layers.mount_rw(c2.layer_name(), "") {
+            Ok(r) => r,
+            Err(e) => {
+                daemon.net.teardown(&c2.id);
+                return Err(e.into());
+            }
+        };
         if let Err(e) = crate::volumes::prepare(&daemon, &c2, &root) {
             let _ = daemon.layers.unmount_rw(c2.layer_name());
+            daemon.net.teardown(&c2.id);
             return Err(e);
         }
         let undo = |e: ApiError| {
             crate::volumes::stopped(&daemon, &c2);
             let _ = daemon.layers.unmount_rw(c2.layer_name());
             daemon.runtime.cleanup(&c2.id);
+            daemon.net.teardown(&c2.id);
             e
         };
         let opts = CreateOptions {
@@ -143,6 +151,8 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
             log,
             network,
             etc_from,
+            hosts: net.as_ref().map(|p| p.hosts.clone()),
+            resolv: net.as_ref().map(|p| p.resolv.clone()),
         };
         let pid = daemon
             .runtime
@@ -203,14 +213,23 @@ pub async fn start_with(d: &Arc<Daemon>, key: &str, auto: bool) -> Result<Resp, 
 }
 
 /// The network namespace a container starts in, and whose `/etc` files it shares: another
-/// container's for `container:<id>` (which must be running, dockerd's 409 otherwise).
+/// container's for `container:<id>` (which must be running, dockerd's 409 otherwise); for
+/// the bridge and user-defined networks, the sandbox the network manager sets up (its
+/// namespace and `/etc` files).
 fn network_of(
     d: &Daemon,
     c: &Container,
-) -> Result<(NetworkNs, Option<std::path::PathBuf>), ApiError> {
+) -> Result<
+    (
+        NetworkNs,
+        Option<std::path::PathBuf>,
+        Option<strata_netd::Prepared>,
+    ),
+    ApiError,
+> {
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
     match NetworkMode::parse(mode) {
-        NetworkMode::Host => Ok((NetworkNs::Host, None)),
+        NetworkMode::Host => Ok((NetworkNs::Host, None, None)),
         NetworkMode::Container(other) => {
             let o = find(d, &other)?;
             if !o.state.running || o.state.pid <= 0 {
@@ -222,11 +241,18 @@ fn network_of(
             Ok((
                 NetworkNs::Join(format!("/proc/{}/ns/net", o.state.pid).into()),
                 Some(d.runtime.state_dir(&o.id)),
+                None,
             ))
         }
-        // User-defined networks come with container networking (issue #6).
-        NetworkMode::Named(n) => Err(ApiError::not_found(format!("network {n} not found"))),
-        NetworkMode::Bridge | NetworkMode::None => Ok((NetworkNs::New, None)),
+        NetworkMode::Bridge | NetworkMode::Named(_) | NetworkMode::None => {
+            match crate::sandbox::request_for(d, c)? {
+                Some(req) => {
+                    let p = d.net.setup(&req)?;
+                    Ok((NetworkNs::Join(p.netns.clone()), None, Some(p)))
+                }
+                None => Ok((NetworkNs::New, None, None)),
+            }
+        }
     }
 }
 
@@ -270,6 +296,7 @@ pub async fn record_exit(d: &Arc<Daemon>, id: &str, exit: strata_runtime::lifecy
         crate::volumes::stopped(&daemon, &c2);
         let _ = daemon.layers.unmount_rw(&layer);
         daemon.runtime.cleanup(&id2);
+        daemon.net.teardown(&id2);
     })
     .await;
     crate::volumes::unmounted(d, &c);
@@ -807,7 +834,12 @@ pub async fn adopt(d: &Arc<Daemon>) {
             // Its layer is still mounted by the shim's container; count our mount again.
             let daemon = d.clone();
             let layer = c.layer_name().to_string();
-            let _ = tokio::task::spawn_blocking(move || daemon.layers.mount_rw(&layer, "")).await;
+            let id = c.id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                daemon.net.restore(&id, true);
+                daemon.layers.mount_rw(&layer, "")
+            })
+            .await;
             crate::health::start(d, &c, false);
             monitor(d.clone(), c.id.clone());
         } else {
@@ -822,4 +854,12 @@ pub async fn adopt(d: &Arc<Daemon>) {
             record_exit(d, &c.id, exit).await;
         }
     }
+    // Sandboxes of containers that are gone go; the rules are written once, whole.
+    let daemon = d.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        daemon
+            .net
+            .restored(&|id| daemon.containers.get(id).is_ok_and(|c| c.id == id))
+    })
+    .await;
 }

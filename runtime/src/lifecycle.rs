@@ -92,26 +92,30 @@ pub struct CreateOptions {
     /// The state directory of the container whose network it joins: its `/etc/hosts`,
     /// `/etc/hostname` and `/etc/resolv.conf` are shared (`--network container:X`).
     pub etc_from: Option<PathBuf>,
+    /// `/etc/hosts` and `/etc/resolv.conf` as its networks make them (else the minimal
+    /// ones, or the host's on the host's network).
+    pub hosts: Option<String>,
+    pub resolv: Option<String>,
     pub log: LogConfig,
 }
 
 /// Writes a container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`: the host's
 /// hosts file on the host's network (as dockerd copies it), a minimal one otherwise.
-fn write_etc_files(
-    etc: &EtcFiles,
-    host: &str,
-    network: &spec::network::NetworkNs,
-) -> Result<(), RunError> {
+fn write_etc_files(etc: &EtcFiles, host: &str, o: &CreateOptions) -> Result<(), RunError> {
     std::fs::write(&etc.hostname, format!("{host}\n")).map_err(io_ctx("writing hostname"))?;
-    let hosts = match network {
-        spec::network::NetworkNs::Host => std::fs::read("/etc/hosts").unwrap_or_default(),
+    let hosts = match (&o.network, &o.hosts) {
+        (_, Some(h)) => h.clone().into_bytes(),
+        (spec::network::NetworkNs::Host, None) => std::fs::read("/etc/hosts").unwrap_or_default(),
         _ => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"
         )
         .into_bytes(),
     };
     std::fs::write(&etc.hosts, hosts).map_err(io_ctx("writing hosts"))?;
-    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match &o.resolv {
+        Some(r) => r.clone().into_bytes(),
+        None => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+    };
     std::fs::write(&etc.resolv_conf, resolv).map_err(io_ctx("writing resolv.conf"))
 }
 
@@ -160,7 +164,7 @@ impl Runtime {
                     hostname: dir.join("hostname"),
                     resolv_conf: dir.join("resolv.conf"),
                 };
-                write_etc_files(&etc, &c.config.hostname, &o.network)?;
+                write_etc_files(&etc, &c.config.hostname, o)?;
                 etc
             }
         };

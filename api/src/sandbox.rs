@@ -1,0 +1,288 @@
+//! A container's networking as the API sees it: the sandbox request made from its
+//! HostConfig, Config and NetworkingConfig at start, and the `NetworkSettings`, `Ports` and
+//! `port` views of what the network manager set up.
+
+use crate::{ApiError, Daemon};
+use serde_json::{json as j, Map, Value};
+use std::net::Ipv4Addr;
+use strata_netd::firewall::Proto;
+use strata_netd::{EndpointRequest, NetError, PortRequest, SandboxRequest};
+use strata_runtime::spec::network::NetworkMode;
+use strata_runtime::Container;
+
+impl From<NetError> for ApiError {
+    fn from(e: NetError) -> Self {
+        use hyper::StatusCode as S;
+        use strata_netd::NetworkError as N;
+        let status = match &e {
+            NetError::Store(N::NotFound(_)) => S::NOT_FOUND,
+            NetError::Store(N::NameTaken(_)) => S::CONFLICT,
+            NetError::Store(N::Predefined(_) | N::Forbidden(_)) => S::FORBIDDEN,
+            NetError::Store(N::Invalid(_)) | NetError::Invalid(_) => S::BAD_REQUEST,
+            NetError::Ipam(strata_netd::ipam::IpamError::Io(_)) => S::INTERNAL_SERVER_ERROR,
+            NetError::Ipam(_) => S::BAD_REQUEST,
+            _ => S::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The endpoint asked for on `network` in a NetworkingConfig `EndpointsConfig` entry.
+pub fn endpoint_request(network: &str, cfg: &Value) -> Result<EndpointRequest, ApiError> {
+    let ip = match cfg["IPAMConfig"]["IPv4Address"].as_str().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {s}")))?,
+        ),
+        None => None,
+    };
+    Ok(EndpointRequest {
+        network: network.to_string(),
+        ip,
+        aliases: strings(&cfg["Aliases"]),
+        mac: cfg["MacAddress"].as_str().filter(|s| !s.is_empty()).map(String::from),
+    })
+}
+
+/// `80/tcp` → (80, tcp).
+fn parse_port(key: &str) -> Result<(u16, Proto), ApiError> {
+    let (p, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let port = p
+        .parse::<u16>()
+        .map_err(|_| ApiError::bad_request(format!("invalid port specification: \"{key}\"")))?;
+    let proto = Proto::parse(proto)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid proto: {proto}")))?;
+    Ok((port, proto))
+}
+
+/// The ports a container publishes: its `PortBindings`, and with `PublishAllPorts` every
+/// exposed port not bound otherwise, on an ephemeral host port.
+pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
+    let mut out = Vec::new();
+    if let Some(b) = c.host_config["PortBindings"].as_object() {
+        for (key, list) in b {
+            let (port, proto) = parse_port(key)?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            for binding in if list.is_empty() { vec![Value::Null] } else { list } {
+                let host_ip = match binding["HostIp"].as_str().filter(|s| !s.is_empty()) {
+                    Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid host IP {ip}: Strata publishes on IPv4 only"))
+                    })?),
+                    None => None,
+                };
+                let host_port = match binding["HostPort"].as_str().filter(|s| !s.is_empty()) {
+                    Some(hp) => Some(hp.parse::<u16>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid host port: {hp}"))
+                    })?),
+                    None => None,
+                };
+                out.push(PortRequest {
+                    proto,
+                    container_port: port,
+                    host_ip,
+                    host_port: host_port.filter(|p| *p != 0),
+                });
+            }
+        }
+    }
+    if c.host_config["PublishAllPorts"].as_bool() == Some(true) {
+        for key in c.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+            let (port, proto) = parse_port(key)?;
+            if !out.iter().any(|r| r.container_port == port && r.proto == proto) {
+                out.push(PortRequest {
+                    proto,
+                    container_port: port,
+                    host_ip: None,
+                    host_port: None,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The networks a container of network mode `mode` is on, in order: its mode's network
+/// first, then those it was connected to.
+fn endpoint_requests(d: &Daemon, c: &Container, mode: &str) -> Result<Vec<EndpointRequest>, ApiError> {
+    let cfgs = c.networking_config["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut first = endpoint_request(mode, cfgs.get(mode).unwrap_or(&Value::Null))?;
+    if first.mac.is_none() {
+        first.mac = c.config.mac_address.clone().filter(|m| !m.is_empty());
+    }
+    out.push(first);
+    for (name, cfg) in &cfgs {
+        if name != mode && d.net.network(name).is_ok() {
+            out.push(endpoint_request(name, cfg)?);
+        }
+    }
+    Ok(out)
+}
+
+/// What the network manager sets up for `c`, or `None` when the container gets a bare
+/// namespace (`none`, or the default network with `--bridge=none`).
+pub fn request_for(d: &Daemon, c: &Container) -> Result<Option<SandboxRequest>, ApiError> {
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    let name = match NetworkMode::parse(mode) {
+        NetworkMode::Bridge if d.net.network("bridge").is_ok() => "bridge".to_string(),
+        NetworkMode::Named(n) => {
+            // A missing network is the start's 404, as with dockerd.
+            d.net.network(&n)?;
+            n
+        }
+        _ => return Ok(None),
+    };
+    let hc = &c.host_config;
+    Ok(Some(SandboxRequest {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        hostname: c.config.hostname.clone(),
+        domainname: c.config.domainname.clone(),
+        endpoints: endpoint_requests(d, c, &name)?,
+        ports: port_requests(c)?,
+        dns: strings(&hc["Dns"]),
+        dns_search: strings(&hc["DnsSearch"]),
+        dns_opt: strings(&hc["DnsOptions"]),
+        extra_hosts: strings(&hc["ExtraHosts"]),
+    }))
+}
+
+/// `NetworkSettings.Ports` (inspect) of a running container: every exposed or published
+/// port, with its host bindings (null when not published).
+pub fn ports_map(d: &Daemon, c: &Container) -> Value {
+    let mut m = Map::new();
+    if !c.state.running {
+        return Value::Object(m);
+    }
+    let mode = NetworkMode::parse(c.host_config["NetworkMode"].as_str().unwrap_or(""));
+    if matches!(mode, NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)) {
+        return Value::Object(m);
+    }
+    for key in c.config.exposed_ports.iter().flat_map(|e| e.keys()) {
+        m.insert(key.clone(), Value::Null);
+    }
+    if let Some(sb) = d.net.sandbox(&c.id) {
+        for p in &sb.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.name());
+            let entry = m.entry(key).or_insert_with(|| j!([]));
+            if !entry.is_array() {
+                *entry = j!([]);
+            }
+            if let Some(a) = entry.as_array_mut() {
+                a.push(j!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+/// `Ports` of `/containers/json`.
+pub fn ports_list(d: &Daemon, c: &Container) -> Value {
+    let mut out = Vec::new();
+    if let Value::Object(m) = ports_map(d, c) {
+        for (key, bindings) in m {
+            let Ok((port, proto)) = parse_port(&key) else { continue };
+            match bindings.as_array() {
+                Some(list) => {
+                    for b in list {
+                        out.push(j!({
+                            "IP": b["HostIp"], "PrivatePort": port,
+                            "PublicPort": b["HostPort"].as_str().and_then(|s| s.parse::<u16>().ok()),
+                            "Type": proto.name(),
+                        }));
+                    }
+                }
+                None => out.push(j!({ "PrivatePort": port, "Type": proto.name() })),
+            }
+        }
+    }
+    Value::Array(out)
+}
+
+/// One endpoint as `NetworkSettings.Networks.<name>` shows it.
+fn endpoint_json(e: Option<&strata_netd::sandbox::Endpoint>, cfg: &Value, net_id: &str, c: &Container) -> Value {
+    let ipam = match cfg["IPAMConfig"].as_object() {
+        Some(m) if !m.is_empty() => Value::Object(m.clone()),
+        _ => Value::Null,
+    };
+    let mut aliases: Vec<Value> = cfg["Aliases"].as_array().cloned().unwrap_or_default();
+    let user_defined = e.is_some_and(|e| e.user_defined);
+    if user_defined && !aliases.iter().any(|a| a == &j!(&c.id[..12])) {
+        aliases.push(j!(&c.id[..12]));
+    }
+    let running = c.state.running;
+    let e = e.filter(|_| running);
+    j!({
+        "IPAMConfig": ipam,
+        "Links": null,
+        "Aliases": if user_defined { Value::Array(aliases) } else { Value::Null },
+        "MacAddress": e.map(|e| e.mac.clone()).unwrap_or_default(),
+        "DriverOpts": null,
+        "NetworkID": net_id,
+        "EndpointID": e.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": e.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
+        "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": e.map(|e| e.prefix).unwrap_or(0),
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": if user_defined { j!([c.name, &c.id[..12]]) } else { Value::Null },
+    })
+}
+
+/// The networks a container is on, by name: its mode's and those connected.
+pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
+    let mut out = Map::new();
+    let sb = d.net.sandbox(&c.id);
+    let cfgs = c.networking_config["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    let first = match NetworkMode::parse(mode) {
+        NetworkMode::Bridge => "bridge".to_string(),
+        NetworkMode::Container(_) => return out,
+        _ => mode.to_string(),
+    };
+    let mut names = vec![first.clone()];
+    names.extend(cfgs.keys().filter(|k| **k != first).cloned());
+    for name in names {
+        let Ok(n) = d.net.network(&name) else { continue };
+        let e = sb.as_ref().and_then(|s| s.endpoints.iter().find(|e| e.network_id == n.id));
+        out.insert(n.name.clone(), endpoint_json(e, cfgs.get(&name).unwrap_or(&Value::Null), &n.id, c));
+    }
+    out
+}
+
+/// inspect's `NetworkSettings`.
+pub fn settings_json(d: &Daemon, c: &Container) -> Value {
+    let networks = networks_json(d, c);
+    let bridge = networks.get("bridge").cloned().unwrap_or(Value::Null);
+    let field = |k: &str, def: Value| {
+        if bridge.is_null() {
+            def
+        } else {
+            bridge[k].clone()
+        }
+    };
+    let sb = d.net.sandbox(&c.id).filter(|s| s.running && c.state.running);
+    j!({
+        "Bridge": "",
+        "SandboxID": if sb.is_some() { j!(c.id) } else { j!("") },
+        "SandboxKey": sb.map(|s| s.netns.display().to_string()).unwrap_or_default(),
+        "Ports": ports_map(d, c),
+        "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": field("EndpointID", j!("")),
+        "Gateway": field("Gateway", j!("")),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": field("IPAddress", j!("")),
+        "IPPrefixLen": field("IPPrefixLen", j!(0)),
+        "IPv6Gateway": "",
+        "MacAddress": field("MacAddress", j!("")),
+        "Networks": networks,
+    })
+}
