@@ -108,7 +108,9 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
     let d = NetConfig::default();
     let b = |k: &str, flag: Option<bool>, def: bool| -> anyhow::Result<bool> {
         match file.get(k) {
-            Some(v) => v.as_bool().with_context(|| format!("daemon.json: {k} must be a boolean")),
+            Some(v) => v
+                .as_bool()
+                .with_context(|| format!("daemon.json: {k} must be a boolean")),
             None => Ok(flag.unwrap_or(def)),
         }
     };
@@ -122,18 +124,27 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
             None => Ok(flag.clone()),
         }
     };
-    let ip = |k: &str, flag: Option<std::net::Ipv4Addr>| -> anyhow::Result<Option<std::net::Ipv4Addr>> {
-        match s(k, &None)? {
-            Some(t) => Ok(Some(t.parse().with_context(|| format!("daemon.json: {k}: invalid IPv4 address {t}"))?)),
-            None => Ok(flag),
-        }
-    };
+    let ip =
+        |k: &str, flag: Option<std::net::Ipv4Addr>| -> anyhow::Result<Option<std::net::Ipv4Addr>> {
+            match s(k, &None)? {
+                Some(t) => Ok(Some(t.parse().with_context(|| {
+                    format!("daemon.json: {k}: invalid IPv4 address {t}")
+                })?)),
+                None => Ok(flag),
+            }
+        };
     let cfg = NetConfig {
-        bridge: s("bridge", &f.bridge)?.filter(|b| !b.is_empty()).unwrap_or(d.bridge),
+        bridge: s("bridge", &f.bridge)?
+            .filter(|b| !b.is_empty())
+            .unwrap_or(d.bridge),
         bip: s("bip", &f.bip)?,
         fixed_cidr: s("fixed-cidr", &f.fixed_cidr)?,
         mtu: match file.get("mtu") {
-            Some(v) => Some(v.as_u64().and_then(|m| u32::try_from(m).ok()).context("daemon.json: mtu must be a number")?),
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .context("daemon.json: mtu must be a number")?,
+            ),
             None => f.mtu,
         },
         icc: b("icc", f.icc, d.icc)?,
@@ -186,13 +197,22 @@ mod tests {
             bip: Some("10.5.0.1/24".into()),
             ..Default::default()
         };
-        let c = merge(&f, &file(r#"{"userland-proxy": false, "dns": ["1.1.1.1"], "mtu": 1400}"#)).unwrap();
+        let c = merge(
+            &f,
+            &file(r#"{"userland-proxy": false, "dns": ["1.1.1.1"], "mtu": 1400}"#),
+        )
+        .unwrap();
         assert!(!c.icc && !c.userland_proxy && c.iptables);
         assert_eq!(c.bip.as_deref(), Some("10.5.0.1/24"));
         assert_eq!(c.dns, ["1.1.1.1"]);
         assert_eq!(c.mtu, Some(1400));
-        let e = merge(&f, &file(r#"{"icc": true}"#)).unwrap_err().to_string();
-        assert!(e.contains("both as a flag and in the configuration file: icc"), "{e}");
+        let e = merge(&f, &file(r#"{"icc": true}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("both as a flag and in the configuration file: icc"),
+            "{e}"
+        );
         assert!(merge(&NetFlags::default(), &file(r#"{"iptables": "no"}"#)).is_err());
         let f = NetFlags {
             bridge: Some("br9".into()),

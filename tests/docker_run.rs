@@ -475,8 +475,8 @@ fn network_modes() {
     let d = Daemon::start("overlay2");
     d.load_busybox();
     const IMG: &str = "test/busybox:1";
-    // none (and, until container networking lands, bridge): a namespace with only lo.
-    for mode in ["none", "bridge"] {
+    // none: a namespace with only lo; bridge: lo and eth0.
+    for (mode, want) in [("none", vec!["lo"]), ("bridge", vec!["eth0", "lo"])] {
         let out = d.ok(&[
             "run",
             "--rm",
@@ -486,9 +486,12 @@ fn network_modes() {
             "cat",
             "/proc/net/dev",
         ]);
-        assert_eq!(interfaces(&out), ["lo"], "{mode}: {out}");
+        let mut got = interfaces(&out);
+        got.sort();
+        assert_eq!(got, want, "{mode}: {out}");
     }
-    // host: the host's interfaces, name and hosts file (as dockerd gives them).
+    // host: the host's interfaces, name and hosts file (as dockerd gives them); the test
+    // daemon's "host" network is its own namespace.
     let out = d.ok(&[
         "run",
         "--rm",
@@ -500,7 +503,9 @@ fn network_modes() {
         "hostname; cat /proc/net/dev",
     ]);
     let (name, dev) = out.split_once('\n').expect("two parts");
-    let host_dev = std::fs::read_to_string("/proc/net/dev").expect("host /proc/net/dev");
+    let host_dev = common::in_netns(&d.netns(), || {
+        std::fs::read_to_string("/proc/thread-self/net/dev").expect("host /proc/net/dev")
+    });
     assert_eq!(interfaces(dev), interfaces(&host_dev));
     assert_eq!(
         name,
@@ -582,7 +587,7 @@ fn network_records() {
         return;
     }
     let mut d = Daemon::start("overlay2");
-    // As dockerd with --bridge=none lists them (checked against 20.10): host and none.
+    // As dockerd lists them: the default bridge, host and none.
     let ls = d.ok(&[
         "network",
         "ls",
@@ -591,7 +596,10 @@ fn network_records() {
     ]);
     let mut rows: Vec<&str> = ls.lines().collect();
     rows.sort();
-    assert_eq!(rows, ["host host local", "none null local"]);
+    assert_eq!(
+        rows,
+        ["bridge bridge local", "host host local", "none null local"]
+    );
     let id = d.ok(&["network", "inspect", "-f", "{{.Id}}", "host"]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64);
@@ -609,8 +617,7 @@ fn network_records() {
         "driver=host",
     ]);
     assert_eq!(filtered.trim(), id);
-    // dockerd's errors: 403 for a predefined network, 404 for an unknown one; creating is
-    // not there yet and says so.
+    // dockerd's errors: 403 for a predefined network, 404 for an unknown one.
     let (ok, _, err) = d.try_docker(&["network", "rm", "host"]);
     assert!(
         !ok && err.contains("host is a pre-defined network and cannot be removed"),
@@ -618,8 +625,6 @@ fn network_records() {
     );
     let (ok, _, err) = d.try_docker(&["network", "inspect", "nope"]);
     assert!(!ok && err.contains("network nope not found"), "{err}");
-    let (ok, _, err) = d.try_docker(&["network", "create", "mynet"]);
-    assert!(!ok && err.contains("issue #6"), "{err}");
     // The IDs are kept across restarts; the strata CLI lists the same.
     d.restart();
     assert_eq!(
@@ -628,5 +633,5 @@ fn network_records() {
         id
     );
     let o = d.strata(&["network", "ls", "--format", "{{.Name}}"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "host\nnone\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "bridge\nhost\nnone\n");
 }

@@ -53,7 +53,9 @@ fn users(d: &Daemon, n: &Network) -> Vec<strata_runtime::Container> {
             mode == n.name
                 || mode == n.id
                 || (n.name == "bridge" && matches!(mode, "" | "default" | "bridge"))
-                || c.networking_config["EndpointsConfig"].get(&n.name).is_some()
+                || c.networking_config["EndpointsConfig"]
+                    .get(&n.name)
+                    .is_some()
         })
         .collect()
 }
@@ -93,7 +95,12 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -122,7 +129,12 @@ pub async fn route_named(
         (&Method::DELETE, "") => {
             let d2 = d.clone();
             let n = tokio::task::spawn_blocking(move || d2.net.remove_network(&key)).await??;
-            d.events.emit("network", "destroy", &n.id, j!({ "name": n.name, "type": n.driver }));
+            d.events.emit(
+                "network",
+                "destroy",
+                &n.id,
+                j!({ "name": n.name, "type": n.driver }),
+            );
             Ok(crate::body::text(StatusCode::NO_CONTENT, "text/plain", ""))
         }
         (&Method::POST, "connect") => {
@@ -149,13 +161,18 @@ async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiErr
             n.name
         )));
     }
-    let already = c.networking_config["EndpointsConfig"].get(&n.name).is_some()
+    let already = c.networking_config["EndpointsConfig"]
+        .get(&n.name)
+        .is_some()
         || mode == n.name
         || (n.name == "bridge" && mode == "bridge");
     if already {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("endpoint with name {} already exists in network {}", c.name, n.name),
+            format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, n.name
+            ),
         ));
     }
     let cfg = b["EndpointConfig"].clone();
@@ -169,9 +186,15 @@ async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiErr
         if !x.networking_config["EndpointsConfig"].is_object() {
             x.networking_config = j!({ "EndpointsConfig": {} });
         }
-        x.networking_config["EndpointsConfig"][&name] = if cfg.is_object() { cfg.clone() } else { j!({}) };
+        x.networking_config["EndpointsConfig"][&name] =
+            if cfg.is_object() { cfg.clone() } else { j!({}) };
     })?;
-    d.events.emit("network", "connect", &n.id, j!({ "container": c.id, "name": n.name, "type": n.driver }));
+    d.events.emit(
+        "network",
+        "connect",
+        &n.id,
+        j!({ "container": c.id, "name": n.name, "type": n.driver }),
+    );
     Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
 }
 
@@ -180,7 +203,9 @@ async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, Api
     let c = find(d, key)?;
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
     let by_mode = mode == n.name || (n.name == "bridge" && mode == "bridge");
-    let by_connect = c.networking_config["EndpointsConfig"].get(&n.name).is_some();
+    let by_connect = c.networking_config["EndpointsConfig"]
+        .get(&n.name)
+        .is_some();
     if !by_mode && !by_connect {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -199,7 +224,12 @@ async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, Api
             x.host_config["NetworkMode"] = j!("none");
         }
     })?;
-    d.events.emit("network", "disconnect", &n.id, j!({ "container": c.id, "name": n.name, "type": n.driver }));
+    d.events.emit(
+        "network",
+        "disconnect",
+        &n.id,
+        j!({ "container": c.id, "name": n.name, "type": n.driver }),
+    );
     Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
 }
 
@@ -216,7 +246,11 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
             format!("{name} is a pre-defined network and cannot be created"),
         ));
     }
-    let driver = b["Driver"].as_str().filter(|s| !s.is_empty()).unwrap_or("bridge").to_string();
+    let driver = b["Driver"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("bridge")
+        .to_string();
     let mut ipam = Vec::new();
     for c in b["IPAM"]["Config"].as_array().cloned().unwrap_or_default() {
         let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
@@ -227,7 +261,9 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
             )));
         }
         if s("Subnet").is_empty() && !(s("Gateway").is_empty() && s("IPRange").is_empty()) {
-            return Err(ApiError::bad_request("a gateway or ip-range needs a subnet"));
+            return Err(ApiError::bad_request(
+                "a gateway or ip-range needs a subnet",
+            ));
         }
         ipam.push(IpamConfig {
             subnet: s("Subnet"),
@@ -241,13 +277,27 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
     let labels = string_map(&b["Labels"]);
     let options = string_map(&b["Options"]);
     let d2 = d.clone();
-    let n = tokio::task::spawn_blocking(move || {
-        d2.net
-            .create_network(&name, &driver, ipam, internal, ipv6, attachable, labels, options)
-    })
-    .await??;
-    d.events.emit("network", "create", &n.id, j!({ "name": n.name, "type": n.driver }));
-    Ok(json(StatusCode::CREATED, &j!({ "Id": n.id, "Warning": "" })))
+    let spec = strata_netd::NetworkSpec {
+        name,
+        driver,
+        ipam,
+        internal,
+        enable_ipv6: ipv6,
+        attachable,
+        labels,
+        options,
+    };
+    let n = tokio::task::spawn_blocking(move || d2.net.create_network(spec)).await??;
+    d.events.emit(
+        "network",
+        "create",
+        &n.id,
+        j!({ "name": n.name, "type": n.driver }),
+    );
+    Ok(json(
+        StatusCode::CREATED,
+        &j!({ "Id": n.id, "Warning": "" }),
+    ))
 }
 
 /// `POST /networks/prune`: removes user-defined networks no container names.
@@ -273,12 +323,21 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         let (d2, id) = (d.clone(), n.id.clone());
         match tokio::task::spawn_blocking(move || d2.net.remove_network(&id)).await? {
             Ok(n) => {
-                d.events.emit("network", "destroy", &n.id, j!({ "name": n.name, "type": n.driver }));
+                d.events.emit(
+                    "network",
+                    "destroy",
+                    &n.id,
+                    j!({ "name": n.name, "type": n.driver }),
+                );
                 gone.push(n.name);
             }
             Err(e) => tracing::warn!(network = %n.name, "prune: {e}"),
         }
     }
-    d.events.emit("network", "prune", "", j!({ "reclaimed": "0" }));
-    Ok(json(StatusCode::OK, &j!({ "NetworksDeleted": if gone.is_empty() { Value::Null } else { j!(gone) } })))
+    d.events
+        .emit("network", "prune", "", j!({ "reclaimed": "0" }));
+    Ok(json(
+        StatusCode::OK,
+        &j!({ "NetworksDeleted": if gone.is_empty() { Value::Null } else { j!(gone) } }),
+    ))
 }

@@ -29,13 +29,20 @@ impl From<NetError> for ApiError {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The endpoint asked for on `network` in a NetworkingConfig `EndpointsConfig` entry.
 pub fn endpoint_request(network: &str, cfg: &Value) -> Result<EndpointRequest, ApiError> {
-    let ip = match cfg["IPAMConfig"]["IPv4Address"].as_str().filter(|s| !s.is_empty()) {
+    let ip = match cfg["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
         Some(s) => Some(
             s.parse::<Ipv4Addr>()
                 .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {s}")))?,
@@ -46,7 +53,10 @@ pub fn endpoint_request(network: &str, cfg: &Value) -> Result<EndpointRequest, A
         network: network.to_string(),
         ip,
         aliases: strings(&cfg["Aliases"]),
-        mac: cfg["MacAddress"].as_str().filter(|s| !s.is_empty()).map(String::from),
+        mac: cfg["MacAddress"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(String::from),
     })
 }
 
@@ -69,19 +79,26 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
         for (key, list) in b {
             let (port, proto) = parse_port(key)?;
             let list = list.as_array().cloned().unwrap_or_default();
-            for binding in if list.is_empty() { vec![Value::Null] } else { list } {
+            for binding in if list.is_empty() {
+                vec![Value::Null]
+            } else {
+                list
+            } {
                 let host_ip = match binding["HostIp"].as_str().filter(|s| !s.is_empty()) {
                     Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
-                        ApiError::bad_request(format!("invalid host IP {ip}: Strata publishes on IPv4 only"))
+                        ApiError::bad_request(format!(
+                            "invalid host IP {ip}: Strata publishes on IPv4 only"
+                        ))
                     })?),
                     None => None,
                 };
-                let host_port = match binding["HostPort"].as_str().filter(|s| !s.is_empty()) {
-                    Some(hp) => Some(hp.parse::<u16>().map_err(|_| {
-                        ApiError::bad_request(format!("invalid host port: {hp}"))
-                    })?),
-                    None => None,
-                };
+                let host_port =
+                    match binding["HostPort"].as_str().filter(|s| !s.is_empty()) {
+                        Some(hp) => Some(hp.parse::<u16>().map_err(|_| {
+                            ApiError::bad_request(format!("invalid host port: {hp}"))
+                        })?),
+                        None => None,
+                    };
                 out.push(PortRequest {
                     proto,
                     container_port: port,
@@ -94,7 +111,10 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
     if c.host_config["PublishAllPorts"].as_bool() == Some(true) {
         for key in c.config.exposed_ports.iter().flat_map(|m| m.keys()) {
             let (port, proto) = parse_port(key)?;
-            if !out.iter().any(|r| r.container_port == port && r.proto == proto) {
+            if !out
+                .iter()
+                .any(|r| r.container_port == port && r.proto == proto)
+            {
                 out.push(PortRequest {
                     proto,
                     container_port: port,
@@ -109,8 +129,15 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
 
 /// The networks a container of network mode `mode` is on, in order: its mode's network
 /// first, then those it was connected to.
-fn endpoint_requests(d: &Daemon, c: &Container, mode: &str) -> Result<Vec<EndpointRequest>, ApiError> {
-    let cfgs = c.networking_config["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+fn endpoint_requests(
+    d: &Daemon,
+    c: &Container,
+    mode: &str,
+) -> Result<Vec<EndpointRequest>, ApiError> {
+    let cfgs = c.networking_config["EndpointsConfig"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut out = Vec::new();
     let mut first = endpoint_request(mode, cfgs.get(mode).unwrap_or(&Value::Null))?;
     if first.mac.is_none() {
@@ -161,7 +188,10 @@ pub fn ports_map(d: &Daemon, c: &Container) -> Value {
         return Value::Object(m);
     }
     let mode = NetworkMode::parse(c.host_config["NetworkMode"].as_str().unwrap_or(""));
-    if matches!(mode, NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)) {
+    if matches!(
+        mode,
+        NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)
+    ) {
         return Value::Object(m);
     }
     for key in c.config.exposed_ports.iter().flat_map(|e| e.keys()) {
@@ -175,7 +205,9 @@ pub fn ports_map(d: &Daemon, c: &Container) -> Value {
                 *entry = j!([]);
             }
             if let Some(a) = entry.as_array_mut() {
-                a.push(j!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }));
+                a.push(
+                    j!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),
+                );
             }
         }
     }
@@ -187,7 +219,9 @@ pub fn ports_list(d: &Daemon, c: &Container) -> Value {
     let mut out = Vec::new();
     if let Value::Object(m) = ports_map(d, c) {
         for (key, bindings) in m {
-            let Ok((port, proto)) = parse_port(&key) else { continue };
+            let Ok((port, proto)) = parse_port(&key) else {
+                continue;
+            };
             match bindings.as_array() {
                 Some(list) => {
                     for b in list {
@@ -206,7 +240,12 @@ pub fn ports_list(d: &Daemon, c: &Container) -> Value {
 }
 
 /// One endpoint as `NetworkSettings.Networks.<name>` shows it.
-fn endpoint_json(e: Option<&strata_netd::sandbox::Endpoint>, cfg: &Value, net_id: &str, c: &Container) -> Value {
+fn endpoint_json(
+    e: Option<&strata_netd::sandbox::Endpoint>,
+    cfg: &Value,
+    net_id: &str,
+    c: &Container,
+) -> Value {
     let ipam = match cfg["IPAMConfig"].as_object() {
         Some(m) if !m.is_empty() => Value::Object(m.clone()),
         _ => Value::Null,
@@ -240,7 +279,10 @@ fn endpoint_json(e: Option<&strata_netd::sandbox::Endpoint>, cfg: &Value, net_id
 pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
     let mut out = Map::new();
     let sb = d.net.sandbox(&c.id);
-    let cfgs = c.networking_config["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+    let cfgs = c.networking_config["EndpointsConfig"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
     let first = match NetworkMode::parse(mode) {
         NetworkMode::Bridge => "bridge".to_string(),
@@ -250,9 +292,16 @@ pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
     let mut names = vec![first.clone()];
     names.extend(cfgs.keys().filter(|k| **k != first).cloned());
     for name in names {
-        let Ok(n) = d.net.network(&name) else { continue };
-        let e = sb.as_ref().and_then(|s| s.endpoints.iter().find(|e| e.network_id == n.id));
-        out.insert(n.name.clone(), endpoint_json(e, cfgs.get(&name).unwrap_or(&Value::Null), &n.id, c));
+        let Ok(n) = d.net.network(&name) else {
+            continue;
+        };
+        let e = sb
+            .as_ref()
+            .and_then(|s| s.endpoints.iter().find(|e| e.network_id == n.id));
+        out.insert(
+            n.name.clone(),
+            endpoint_json(e, cfgs.get(&name).unwrap_or(&Value::Null), &n.id, c),
+        );
     }
     out
 }
@@ -268,7 +317,10 @@ pub fn settings_json(d: &Daemon, c: &Container) -> Value {
             bridge[k].clone()
         }
     };
-    let sb = d.net.sandbox(&c.id).filter(|s| s.running && c.state.running);
+    let sb = d
+        .net
+        .sandbox(&c.id)
+        .filter(|s| s.running && c.state.running);
     j!({
         "Bridge": "",
         "SandboxID": if sb.is_some() { j!(c.id) } else { j!("") },

@@ -109,7 +109,9 @@ async fn forward(q: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
             continue;
         }
         let mut b = vec![0u8; 4096];
-        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut b)).await {
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut b)).await
+        {
             b.truncate(n);
             return Some(b);
         }

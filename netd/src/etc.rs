@@ -25,7 +25,10 @@ pub fn hosts(i: &HostsInput) -> String {
         if i.domainname.is_empty() {
             s.push_str(&format!("{ip}\t{}\n", i.hostname));
         } else {
-            s.push_str(&format!("{ip}\t{}.{} {}\n", i.hostname, i.domainname, i.hostname));
+            s.push_str(&format!(
+                "{ip}\t{}.{} {}\n",
+                i.hostname, i.domainname, i.hostname
+            ));
         }
     }
     s
@@ -113,7 +116,11 @@ pub fn resolv_conf(
         r.nameservers = dns.to_vec();
     }
     if !search.is_empty() {
-        r.search = search.iter().filter(|s| s.as_str() != ".").cloned().collect();
+        r.search = search
+            .iter()
+            .filter(|s| s.as_str() != ".")
+            .cloned()
+            .collect();
     }
     if !options.is_empty() {
         r.options = options.to_vec();
@@ -158,20 +165,34 @@ mod tests {
         assert!(h.ends_with("172.17.0.2\tabc\n"));
         assert!(parse_extra_hosts(&["nocolon".into()], None).is_err());
         assert!(parse_extra_hosts(&["x:notanip".into()], None).is_err());
-        let g = parse_extra_hosts(&["gw:host-gateway".into()], Some("172.17.0.1".parse().unwrap()));
+        let g = parse_extra_hosts(
+            &["gw:host-gateway".into()],
+            Some("172.17.0.1".parse().unwrap()),
+        );
         assert_eq!(g.unwrap(), [("gw".to_string(), "172.17.0.1".to_string())]);
     }
 
     #[test]
     fn resolv_files() {
-        let host = Resolv::parse("# x\nnameserver 127.0.0.53\nnameserver 10.1.1.1\nsearch corp\noptions edns0\n");
+        let host = Resolv::parse(
+            "# x\nnameserver 127.0.0.53\nnameserver 10.1.1.1\nsearch corp\noptions edns0\n",
+        );
         let (text, up) = resolv_conf(&host, &[], &[], &[], false);
         assert_eq!(text, "search corp\nnameserver 10.1.1.1\noptions edns0\n");
         assert_eq!(up, ["127.0.0.53", "10.1.1.1"]);
-        let (text, _) = resolv_conf(&Resolv::parse("nameserver 127.0.0.1\n"), &[], &[], &[], false);
+        let (text, _) = resolv_conf(
+            &Resolv::parse("nameserver 127.0.0.1\n"),
+            &[],
+            &[],
+            &[],
+            false,
+        );
         assert!(text.contains("nameserver 8.8.8.8"));
         let (text, up) = resolv_conf(&host, &["9.9.9.9".into()], &["a.b".into()], &[], true);
-        assert_eq!(text, "search a.b\nnameserver 127.0.0.11\noptions edns0 ndots:0\n");
+        assert_eq!(
+            text,
+            "search a.b\nnameserver 127.0.0.11\noptions edns0 ndots:0\n"
+        );
         assert_eq!(up, ["9.9.9.9"]);
     }
 }

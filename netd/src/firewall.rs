@@ -164,7 +164,9 @@ impl Ruleset {
         };
         let mut s = String::new();
         let t = &self.table;
-        s.push_str(&format!("table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n"));
+        s.push_str(&format!(
+            "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n"
+        ));
         let chain = |s: &mut String, name: &str, head: Option<&str>, rules: &[String]| {
             s.push_str(&format!("  chain {name} {{\n"));
             if let Some(h) = head {
@@ -282,18 +284,53 @@ mod tests {
     #[test]
     fn the_script_says_what_the_state_says() {
         let s = sample(true).script();
-        assert!(s.starts_with("table ip strata\ndelete table ip strata\n"), "{s}");
-        assert!(s.contains("iifname != \"strata0\" ip daddr 127.0.0.1 udp dport 8080 dnat to 172.17.0.2:80"), "{s}");
-        assert!(s.contains("ip saddr 172.17.0.0/16 oifname != \"strata0\" masquerade"), "{s}");
-        assert!(!s.contains("ip saddr 172.18.0.0/16"), "internal: no masquerade: {s}");
-        assert!(s.contains("iifname \"strata0\" oifname \"strata0\" drop"), "{s}");
-        assert!(s.contains("iifname \"br-1\" oifname != \"br-1\" drop"), "{s}");
-        assert!(s.contains("iifname \"strata0\" oifname \"br-1\" drop"), "{s}");
-        assert!(s.contains("ip daddr != 127.0.0.0/8 fib daddr type local jump ports"), "{s}");
+        assert!(
+            s.starts_with("table ip strata\ndelete table ip strata\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "iifname != \"strata0\" ip daddr 127.0.0.1 udp dport 8080 dnat to 172.17.0.2:80"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip saddr 172.17.0.0/16 oifname != \"strata0\" masquerade"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 172.18.0.0/16"),
+            "internal: no masquerade: {s}"
+        );
+        assert!(
+            s.contains("iifname \"strata0\" oifname \"strata0\" drop"),
+            "{s}"
+        );
+        assert!(
+            s.contains("iifname \"br-1\" oifname != \"br-1\" drop"),
+            "{s}"
+        );
+        assert!(
+            s.contains("iifname \"strata0\" oifname \"br-1\" drop"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip daddr != 127.0.0.0/8 fib daddr type local jump ports"),
+            "{s}"
+        );
         let s = sample(false).script();
-        assert!(s.contains("    ip daddr 127.0.0.1 udp dport 8080 dnat"), "{s}");
-        assert!(s.contains("ip saddr 172.17.0.2 ip daddr 172.17.0.2 udp dport 80 masquerade"), "{s}");
-        assert!(s.contains("oifname \"strata0\" fib saddr type local masquerade"), "{s}");
+        assert!(
+            s.contains("    ip daddr 127.0.0.1 udp dport 8080 dnat"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip saddr 172.17.0.2 ip daddr 172.17.0.2 udp dport 80 masquerade"),
+            "{s}"
+        );
+        assert!(
+            s.contains("oifname \"strata0\" fib saddr type local masquerade"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -327,7 +364,10 @@ mod tests {
         crate::netns::remove(&ns);
         let (table, after) = listed.unwrap().unwrap();
         assert!(table.contains("dnat to 172.17.0.2:80"), "{table}");
-        assert!(table.contains("fib saddr type local masquerade"), "the second script replaced the first: {table}");
+        assert!(
+            table.contains("fib saddr type local masquerade"),
+            "the second script replaced the first: {table}"
+        );
         assert!(!after.contains("strata"), "{after}");
     }
 }

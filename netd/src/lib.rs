@@ -1,19 +1,18 @@
 //! Container networks. Its own crate because networking is a part of its own, between the
-//! runtime (which gives each container its namespace) and the API: issue #6 brings bridges,
-//! NAT and DNS here, done with netlink and nftables.
-//!
-//! So far: the network records (`store`: the predefined `host` and `none` networks, as
-//! dockerd has them when it runs without a bridge, `--bridge=none`, each with an ID kept
-//! across restarts in `<data-root>/network/networks.json`), and IPv4 address management
-//! (`ipam`), which no network uses yet.
+//! runtime (which runs each container in the namespace made here) and the API: bridges and
+//! veth pairs through rtnetlink (`link`), namespace files (`netns`), address management
+//! (`ipam`), NAT and filter rules as one nftables table (`firewall`), the userland proxy
+//! (`proxy`), the embedded DNS server (`dns`), `/etc/hosts` and `resolv.conf` (`etc`), the
+//! network records (`store`), each container's endpoints and ports (`sandbox`), and the
+//! `manager` that ties them together for the daemon.
 
 pub mod ipam;
 pub mod store;
 
 pub use store::{Network, NetworkError, NetworkStore};
+pub mod firewall;
 pub mod link;
 pub mod netns;
-pub mod firewall;
 
 /// Where `nft` is, if installed (Debian `nftables`).
 pub fn lookup_nft() -> Option<std::path::PathBuf> {
@@ -30,4 +29,6 @@ pub mod proxy;
 pub mod sandbox;
 
 pub use config::NetConfig;
-pub use manager::{EndpointRequest, Manager, NetError, PortRequest, Prepared, SandboxRequest};
+pub use manager::{
+    EndpointRequest, Manager, NetError, NetworkSpec, PortRequest, Prepared, SandboxRequest,
+};

@@ -53,10 +53,11 @@ where
                 source,
             })?;
         rt.block_on(async move {
-            let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| LinkError::Io {
-                context: "opening a netlink socket".into(),
-                source,
-            })?;
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|source| LinkError::Io {
+                    context: "opening a netlink socket".into(),
+                    source,
+                })?;
             let task = tokio::spawn(conn);
             let out = f(handle).await;
             task.abort();
@@ -86,7 +87,9 @@ fn mtu_of(l: &LinkMessage) -> Option<u32> {
 /// Whether a link named `name` exists in the caller's namespace.
 pub fn exists(name: &str) -> Result<bool, LinkError> {
     let name = name.to_string();
-    with_handle(None, move |h| async move { Ok(index_of(&h, &name).await?.is_some()) })
+    with_handle(None, move |h| async move {
+        Ok(index_of(&h, &name).await?.is_some())
+    })
 }
 
 /// A bridge's settings.
@@ -118,19 +121,16 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
                     .await
                     .map_err(nl(format!("creating bridge {}", spec.name)))?;
                 made = true;
-                index_of(&h, &spec.name).await?.ok_or_else(|| LinkError::Netlink {
-                    context: format!("creating bridge {}", spec.name),
-                    message: "it vanished".into(),
-                })?
+                index_of(&h, &spec.name)
+                    .await?
+                    .ok_or_else(|| LinkError::Netlink {
+                        context: format!("creating bridge {}", spec.name),
+                        message: "it vanished".into(),
+                    })?
             }
         };
         if let Some((ip, prefix)) = spec.addr {
-            if let Err(e) = h
-                .address()
-                .add(idx, IpAddr::V4(ip), prefix)
-                .execute()
-                .await
-            {
+            if let Err(e) = h.address().add(idx, IpAddr::V4(ip), prefix).execute().await {
                 if !exists_already(&e) {
                     return Err(nl(format!("adding {ip}/{prefix} to {}", spec.name))(e));
                 }
@@ -200,10 +200,12 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
     })?;
     let outside = i.clone();
     with_handle(None, move |h| async move {
-        let bridge = index_of(&h, &outside.bridge).await?.ok_or_else(|| LinkError::Netlink {
-            context: format!("attaching to bridge {}", outside.bridge),
-            message: "no such bridge".into(),
-        })?;
+        let bridge = index_of(&h, &outside.bridge)
+            .await?
+            .ok_or_else(|| LinkError::Netlink {
+                context: format!("attaching to bridge {}", outside.bridge),
+                message: "no such bridge".into(),
+            })?;
         let mut peer = LinkUnspec::new_with_name(&outside.ifname)
             .setns_by_fd(ns.as_raw_fd())
             .address(outside.mac.to_vec());
@@ -222,10 +224,12 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
             .await
             .map_err(nl(format!("creating veth {}", outside.host_name)))?;
         drop(ns);
-        let idx = index_of(&h, &outside.host_name).await?.ok_or_else(|| LinkError::Netlink {
-            context: format!("creating veth {}", outside.host_name),
-            message: "it vanished".into(),
-        })?;
+        let idx = index_of(&h, &outside.host_name)
+            .await?
+            .ok_or_else(|| LinkError::Netlink {
+                context: format!("creating veth {}", outside.host_name),
+                message: "it vanished".into(),
+            })?;
         h.link()
             .set(
                 LinkUnspec::new_with_index(idx)
@@ -235,7 +239,10 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
             )
             .execute()
             .await
-            .map_err(nl(format!("attaching {} to {}", outside.host_name, outside.bridge)))?;
+            .map_err(nl(format!(
+                "attaching {} to {}",
+                outside.host_name, outside.bridge
+            )))?;
         Ok(())
     })?;
     let inside = i.clone();
@@ -247,10 +254,12 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
                 .await
                 .map_err(nl("bringing up lo"))?;
         }
-        let idx = index_of(&h, &inside.ifname).await?.ok_or_else(|| LinkError::Netlink {
-            context: format!("configuring {}", inside.ifname),
-            message: "not in the container's namespace".into(),
-        })?;
+        let idx = index_of(&h, &inside.ifname)
+            .await?
+            .ok_or_else(|| LinkError::Netlink {
+                context: format!("configuring {}", inside.ifname),
+                message: "not in the container's namespace".into(),
+            })?;
         h.address()
             .add(idx, IpAddr::V4(inside.ip), inside.prefix)
             .execute()
@@ -408,7 +417,11 @@ mod tests {
             delete("tbr0")?;
             assert!(!exists("tbr0")?);
             let _ = &h2;
-            Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), if ping { "ping ok" } else { "" }))
+            Ok(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                if ping { "ping ok" } else { "" }
+            ))
         });
         netns::remove(&ctr);
         netns::remove(&host);

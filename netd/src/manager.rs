@@ -61,6 +61,21 @@ pub struct PortRequest {
     pub host_port: Option<u16>,
 }
 
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// Only `bridge`.
+    pub driver: String,
+    /// At most one IPv4 pool; none: a free default pool.
+    pub ipam: Vec<IpamConfig>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
 /// What a container starts with.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxRequest {
@@ -167,17 +182,28 @@ impl Manager {
     /// Opens the networking of a data root (`dir`: `<data-root>/network`) with namespace
     /// files under `netns_dir`, sets up the default bridge as `cfg` says, and reads the
     /// sandboxes of the last run (see [`Manager::restore`]).
-    pub fn open(dir: &Path, netns_dir: &Path, cfg: NetConfig, rt: Handle) -> Result<Manager, NetError> {
+    pub fn open(
+        dir: &Path,
+        netns_dir: &Path,
+        cfg: NetConfig,
+        rt: Handle,
+    ) -> Result<Manager, NetError> {
         let store = NetworkStore::open(dir)?;
         let sb_dir = dir.join("sandboxes");
-        std::fs::create_dir_all(&sb_dir).map_err(io_ctx(format!("creating {}", sb_dir.display())))?;
+        std::fs::create_dir_all(&sb_dir)
+            .map_err(io_ctx(format!("creating {}", sb_dir.display())))?;
         let mut sandboxes = BTreeMap::new();
-        for e in std::fs::read_dir(&sb_dir).map_err(io_ctx("reading the sandboxes"))?.flatten() {
+        for e in std::fs::read_dir(&sb_dir)
+            .map_err(io_ctx("reading the sandboxes"))?
+            .flatten()
+        {
             match std::fs::read(e.path()).map(|d| serde_json::from_slice::<Sandbox>(&d)) {
                 Ok(Ok(s)) => {
                     sandboxes.insert(s.id.clone(), s);
                 }
-                other => tracing::warn!(path = %e.path().display(), "unreadable sandbox record: {other:?}"),
+                other => {
+                    tracing::warn!(path = %e.path().display(), "unreadable sandbox record: {other:?}")
+                }
             }
         }
         let m = Manager {
@@ -216,13 +242,20 @@ impl Manager {
 
     /// A network by name, ID or ID prefix.
     pub fn network(&self, key: &str) -> Result<Network, NetError> {
-        Ok(self.store.read().unwrap_or_else(|p| p.into_inner()).get(key)?)
+        Ok(self
+            .store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)?)
     }
 
     fn setup_default_bridge(&self) -> Result<(), NetError> {
         let cfg = self.config();
         if !cfg.has_bridge() {
-            self.store.write().unwrap_or_else(|p| p.into_inner()).set_default_bridge(None)?;
+            self.store
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_default_bridge(None)?;
             return Ok(());
         }
         if cfg.ip_forward {
@@ -232,13 +265,17 @@ impl Manager {
         }
         let (gateway, subnet) = match &cfg.bip {
             Some(bip) => {
-                let (ip, _) = bip
-                    .split_once('/')
-                    .ok_or_else(|| NetError::Invalid(format!("invalid --bip {bip}: want ADDRESS/PREFIX")))?;
+                let (ip, _) = bip.split_once('/').ok_or_else(|| {
+                    NetError::Invalid(format!("invalid --bip {bip}: want ADDRESS/PREFIX"))
+                })?;
                 let ip: Ipv4Addr = ip
                     .parse()
                     .map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?;
-                (ip, Subnet::parse(bip).map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?)
+                (
+                    ip,
+                    Subnet::parse(bip)
+                        .map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?,
+                )
             }
             None => {
                 // The subnet it had, if any, else the first default pool free on this host.
@@ -250,10 +287,16 @@ impl Manager {
                 match old {
                     Some(o) => o,
                     None => {
-                        let taken = host_routes(&[cfg.bridge.clone()]);
+                        let taken = host_routes(std::slice::from_ref(&cfg.bridge));
                         let subnet = candidates()
-                            .find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None))
-                            .ok_or_else(|| NetError::Invalid("no free address pool for the default bridge".into()))?;
+                            .find(|c| {
+                                !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None)
+                            })
+                            .ok_or_else(|| {
+                                NetError::Invalid(
+                                    "no free address pool for the default bridge".into(),
+                                )
+                            })?;
                         let (first, _) = subnet.bounds();
                         (Ipv4Addr::from(first + 1), subnet)
                     }
@@ -262,21 +305,39 @@ impl Manager {
         };
         let range = match &cfg.fixed_cidr {
             Some(c) => {
-                let r = Subnet::parse(c).map_err(|_| NetError::Invalid(format!("invalid --fixed-cidr {c}")))?;
+                let r = Subnet::parse(c)
+                    .map_err(|_| NetError::Invalid(format!("invalid --fixed-cidr {c}")))?;
                 if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
-                    return Err(NetError::Invalid(format!("--fixed-cidr {c} is not inside {subnet}")));
+                    return Err(NetError::Invalid(format!(
+                        "--fixed-cidr {c} is not inside {subnet}"
+                    )));
                 }
                 Some(r)
             }
             None => None,
         };
         let mut options = BTreeMap::new();
-        options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
-        options.insert("com.docker.network.bridge.enable_icc".into(), cfg.icc.to_string());
-        options.insert("com.docker.network.bridge.enable_ip_masquerade".into(), cfg.ip_masq.to_string());
-        options.insert("com.docker.network.bridge.host_binding_ipv4".into(), cfg.ip.to_string());
+        options.insert(
+            "com.docker.network.bridge.default_bridge".into(),
+            "true".into(),
+        );
+        options.insert(
+            "com.docker.network.bridge.enable_icc".into(),
+            cfg.icc.to_string(),
+        );
+        options.insert(
+            "com.docker.network.bridge.enable_ip_masquerade".into(),
+            cfg.ip_masq.to_string(),
+        );
+        options.insert(
+            "com.docker.network.bridge.host_binding_ipv4".into(),
+            cfg.ip.to_string(),
+        );
         options.insert(BRIDGE_NAME.into(), cfg.bridge.clone());
-        options.insert("com.docker.network.driver.mtu".into(), cfg.mtu.unwrap_or(1500).to_string());
+        options.insert(
+            "com.docker.network.driver.mtu".into(),
+            cfg.mtu.unwrap_or(1500).to_string(),
+        );
         let net = Network {
             id: strata_graph::fsutil::random_id(32),
             name: "bridge".into(),
@@ -293,7 +354,10 @@ impl Manager {
             enable_ipv6: false,
             attachable: false,
         };
-        self.store.write().unwrap_or_else(|p| p.into_inner()).set_default_bridge(Some(net))?;
+        self.store
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_default_bridge(Some(net))?;
         let net = self.network("bridge")?;
         // A changed subnet starts its pool anew.
         let pool_file = self.pool_file(&net.id);
@@ -334,7 +398,9 @@ impl Manager {
             .first()
             .ok_or_else(|| NetError::Invalid(format!("network {} has no address pool", n.name)))?;
         let subnet = Subnet::parse(&c.subnet)?;
-        let range = (!c.ip_range.is_empty()).then(|| Subnet::parse(&c.ip_range)).transpose()?;
+        let range = (!c.ip_range.is_empty())
+            .then(|| Subnet::parse(&c.ip_range))
+            .transpose()?;
         let gw = (!c.gateway.is_empty())
             .then(|| c.gateway.parse::<Ipv4Addr>())
             .transpose()
@@ -350,7 +416,9 @@ impl Manager {
 
     /// Makes (or brings up) a bridge network's link with its gateway address.
     fn ensure_link(&self, n: &Network) -> Result<(), NetError> {
-        let Some(name) = n.bridge_name() else { return Ok(()) };
+        let Some(name) = n.bridge_name() else {
+            return Ok(());
+        };
         let c = n.ipam.first();
         let addr = c.and_then(|c| {
             let gw: Ipv4Addr = c.gateway.parse().ok()?;
@@ -366,26 +434,30 @@ impl Manager {
     }
 
     fn overlaps_any(&self, s: &Subnet, except: Option<&str>) -> bool {
-        self.networks().iter().filter(|n| Some(n.id.as_str()) != except).any(|n| {
-            n.ipam
-                .iter()
-                .filter_map(|c| Subnet::parse(&c.subnet).ok())
-                .any(|o| o.overlaps(s))
-        })
+        self.networks()
+            .iter()
+            .filter(|n| Some(n.id.as_str()) != except)
+            .any(|n| {
+                n.ipam
+                    .iter()
+                    .filter_map(|c| Subnet::parse(&c.subnet).ok())
+                    .any(|o| o.overlaps(s))
+            })
     }
 
     /// `network create`: checks, makes the bridge, keeps the record.
-    pub fn create_network(
-        &self,
-        name: &str,
-        driver: &str,
-        ipam: Vec<IpamConfig>,
-        internal: bool,
-        enable_ipv6: bool,
-        attachable: bool,
-        labels: BTreeMap<String, String>,
-        options: BTreeMap<String, String>,
-    ) -> Result<Network, NetError> {
+    pub fn create_network(&self, spec: NetworkSpec) -> Result<Network, NetError> {
+        let NetworkSpec {
+            name,
+            driver,
+            ipam,
+            internal,
+            enable_ipv6,
+            attachable,
+            labels,
+            options,
+        } = spec;
+        let (name, driver) = (name.as_str(), driver.as_str());
         if driver != "bridge" {
             return Err(NetError::Invalid(format!(
                 "plugin \"{driver}\" not found (Strata has the bridge driver only)"
@@ -395,11 +467,17 @@ impl Manager {
             return Err(NetworkError::NameTaken(name.to_string()).into());
         }
         if ipam.len() > 1 {
-            return Err(NetError::Invalid("only one IPv4 address pool per network is supported".into()));
+            return Err(NetError::Invalid(
+                "only one IPv4 address pool per network is supported".into(),
+            ));
         }
         let mut config = ipam.into_iter().next().unwrap_or_default();
         let subnet = if config.subnet.is_empty() {
-            let bridges: Vec<String> = self.networks().iter().filter_map(|n| n.bridge_name()).collect();
+            let bridges: Vec<String> = self
+                .networks()
+                .iter()
+                .filter_map(|n| n.bridge_name())
+                .collect();
             let taken = host_routes(&bridges);
             let s = candidates()
                 .find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None))
@@ -407,28 +485,35 @@ impl Manager {
             config.subnet = s.to_string();
             s
         } else {
-            let s = Subnet::parse(&config.subnet)
-                .map_err(|_| NetError::Invalid(format!("invalid CIDR address: {}", config.subnet)))?;
+            let s = Subnet::parse(&config.subnet).map_err(|_| {
+                NetError::Invalid(format!("invalid CIDR address: {}", config.subnet))
+            })?;
             if self.overlaps_any(&s, None) {
-                return Err(NetworkError::Forbidden("Pool overlaps with other one on this address space".into()).into());
+                return Err(NetworkError::Forbidden(
+                    "Pool overlaps with other one on this address space".into(),
+                )
+                .into());
             }
             config.subnet = s.to_string();
             s
         };
         if !config.ip_range.is_empty() {
-            let r = Subnet::parse(&config.ip_range)
-                .map_err(|_| NetError::Invalid(format!("invalid CIDR address: {}", config.ip_range)))?;
+            let r = Subnet::parse(&config.ip_range).map_err(|_| {
+                NetError::Invalid(format!("invalid CIDR address: {}", config.ip_range))
+            })?;
             if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
-                return Err(NetError::Invalid(format!("ip-range {} is not inside subnet {subnet}", config.ip_range)));
+                return Err(NetError::Invalid(format!(
+                    "ip-range {} is not inside subnet {subnet}",
+                    config.ip_range
+                )));
             }
         }
         if config.gateway.is_empty() {
             config.gateway = Ipv4Addr::from(subnet.bounds().0 + 1).to_string();
         } else {
-            let gw: Ipv4Addr = config
-                .gateway
-                .parse()
-                .map_err(|_| NetError::Invalid(format!("invalid gateway address {}", config.gateway)))?;
+            let gw: Ipv4Addr = config.gateway.parse().map_err(|_| {
+                NetError::Invalid(format!("invalid gateway address {}", config.gateway))
+            })?;
             if !subnet.contains(gw) {
                 return Err(NetError::Invalid(format!(
                     "no matching subnet for gateway {gw}"
@@ -449,14 +534,28 @@ impl Manager {
         };
         if let Some(b) = n.bridge_name() {
             if b.len() > 15 {
-                return Err(NetError::Invalid(format!("bridge name {b} is longer than 15 characters")));
+                return Err(NetError::Invalid(format!(
+                    "bridge name {b} is longer than 15 characters"
+                )));
             }
-            if self.networks().iter().any(|o| o.bridge_name().as_deref() == Some(&b)) {
-                return Err(NetworkError::Forbidden(format!("bridge name {b} is already in use by another network")).into());
+            if self
+                .networks()
+                .iter()
+                .any(|o| o.bridge_name().as_deref() == Some(&b))
+            {
+                return Err(NetworkError::Forbidden(format!(
+                    "bridge name {b} is already in use by another network"
+                ))
+                .into());
             }
         }
         self.ensure_link(&n)?;
-        if let Err(e) = self.store.write().unwrap_or_else(|p| p.into_inner()).add(n.clone()) {
+        if let Err(e) = self
+            .store
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(n.clone())
+        {
             if let Some(b) = n.bridge_name() {
                 let _ = link::delete(&b);
             }
@@ -472,14 +571,22 @@ impl Manager {
         if n.predefined() {
             return Err(NetworkError::Predefined(n.name).into());
         }
-        if self.endpoints_on(&n.id).into_iter().any(|(_, _, running)| running) {
+        if self
+            .endpoints_on(&n.id)
+            .into_iter()
+            .any(|(_, _, running)| running)
+        {
             return Err(NetworkError::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
             ))
             .into());
         }
-        let n = self.store.write().unwrap_or_else(|p| p.into_inner()).remove(&n.id)?;
+        let n = self
+            .store
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&n.id)?;
         // Stopped containers' addresses on it go with it.
         let mut sbs = lock(&self.sandboxes);
         for s in sbs.values_mut() {
@@ -523,17 +630,27 @@ impl Manager {
     }
 
     fn save(&self, s: &Sandbox) -> Result<(), NetError> {
-        let data = serde_json::to_vec(s).map_err(|e| io_ctx("encoding a sandbox")(std::io::Error::other(e)))?;
+        let data = serde_json::to_vec(s)
+            .map_err(|e| io_ctx("encoding a sandbox")(std::io::Error::other(e)))?;
         strata_graph::fsutil::atomic_write(&self.sandbox_file(&s.id), &data)
             .map_err(io_ctx("writing a sandbox record"))
     }
 
     /// The endpoint of `req` for container `id`: its address kept from before if it still
     /// fits, else a new one.
-    fn endpoint_for(&self, id: &str, req: &EndpointRequest, old: Option<&Endpoint>, ifname: String) -> Result<Endpoint, NetError> {
+    fn endpoint_for(
+        &self,
+        id: &str,
+        req: &EndpointRequest,
+        old: Option<&Endpoint>,
+        ifname: String,
+    ) -> Result<Endpoint, NetError> {
         let n = self.network(&req.network)?;
         if n.driver != "bridge" {
-            return Err(NetError::Invalid(format!("container cannot be connected to network {} (driver {})", n.name, n.driver)));
+            return Err(NetError::Invalid(format!(
+                "container cannot be connected to network {} (driver {})",
+                n.name, n.driver
+            )));
         }
         if req.ip.is_some() && n.predefined() {
             return Err(NetError::Invalid(
@@ -541,7 +658,9 @@ impl Manager {
             ));
         }
         let pool = self.pool(&n)?;
-        let ip = match old.filter(|o| o.network_id == n.id && (req.ip.is_none() || req.ip == Some(o.ip))) {
+        let ip = match old
+            .filter(|o| o.network_id == n.id && (req.ip.is_none() || req.ip == Some(o.ip)))
+        {
             Some(o) if pool.allocated().get(&o.ip).map(String::as_str) == Some(id) => o.ip,
             _ => {
                 pool.release(id)?;
@@ -559,7 +678,8 @@ impl Manager {
         };
         let mac = match &req.mac {
             Some(m) => {
-                link::parse_mac(m).ok_or_else(|| NetError::Invalid(format!("invalid MAC address: {m}")))?;
+                link::parse_mac(m)
+                    .ok_or_else(|| NetError::Invalid(format!("invalid MAC address: {m}")))?;
                 m.to_ascii_lowercase()
             }
             None => link::mac_text(&link::mac_for(ip)),
@@ -586,7 +706,9 @@ impl Manager {
 
     fn interface(&self, sb: &Sandbox, e: &Endpoint) -> Interface {
         let mtu = self.network(&e.network_id).ok().and_then(|n| {
-            n.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok())
+            n.options
+                .get("com.docker.network.driver.mtu")
+                .and_then(|m| m.parse().ok())
         });
         Interface {
             bridge: e.bridge.clone(),
@@ -625,7 +747,9 @@ impl Manager {
             if sb.endpoints.iter().any(|e| e.network_id == net.id) {
                 continue;
             }
-            let prev = old.as_ref().and_then(|o| o.endpoints.iter().find(|e| e.network_id == net.id));
+            let prev = old
+                .as_ref()
+                .and_then(|o| o.endpoints.iter().find(|e| e.network_id == net.id));
             let e = self.endpoint_for(&req.id, r, prev, sb.next_ifname())?;
             sb.endpoints.push(e);
         }
@@ -656,7 +780,7 @@ impl Manager {
         }
         for e in &sb.endpoints {
             if let Ok(n) = self.network(&e.network_id) {
-                self.ensure_link(&n).map_err(|e| undo(e))?;
+                self.ensure_link(&n).map_err(&undo)?;
             }
             link::add_interface(&self.interface(&sb, e)).map_err(|e| undo(e.into()))?;
         }
@@ -664,22 +788,38 @@ impl Manager {
         let mut live = Live::default();
         if let Some(primary) = sb.primary().cloned() {
             for p in &req.ports {
-                let port = self.publish(&cfg, p, &primary, &sb, &mut live).map_err(|e| undo(e))?;
+                let port = self
+                    .publish(&cfg, p, &primary, &sb, &mut live)
+                    .map_err(&undo)?;
                 sb.ports.push(port);
             }
         }
-        let host = etc::Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-        let dns: Vec<String> = if req.dns.is_empty() { cfg.dns.clone() } else { req.dns.clone() };
-        let search = if req.dns_search.is_empty() { cfg.dns_search.clone() } else { req.dns_search.clone() };
-        let opts = if req.dns_opt.is_empty() { cfg.dns_opt.clone() } else { req.dns_opt.clone() };
+        let host =
+            etc::Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let dns: Vec<String> = if req.dns.is_empty() {
+            cfg.dns.clone()
+        } else {
+            req.dns.clone()
+        };
+        let search = if req.dns_search.is_empty() {
+            cfg.dns_search.clone()
+        } else {
+            req.dns_search.clone()
+        };
+        let opts = if req.dns_opt.is_empty() {
+            cfg.dns_opt.clone()
+        } else {
+            req.dns_opt.clone()
+        };
         let embedded = sb.endpoints.iter().any(|e| e.user_defined);
         let (resolv, upstream) = etc::resolv_conf(&host, &dns, &search, &opts, embedded);
         sb.upstream_dns = upstream;
         if embedded {
-            live.tasks.push(self.start_dns(&sb).map_err(|e| undo(e))?);
+            live.tasks.push(self.start_dns(&sb).map_err(&undo)?);
         }
         let gw = sb.primary().and_then(|e| e.gateway);
-        let extra = etc::parse_extra_hosts(&req.extra_hosts, gw).map_err(|e| undo(NetError::Invalid(e)))?;
+        let extra =
+            etc::parse_extra_hosts(&req.extra_hosts, gw).map_err(|e| undo(NetError::Invalid(e)))?;
         let hosts = etc::hosts(&etc::HostsInput {
             hostname: &req.hostname,
             domainname: &req.domainname,
@@ -687,7 +827,7 @@ impl Manager {
             extra: &extra,
         });
         sb.running = true;
-        self.save(&sb).map_err(|e| undo(e))?;
+        self.save(&sb).map_err(&undo)?;
         lock(&self.sandboxes).insert(sb.id.clone(), sb);
         lock(&self.live).insert(req.id.clone(), live);
         self.rebuild_firewall();
@@ -699,7 +839,14 @@ impl Manager {
     }
 
     /// Binds a published port on the host (the proxy, or a socket that only holds it).
-    fn publish(&self, cfg: &NetConfig, p: &PortRequest, to: &Endpoint, sb: &Sandbox, live: &mut Live) -> Result<Port, NetError> {
+    fn publish(
+        &self,
+        cfg: &NetConfig,
+        p: &PortRequest,
+        to: &Endpoint,
+        sb: &Sandbox,
+        live: &mut Live,
+    ) -> Result<Port, NetError> {
         let host_ip = p.host_ip.unwrap_or(cfg.ip);
         let addr = SocketAddr::from((host_ip, p.host_port.unwrap_or(0)));
         let taken = |e: std::io::Error| {
@@ -794,7 +941,9 @@ impl Manager {
     pub fn release(&self, id: &str) {
         self.teardown(id);
         netns::remove(&self.netns_dir.join(id));
-        let Some(sb) = lock(&self.sandboxes).remove(id) else { return };
+        let Some(sb) = lock(&self.sandboxes).remove(id) else {
+            return;
+        };
         for e in &sb.endpoints {
             if let Ok(n) = self.network(&e.network_id) {
                 if let Ok(p) = self.pool(&n) {
@@ -878,7 +1027,11 @@ impl Manager {
         lock(&self.sandboxes).insert(id.to_string(), with.clone());
         if e.user_defined && !had_dns {
             match self.start_dns(&with) {
-                Ok(t) => lock(&self.live).entry(id.to_string()).or_default().tasks.push(t),
+                Ok(t) => lock(&self.live)
+                    .entry(id.to_string())
+                    .or_default()
+                    .tasks
+                    .push(t),
                 Err(err) => tracing::warn!(container = %id, "starting its DNS server: {err}"),
             }
         }
@@ -888,7 +1041,9 @@ impl Manager {
 
     /// Disconnects a container from a network (its address is freed).
     pub fn disconnect(&self, id: &str, network_id: &str) -> Result<(), NetError> {
-        let Some(mut sb) = self.sandbox(id) else { return Ok(()) };
+        let Some(mut sb) = self.sandbox(id) else {
+            return Ok(());
+        };
         let Some(pos) = sb.endpoints.iter().position(|e| e.network_id == network_id) else {
             return Ok(());
         };
@@ -915,8 +1070,12 @@ impl Manager {
         let _g = lock(&self.firewall);
         let mut bridges = Vec::new();
         for n in self.networks() {
-            let (Some(bridge), Some(c)) = (n.bridge_name(), n.ipam.first()) else { continue };
-            let Ok(subnet) = Subnet::parse(&c.subnet) else { continue };
+            let (Some(bridge), Some(c)) = (n.bridge_name(), n.ipam.first()) else {
+                continue;
+            };
+            let Ok(subnet) = Subnet::parse(&c.subnet) else {
+                continue;
+            };
             let opt = |k: &str, def: bool| n.options.get(k).map_or(def, |v| v == "true");
             bridges.push(BridgeRules {
                 bridge,

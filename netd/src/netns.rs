@@ -50,7 +50,10 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
             libc::MS_BIND,
             None,
         )
-        .map_err(io_ctx(format!("bind-mounting a namespace at {}", target.display())))
+        .map_err(io_ctx(format!(
+            "bind-mounting a namespace at {}",
+            target.display()
+        )))
     })
     .join()
     .map_err(|_| NetnsError::Thread("creating a namespace".into()))?;
@@ -75,7 +78,11 @@ pub fn remove(path: &Path) {
 pub fn exists(path: &Path) -> bool {
     // An nsfs file has inode numbers of the nsfs filesystem; a plain file left behind is not
     // one. Comparing with our own namespace's device is the portable test.
-    let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+    };
     match (dev(path), dev(Path::new("/proc/self/ns/net"))) {
         (Some(a), Some(b)) => a == b,
         _ => false,
@@ -125,8 +132,10 @@ mod tests {
         let p = t.path().join("ns/one");
         create(&p).unwrap();
         assert!(exists(&p));
-        let inside = run_in(Some(&p), || std::fs::read_link("/proc/thread-self/ns/net").unwrap())
-            .unwrap();
+        let inside = run_in(Some(&p), || {
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+        })
+        .unwrap();
         let outside = std::fs::read_link("/proc/self/ns/net").unwrap();
         assert_ne!(inside, outside, "the thread ran in the new namespace");
         remove(&p);

@@ -83,6 +83,11 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// Its network namespace (the "host" its containers see).
+    pub fn netns(&self) -> PathBuf {
+        netns_of(&self.sock)
+    }
+
     /// Starts the daemon again on the same data root and socket (after `stop` or a kill).
     pub fn restart(&mut self) {
         if self.child.0.try_wait().ok().flatten().is_none() {
@@ -291,7 +296,19 @@ impl Drop for Daemon {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
+        // Its network namespace (bridges, veths, rules) ends with its last user.
+        strata_netd::netns::remove(&netns_of(&self.sock));
     }
+}
+
+/// The network namespace file of the test daemon listening on `sock`.
+pub fn netns_of(sock: &Path) -> PathBuf {
+    sock.with_file_name("netns")
+}
+
+/// Runs `f` on a thread inside the network namespace at `ns` (a test daemon's: its "host").
+pub fn in_netns<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    strata_netd::netns::run_in(Some(ns), f).expect("entering the daemon's namespace")
 }
 
 /// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
@@ -299,7 +316,27 @@ pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Run
     let log = sock.with_extension("log");
     // A socket left by a killed daemon must not look like a ready one.
     let _ = std::fs::remove_file(sock);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    // Each test daemon has a network namespace of its own (kept beside its socket, made on
+    // first start): its bridge, addresses and firewall table never meet the host's or
+    // another test's. Its loopback is up, as a host's is.
+    let netns = netns_of(sock);
+    if !strata_netd::netns::exists(&netns) {
+        strata_netd::netns::create(&netns).map_err(|e| e.to_string())?;
+        strata_netd::link::loopback_up(&netns).map_err(|e| e.to_string())?;
+    }
+    let ns_file = std::fs::File::open(&netns).map_err(|e| e.to_string())?;
+    let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args(["daemon", "--data-root"])
         .arg(root)
         .arg("--pidfile")

@@ -1,0 +1,453 @@
+//! Container networking through the docker CLI: the default bridge, user-defined networks
+//! with DNS, published ports, `--icc=false`, `--iptables=false`, and live-restore of ports.
+//! Every test daemon runs in a network namespace of its own (see `common::spawn`): the
+//! "host" of these tests is that namespace, and an HTTP client entering it plays the host's
+//! client. The test process's own (real) host links and ruleset are checked untouched.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const IMG: &str = "test/busybox:1";
+
+fn loaded(extra: &[&str]) -> Daemon {
+    let d = Daemon::start_with("overlay2", extra);
+    d.load_busybox();
+    d
+}
+
+/// The host's links and firewall rules, to compare before and after.
+fn host_state() -> (String, String) {
+    let links = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            let mut v: Vec<String> = d
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v.join(" ")
+        })
+        .unwrap_or_default();
+    let rules = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    (links, rules)
+}
+
+/// An HTTP GET from inside the daemon's namespace: the body, or the error.
+fn http_get(d: &Daemon, addr: &str) -> Result<String, String> {
+    let addr = addr.to_string();
+    in_netns(&d.netns(), move || {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &addr.parse().map_err(|e| format!("{e}"))?,
+            Duration::from_secs(5),
+        )
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        write!(s, "GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+}
+
+fn nft_in(d: &Daemon) -> String {
+    let ns = d.netns();
+    in_netns(&ns, || {
+        std::process::Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// A web server container with `index.html` saying `text`, publishing `publish`.
+fn web(d: &Daemon, name: &str, text: &str, publish: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(publish);
+    let script = format!(
+        "mkdir -p /www && echo {text} > /www/index.html && exec busybox httpd -f -p 80 -h /www"
+    );
+    args.extend_from_slice(&[IMG, "sh", "-c", &script]);
+    d.ok(&args);
+}
+
+/// Retries `f` for a few seconds (servers take a moment to listen).
+fn eventually(mut f: impl FnMut() -> Result<String, String>) -> Result<String, String> {
+    let t = Instant::now();
+    loop {
+        match f() {
+            Ok(s) => return Ok(s),
+            Err(e) if t.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn default_bridge_addresses_and_ping() {
+    if !can_run_containers() {
+        return;
+    }
+    let before = host_state();
+    let d = loaded(&[]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "one",
+        "--hostname",
+        "first",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    d.ok(&["run", "-d", "--name", "two", IMG, "sleep", "60"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "one"]);
+    let ip = ip.trim();
+    assert!(ip.starts_with("172.17.0."), "{ip}");
+    let info = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Gateway}} {{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.MacAddress}} {{.NetworkSettings.Networks.bridge.IPAddress}}",
+        "one",
+    ]);
+    let last: u8 = ip
+        .rsplit('.')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .expect("octet");
+    assert_eq!(
+        info.trim(),
+        format!("172.17.0.1 16 02:42:ac:11:00:{last:02x} {ip}")
+    );
+    // Two containers on the default bridge reach each other by address.
+    let out = d.ok(&["exec", "two", "busybox", "ping", "-c", "1", "-W", "3", ip]);
+    assert!(out.contains("1 packets received"), "{out}");
+    // Their /etc/hosts names them; resolv.conf has no loopback server.
+    let hosts = d.ok(&["exec", "one", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{ip}\tfirst")), "{hosts}");
+    let resolv = d.ok(&["exec", "one", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    // --add-host and --dns.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.local:10.9.8.7",
+        "--dns",
+        "10.0.0.53",
+        IMG,
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf",
+    ]);
+    assert!(
+        out.contains("10.9.8.7\tdb.local") && out.contains("nameserver 10.0.0.53"),
+        "{out}"
+    );
+    // The network lists its containers; masquerade is in Strata's table.
+    let members = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}} {{end}}",
+        "bridge",
+    ]);
+    assert!(
+        members.contains("one") && members.contains("two"),
+        "{members}"
+    );
+    assert!(nft_in(&d).contains("ip saddr 172.17.0.0/16 oifname != \"strata0\" masquerade"));
+    // Removing a container frees its address: the next container may get it back later,
+    // never while it is in use.
+    d.ok(&["rm", "-f", "one", "two"]);
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "bridge"])
+            .trim(),
+        "0"
+    );
+    drop(d);
+    assert_eq!(
+        host_state(),
+        before,
+        "the host's links and ruleset are as before"
+    );
+}
+
+#[test]
+fn user_defined_networks_resolve_names() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&[]);
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "--gateway",
+        "10.77.0.254",
+        "--label",
+        "k=v",
+        "appnet",
+    ]);
+    let (ok, _, err) = d.try_docker(&["network", "create", "--subnet", "10.77.0.128/25", "other"]);
+    assert!(
+        !ok && err.contains("Pool overlaps with other one on this address space"),
+        "{err}"
+    );
+    let (ok, _, err) = d.try_docker(&["network", "create", "appnet"]);
+    assert!(
+        !ok && err.contains("network with name appnet already exists"),
+        "{err}"
+    );
+    web(
+        &d,
+        "srv",
+        "from-srv",
+        &[
+            "--network",
+            "appnet",
+            "--network-alias",
+            "api",
+            "--ip",
+            "10.77.0.10",
+        ],
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}} {{.NetworkSettings.Networks.appnet.Gateway}}", "srv"]).trim(),
+        "10.77.0.10 10.77.0.254"
+    );
+    // By name and by alias, through the embedded DNS server.
+    for name in ["srv", "api"] {
+        let url = format!("http://{name}/index.html");
+        let out = eventually(|| {
+            let (ok, out, err) = d.try_docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "appnet",
+                IMG,
+                "busybox",
+                "wget",
+                "-qO-",
+                &url,
+            ]);
+            if ok {
+                Ok(out)
+            } else {
+                Err(err)
+            }
+        });
+        assert_eq!(out.as_deref().map(str::trim), Ok("from-srv"), "{name}");
+    }
+    let resolv = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        IMG,
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    // An address in use, or outside the subnet; an unknown network.
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--ip",
+        "10.77.0.10",
+        IMG,
+        "true",
+    ]);
+    assert!(!ok && err.contains("Address already in use"), "{err}");
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--ip",
+        "10.1.1.1",
+        IMG,
+        "true",
+    ]);
+    assert!(!ok && err.contains("10.1.1.1"), "{err}");
+    let (ok, _, err) = d.try_docker(&["run", "--rm", "--network", "nonet", IMG, "true"]);
+    assert!(!ok && err.contains("network nonet not found"), "{err}");
+    // connect (with an alias) and disconnect a running container of another user-defined
+    // network (as with dockerd, one started on the default bridge has no embedded DNS).
+    d.ok(&["network", "create", "side"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "side",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    d.ok(&["network", "connect", "--alias", "cli", "appnet", "client"]);
+    let out = d.ok(&[
+        "exec",
+        "client",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://api/index.html",
+    ]);
+    assert_eq!(out.trim(), "from-srv");
+    let out = d.ok(&["exec", "srv", "busybox", "nslookup", "cli", "127.0.0.11"]);
+    assert!(out.contains("10.77.0."), "{out}");
+    // Removing a network in use is refused and changes nothing.
+    let (ok, _, err) = d.try_docker(&["network", "rm", "appnet"]);
+    assert!(!ok && err.contains("has active endpoints"), "{err}");
+    d.ok(&["network", "disconnect", "appnet", "client"]);
+    let dev = d.ok(&["exec", "client", "cat", "/proc/net/dev"]);
+    assert!(!dev.contains("eth1"), "{dev}");
+    d.ok(&["rm", "-f", "srv", "client"]);
+    let bridge = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        "appnet",
+    ]);
+    let bridge = bridge.trim().to_string();
+    let bridge_name = if bridge.is_empty() {
+        let id = d.ok(&["network", "inspect", "-f", "{{.Id}}", "appnet"]);
+        format!("br-{}", &id.trim()[..12])
+    } else {
+        bridge
+    };
+    let b2 = bridge_name.clone();
+    assert!(in_netns(&d.netns(), move || strata_netd::link::exists(&b2)
+        .unwrap_or(false)));
+    d.ok(&["network", "rm", "appnet"]);
+    let b2 = bridge_name.clone();
+    assert!(
+        !in_netns(&d.netns(), move || strata_netd::link::exists(&b2)
+            .unwrap_or(true)),
+        "its bridge went with it"
+    );
+    // prune removes unused user-defined networks only.
+    d.ok(&["network", "create", "spare"]);
+    let out = d.ok(&["network", "prune", "-f"]);
+    assert!(out.contains("spare") && out.contains("side"), "{out}");
+    let left = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(left, "bridge\nhost\nnone\n");
+}
+
+#[test]
+fn published_ports_and_live_restore() {
+    if !can_run_containers() {
+        return;
+    }
+    let mut d = loaded(&["--live-restore"]);
+    web(
+        &d,
+        "site",
+        "hello-port",
+        &["-p", "127.0.0.1:18080:80", "--expose", "7000", "-P"],
+    );
+    let got = eventually(|| http_get(&d, "127.0.0.1:18080"));
+    assert!(
+        got.as_deref().is_ok_and(|s| s.contains("hello-port")),
+        "{got:?}"
+    );
+    let ports = d.ok(&["port", "site"]);
+    assert!(ports.contains("80/tcp -> 127.0.0.1:18080"), "{ports}");
+    assert!(
+        ports.contains("7000/tcp -> 0.0.0.0:"),
+        "-P published the exposed port: {ports}"
+    );
+    assert!(
+        nft_in(&d).contains("tcp dport 18080 dnat to 172.17.0."),
+        "{}",
+        nft_in(&d)
+    );
+    // A port in use: dockerd's words, and nothing left behind.
+    let (ok, _, err) = d.try_docker(&["run", "--rm", "-p", "127.0.0.1:18080:80", IMG, "true"]);
+    assert!(!ok && err.contains("port is already allocated"), "{err}");
+    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 1);
+    // The daemon restarts; the live container's port works again.
+    d.restart();
+    let got = eventually(|| http_get(&d, "127.0.0.1:18080"));
+    assert!(
+        got.as_deref().is_ok_and(|s| s.contains("hello-port")),
+        "{got:?}"
+    );
+    assert!(nft_in(&d).contains("tcp dport 18080 dnat"));
+    // Its rules and port go with it.
+    d.ok(&["rm", "-f", "site"]);
+    assert!(!nft_in(&d).contains("dport 18080"));
+    assert!(http_get(&d, "127.0.0.1:18080").is_err());
+}
+
+#[test]
+fn without_the_userland_proxy_ports_are_nat_only() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&["--userland-proxy=false"]);
+    web(&d, "site", "via-nat", &["-p", "18081:80"]);
+    let got = eventually(|| http_get(&d, "127.0.0.1:18081"));
+    assert!(
+        got.as_deref().is_ok_and(|s| s.contains("via-nat")),
+        "{got:?}"
+    );
+    let rules = nft_in(&d);
+    assert!(rules.contains("fib saddr type local masquerade"), "{rules}");
+    d.ok(&["rm", "-f", "site"]);
+}
+
+#[test]
+fn icc_false_blocks_and_iptables_false_writes_nothing() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&["--icc=false"]);
+    d.ok(&["run", "-d", "--name", "one", IMG, "sleep", "60"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "one"]);
+    let (ok, out, _) = d.try_docker(&[
+        "run",
+        "--rm",
+        IMG,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        ip.trim(),
+    ]);
+    assert!(!ok, "--icc=false: no traffic between containers: {out}");
+    // The gateway (the host) is still reachable.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        IMG,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "172.17.0.1",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    d.ok(&["rm", "-f", "one"]);
+    drop(d);
+    let d = loaded(&["--iptables=false"]);
+    d.ok(&["run", "--rm", IMG, "true"]);
+    assert_eq!(nft_in(&d).trim(), "", "--iptables=false: no rules at all");
+}
