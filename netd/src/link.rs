@@ -136,11 +136,7 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
                 }
             }
         }
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("bringing up {}", spec.name)))?;
+        bring_up(&h, idx, &spec.name).await?;
         Ok(made)
     })
 }
@@ -148,8 +144,13 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
 /// Deletes the link `name` (a bridge, or a veth with its peer); a missing one is not an
 /// error.
 pub fn delete(name: &str) -> Result<(), LinkError> {
+    delete_in(None, name)
+}
+
+/// Deletes the link `name` in the namespace at `ns` (`None`: the caller's), if it exists.
+fn delete_in(ns: Option<&Path>, name: &str) -> Result<(), LinkError> {
     let name = name.to_string();
-    with_handle(None, move |h| async move {
+    with_handle(ns, move |h| async move {
         if let Some(idx) = index_of(&h, &name).await? {
             h.link()
                 .del(idx)
@@ -159,6 +160,15 @@ pub fn delete(name: &str) -> Result<(), LinkError> {
         }
         Ok(())
     })
+}
+
+/// Brings the link `idx` up.
+async fn bring_up(h: &Handle, idx: u32, what: &str) -> Result<(), LinkError> {
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("bringing up {what}")))
 }
 
 /// The MTU of a link, if it exists.
@@ -248,11 +258,7 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
     let inside = i.clone();
     let configured = with_handle(Some(&i.netns), move |h| async move {
         if let Some(lo) = index_of(&h, "lo").await? {
-            h.link()
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute()
-                .await
-                .map_err(nl("bringing up lo"))?;
+            bring_up(&h, lo, "lo").await?;
         }
         let idx = index_of(&h, &inside.ifname)
             .await?
@@ -265,11 +271,7 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
             .execute()
             .await
             .map_err(nl(format!("adding {}/{}", inside.ip, inside.prefix)))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("bringing up {}", inside.ifname)))?;
+        bring_up(&h, idx, &inside.ifname).await?;
         if let Some(gw) = inside.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
@@ -294,11 +296,7 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
 pub fn loopback_up(netns: &Path) -> Result<(), LinkError> {
     with_handle(Some(netns), move |h| async move {
         if let Some(lo) = index_of(&h, "lo").await? {
-            h.link()
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute()
-                .await
-                .map_err(nl("bringing up lo"))?;
+            bring_up(&h, lo, "lo").await?;
         }
         Ok(())
     })
@@ -307,17 +305,7 @@ pub fn loopback_up(netns: &Path) -> Result<(), LinkError> {
 /// Deletes the interface `ifname` inside the namespace at `netns` (its host end goes with
 /// it); a missing one is not an error.
 pub fn remove_interface(netns: &Path, ifname: &str) -> Result<(), LinkError> {
-    let name = ifname.to_string();
-    with_handle(Some(netns), move |h| async move {
-        if let Some(idx) = index_of(&h, &name).await? {
-            h.link()
-                .del(idx)
-                .execute()
-                .await
-                .map_err(nl(format!("deleting {name}")))?;
-        }
-        Ok(())
-    })
+    delete_in(Some(netns), ifname)
 }
 
 /// dockerd's MAC for an IPv4 address: `02:42` and the address's four bytes.
