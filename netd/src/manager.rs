@@ -123,7 +123,8 @@ pub struct Manager {
     cfg: RwLock<NetConfig>,
     store: RwLock<NetworkStore>,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
-    sandboxes: Mutex<BTreeMap<String, Sandbox>>,
+    /// Shared with the DNS servers, which look names up in it.
+    sandboxes: Arc<Mutex<BTreeMap<String, Sandbox>>>,
     live: Mutex<HashMap<String, Live>>,
     firewall: Mutex<()>,
     rt: Handle,
@@ -212,7 +213,7 @@ impl Manager {
             cfg: RwLock::new(cfg),
             store: RwLock::new(store),
             pools: Mutex::new(HashMap::new()),
-            sandboxes: Mutex::new(sandboxes),
+            sandboxes: Arc::new(Mutex::new(sandboxes)),
             live: Mutex::new(HashMap::new()),
             firewall: Mutex::new(()),
             rt,
@@ -287,11 +288,8 @@ impl Manager {
                 match old {
                     Some(o) => o,
                     None => {
-                        let taken = host_routes(std::slice::from_ref(&cfg.bridge));
-                        let subnet = candidates()
-                            .find(|c| {
-                                !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None)
-                            })
+                        let subnet = self
+                            .free_pool(std::slice::from_ref(&cfg.bridge))
                             .ok_or_else(|| {
                                 NetError::Invalid(
                                     "no free address pool for the default bridge".into(),
@@ -374,7 +372,6 @@ impl Manager {
             )));
         }
         self.ensure_link(&net)?;
-        let _ = gateway;
         if !cfg.userland_proxy {
             let _ = firewall::sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1");
         }
@@ -433,16 +430,21 @@ impl Manager {
         Ok(())
     }
 
-    fn overlaps_any(&self, s: &Subnet, except: Option<&str>) -> bool {
-        self.networks()
-            .iter()
-            .filter(|n| Some(n.id.as_str()) != except)
-            .any(|n| {
-                n.ipam
-                    .iter()
-                    .filter_map(|c| Subnet::parse(&c.subnet).ok())
-                    .any(|o| o.overlaps(s))
-            })
+    /// The first default pool that overlaps neither a network nor a host route (other than
+    /// the routes of the links in `skip`: our own bridges).
+    fn free_pool(&self, skip: &[String]) -> Option<Subnet> {
+        let taken = host_routes(skip);
+        candidates().find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c))
+    }
+
+    /// Whether `s` overlaps the pool of any network.
+    fn overlaps_any(&self, s: &Subnet) -> bool {
+        self.networks().iter().any(|n| {
+            n.ipam
+                .iter()
+                .filter_map(|c| Subnet::parse(&c.subnet).ok())
+                .any(|o| o.overlaps(s))
+        })
     }
 
     /// `network create`: checks, makes the bridge, keeps the record.
@@ -478,17 +480,14 @@ impl Manager {
                 .iter()
                 .filter_map(|n| n.bridge_name())
                 .collect();
-            let taken = host_routes(&bridges);
-            let s = candidates()
-                .find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c, None))
-                .ok_or_else(|| NetError::Invalid("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))?;
+            let s = self.free_pool(&bridges).ok_or_else(|| NetError::Invalid("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))?;
             config.subnet = s.to_string();
             s
         } else {
             let s = Subnet::parse(&config.subnet).map_err(|_| {
                 NetError::Invalid(format!("invalid CIDR address: {}", config.subnet))
             })?;
-            if self.overlaps_any(&s, None) {
+            if self.overlaps_any(&s) {
                 return Err(NetworkError::Forbidden(
                     "Pool overlaps with other one on this address space".into(),
                 )
@@ -772,7 +771,6 @@ impl Manager {
                 let _ = link::delete(&ep.host_ifname);
             }
             netns::remove(&netns_path);
-            lock(&self.live).remove(&req.id);
             e
         };
         if sb.endpoints.is_empty() {
@@ -904,10 +902,10 @@ impl Manager {
         Ok(dns::serve(&self.rt, &sb.netns, resolver, upstream)?)
     }
 
-    /// A handle the DNS servers resolve through: a snapshot source of the sandboxes.
+    /// What the DNS servers resolve through: the sandboxes, shared.
     fn dns_view(&self) -> DnsView {
         DnsView {
-            dir: self.dir.join("sandboxes"),
+            sandboxes: Arc::clone(&self.sandboxes),
         }
     }
 
@@ -1111,37 +1109,24 @@ impl Manager {
     }
 }
 
-/// What the DNS servers look names up in: the sandbox records on disk are the truth; a
-/// lookup reads the ones it needs (they are small and few).
+/// What the DNS servers look names up in: the manager's sandboxes, in memory.
 struct DnsView {
-    dir: PathBuf,
+    sandboxes: Arc<Mutex<BTreeMap<String, Sandbox>>>,
 }
 
 impl DnsView {
-    fn all(&self) -> Vec<Sandbox> {
-        std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::read(e.path()).ok())
-                    .filter_map(|d| serde_json::from_slice::<Sandbox>(&d).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The addresses of `name` on the user-defined networks container `me` is on.
     fn resolve(&self, me: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
-        let all = self.all();
+        let all = lock(&self.sandboxes);
         let mine: Vec<String> = all
-            .iter()
-            .find(|s| s.id == me)?
+            .get(me)?
             .endpoints
             .iter()
             .filter(|e| e.user_defined)
             .map(|e| e.network_id.clone())
             .collect();
         let mut ips = Vec::new();
-        for s in all.iter().filter(|s| s.running) {
+        for s in all.values().filter(|s| s.running) {
             for e in s.endpoints.iter().filter(|e| mine.contains(&e.network_id)) {
                 let hit = s.name.eq_ignore_ascii_case(name)
                     || s.id.get(..12).is_some_and(|short| short == name)
