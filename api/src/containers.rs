@@ -125,6 +125,7 @@ fn mounts_json(c: &Container) -> Value {
 
 /// A container as `/containers/json` lists it.
 pub(crate) fn summary(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Value {
+    let (ports, networks) = crate::sandbox::summary(d, c);
     let mut v = j!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -132,12 +133,12 @@ pub(crate) fn summary(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Va
         "ImageID": c.image,
         "Command": c.command(),
         "Created": rfc3339_secs(&c.created).unwrap_or(0),
-        "Ports": crate::sandbox::ports_list(d, c),
+        "Ports": ports,
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status,
         "Status": c.state.human(strata_graph::time::now_secs()),
         "HostConfig": { "NetworkMode": network_mode(c) },
-        "NetworkSettings": { "Networks": crate::sandbox::networks_json(d, c) },
+        "NetworkSettings": { "Networks": networks },
         "Mounts": mounts_json(c),
     });
     if let Some((rw, root)) = size {

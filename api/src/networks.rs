@@ -27,9 +27,7 @@ fn matches(d: &Daemon, n: &Network, filters: &[(String, Vec<String>)]) -> Result
                 "custom" => !n.predefined(),
                 _ => false,
             }),
-            "label" => vals.iter().all(|f| {
-                crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
-            }),
+            "label" => vals.iter().all(|f| label_hit(n, f)),
             "dangling" => {
                 let dangling = !n.predefined() && users(d, n).is_empty();
                 vals.iter().any(|v| (v == "true" || v == "1") == dangling)
@@ -43,21 +41,42 @@ fn matches(d: &Daemon, n: &Network, filters: &[(String, Vec<String>)]) -> Result
     Ok(true)
 }
 
+/// Whether `c`'s network mode names `n` (by name or ID; the default bridge by its aliases).
+fn by_mode(c: &strata_runtime::Container, n: &Network) -> bool {
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+    mode == n.name
+        || mode == n.id
+        || (n.name == "bridge" && matches!(mode, "" | "default" | "bridge"))
+}
+
+/// Whether `c` was connected to `n` (`network connect`).
+fn by_connect(c: &strata_runtime::Container, n: &Network) -> bool {
+    c.networking_config["EndpointsConfig"]
+        .get(&n.name)
+        .is_some()
+}
+
 /// The containers that name a network (running or not).
 fn users(d: &Daemon, n: &Network) -> Vec<strata_runtime::Container> {
     d.containers
         .list()
         .into_iter()
-        .filter(|c| {
-            let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
-            mode == n.name
-                || mode == n.id
-                || (n.name == "bridge" && matches!(mode, "" | "default" | "bridge"))
-                || c.networking_config["EndpointsConfig"]
-                    .get(&n.name)
-                    .is_some()
-        })
+        .filter(|c| by_mode(c, n) || by_connect(c, n))
         .collect()
+}
+
+/// Whether a network's labels match a `label` filter value.
+fn label_hit(n: &Network, f: &str) -> bool {
+    crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
+}
+
+/// Sends a network event (`container`: the one connected or disconnected).
+fn event(d: &Daemon, action: &str, n: &Network, container: Option<&str>) {
+    let mut attrs = j!({ "name": n.name, "type": n.driver });
+    if let Some(c) = container {
+        attrs["container"] = j!(c);
+    }
+    d.events.emit("network", action, &n.id, attrs);
 }
 
 /// `Containers` of a network's inspect: its running endpoints.
@@ -129,12 +148,7 @@ pub async fn route_named(
         (&Method::DELETE, "") => {
             let d2 = d.clone();
             let n = tokio::task::spawn_blocking(move || d2.net.remove_network(&key)).await??;
-            d.events.emit(
-                "network",
-                "destroy",
-                &n.id,
-                j!({ "name": n.name, "type": n.driver }),
-            );
+            event(d, "destroy", &n, None);
             Ok(crate::body::text(StatusCode::NO_CONTENT, "text/plain", ""))
         }
         (&Method::POST, "connect") => {
@@ -161,12 +175,7 @@ async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiErr
             n.name
         )));
     }
-    let already = c.networking_config["EndpointsConfig"]
-        .get(&n.name)
-        .is_some()
-        || mode == n.name
-        || (n.name == "bridge" && mode == "bridge");
-    if already {
+    if by_mode(&c, n) || by_connect(&c, n) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -189,24 +198,15 @@ async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiErr
         x.networking_config["EndpointsConfig"][&name] =
             if cfg.is_object() { cfg.clone() } else { j!({}) };
     })?;
-    d.events.emit(
-        "network",
-        "connect",
-        &n.id,
-        j!({ "container": c.id, "name": n.name, "type": n.driver }),
-    );
+    event(d, "connect", n, Some(&c.id));
     Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
 }
 
 async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiError> {
     let key = b["Container"].as_str().unwrap_or("");
     let c = find(d, key)?;
-    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
-    let by_mode = mode == n.name || (n.name == "bridge" && mode == "bridge");
-    let by_connect = c.networking_config["EndpointsConfig"]
-        .get(&n.name)
-        .is_some();
-    if !by_mode && !by_connect {
+    let by_mode = by_mode(&c, n);
+    if !by_mode && !by_connect(&c, n) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("container {} is not connected to network {}", c.id, n.name),
@@ -224,12 +224,7 @@ async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, Api
             x.host_config["NetworkMode"] = j!("none");
         }
     })?;
-    d.events.emit(
-        "network",
-        "disconnect",
-        &n.id,
-        j!({ "container": c.id, "name": n.name, "type": n.driver }),
-    );
+    event(d, "disconnect", n, Some(&c.id));
     Ok(crate::body::text(StatusCode::OK, "text/plain", ""))
 }
 
@@ -288,12 +283,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
         options,
     };
     let n = tokio::task::spawn_blocking(move || d2.net.create_network(spec)).await??;
-    d.events.emit(
-        "network",
-        "create",
-        &n.id,
-        j!({ "name": n.name, "type": n.driver }),
-    );
+    event(d, "create", &n, None);
     Ok(json(
         StatusCode::CREATED,
         &j!({ "Id": n.id, "Warning": "" }),
@@ -309,12 +299,8 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
             continue;
         }
         let keep = filters.iter().any(|(k, vals)| match k.as_str() {
-            "label" => !vals.iter().all(|f| {
-                crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
-            }),
-            "label!" => vals.iter().any(|f| {
-                crate::events::label_matches(f, |k| n.labels.get(k).map(|s| Some(s.as_str())))
-            }),
+            "label" => !vals.iter().all(|f| label_hit(&n, f)),
+            "label!" => vals.iter().any(|f| label_hit(&n, f)),
             _ => false,
         });
         if keep {
@@ -323,12 +309,7 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         let (d2, id) = (d.clone(), n.id.clone());
         match tokio::task::spawn_blocking(move || d2.net.remove_network(&id)).await? {
             Ok(n) => {
-                d.events.emit(
-                    "network",
-                    "destroy",
-                    &n.id,
-                    j!({ "name": n.name, "type": n.driver }),
-                );
+                event(d, "destroy", &n, None);
                 gone.push(n.name);
             }
             Err(e) => tracing::warn!(network = %n.name, "prune: {e}"),

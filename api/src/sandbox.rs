@@ -6,6 +6,7 @@ use crate::{ApiError, Daemon};
 use serde_json::{json as j, Map, Value};
 use std::net::Ipv4Addr;
 use strata_netd::firewall::Proto;
+use strata_netd::sandbox::Sandbox;
 use strata_netd::{EndpointRequest, NetError, PortRequest, SandboxRequest};
 use strata_runtime::spec::network::NetworkMode;
 use strata_runtime::Container;
@@ -182,7 +183,7 @@ pub fn request_for(d: &Daemon, c: &Container) -> Result<Option<SandboxRequest>, 
 
 /// `NetworkSettings.Ports` (inspect) of a running container: every exposed or published
 /// port, with its host bindings (null when not published).
-pub fn ports_map(d: &Daemon, c: &Container) -> Value {
+fn ports_map(c: &Container, sb: Option<&Sandbox>) -> Value {
     let mut m = Map::new();
     if !c.state.running {
         return Value::Object(m);
@@ -197,7 +198,7 @@ pub fn ports_map(d: &Daemon, c: &Container) -> Value {
     for key in c.config.exposed_ports.iter().flat_map(|e| e.keys()) {
         m.insert(key.clone(), Value::Null);
     }
-    if let Some(sb) = d.net.sandbox(&c.id) {
+    if let Some(sb) = sb {
         for p in &sb.ports {
             let key = format!("{}/{}", p.container_port, p.proto.name());
             let entry = m.entry(key).or_insert_with(|| j!([]));
@@ -214,10 +215,15 @@ pub fn ports_map(d: &Daemon, c: &Container) -> Value {
     Value::Object(m)
 }
 
-/// `Ports` of `/containers/json`.
-pub fn ports_list(d: &Daemon, c: &Container) -> Value {
+/// `Ports` and `NetworkSettings.Networks` of `/containers/json`.
+pub fn summary(d: &Daemon, c: &Container) -> (Value, Map<String, Value>) {
+    let sb = d.net.sandbox(&c.id);
+    (ports_list(c, sb.as_ref()), networks_json(d, c, sb.as_ref()))
+}
+
+fn ports_list(c: &Container, sb: Option<&Sandbox>) -> Value {
     let mut out = Vec::new();
-    if let Value::Object(m) = ports_map(d, c) {
+    if let Value::Object(m) = ports_map(c, sb) {
         for (key, bindings) in m {
             let Ok((port, proto)) = parse_port(&key) else {
                 continue;
@@ -276,9 +282,8 @@ fn endpoint_json(
 }
 
 /// The networks a container is on, by name: its mode's and those connected.
-pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
+fn networks_json(d: &Daemon, c: &Container, sb: Option<&Sandbox>) -> Map<String, Value> {
     let mut out = Map::new();
-    let sb = d.net.sandbox(&c.id);
     let cfgs = c.networking_config["EndpointsConfig"]
         .as_object()
         .cloned()
@@ -295,9 +300,7 @@ pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
         let Ok(n) = d.net.network(&name) else {
             continue;
         };
-        let e = sb
-            .as_ref()
-            .and_then(|s| s.endpoints.iter().find(|e| e.network_id == n.id));
+        let e = sb.and_then(|s| s.endpoints.iter().find(|e| e.network_id == n.id));
         out.insert(
             n.name.clone(),
             endpoint_json(e, cfgs.get(&name).unwrap_or(&Value::Null), &n.id, c),
@@ -308,7 +311,8 @@ pub fn networks_json(d: &Daemon, c: &Container) -> Map<String, Value> {
 
 /// inspect's `NetworkSettings`.
 pub fn settings_json(d: &Daemon, c: &Container) -> Value {
-    let networks = networks_json(d, c);
+    let sandbox = d.net.sandbox(&c.id);
+    let networks = networks_json(d, c, sandbox.as_ref());
     let bridge = networks.get("bridge").cloned().unwrap_or(Value::Null);
     let field = |k: &str, def: Value| {
         if bridge.is_null() {
@@ -317,15 +321,13 @@ pub fn settings_json(d: &Daemon, c: &Container) -> Value {
             bridge[k].clone()
         }
     };
-    let sb = d
-        .net
-        .sandbox(&c.id)
-        .filter(|s| s.running && c.state.running);
+    let ports = ports_map(c, sandbox.as_ref());
+    let sb = sandbox.filter(|s| s.running && c.state.running);
     j!({
         "Bridge": "",
         "SandboxID": if sb.is_some() { j!(c.id) } else { j!("") },
         "SandboxKey": sb.map(|s| s.netns.display().to_string()).unwrap_or_default(),
-        "Ports": ports_map(d, c),
+        "Ports": ports,
         "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
         "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
         "EndpointID": field("EndpointID", j!("")),
