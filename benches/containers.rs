@@ -4,8 +4,8 @@
 //!
 //! `cargo bench --bench containers` (root, runc; dockerd from Debian's `docker.io` when
 //! installed, else Strata alone). Both engines get the same busybox image, a data root of
-//! their own on a fresh loop-mounted ext4, and `NetworkMode: none` (dockerd runs with
-//! `--bridge=none`; Strata has no networking yet). The calls are the ones the docker CLI
+//! their own on a fresh loop-mounted ext4, and `NetworkMode: none` (both daemons run with
+//! `--bridge=none --iptables=false`). The calls are the ones the docker CLI
 //! makes: `run --rm` is create, wait (`condition=removed`, sent before the start), start,
 //! and the wait's answer. Results print as a Markdown table for benches/README.md.
 

@@ -72,6 +72,8 @@ pub fn start_strata(dir: &Path) -> Engine {
         .arg(format!("tcp://{tcp}"))
         .args(["-s", "overlay2", "--config-file"])
         .arg(dir.join("none.json"))
+        // As dockerd below: no default bridge and no rules, so the host is not touched.
+        .args(["--bridge=none", "--iptables=false"])
         .stderr(Stdio::null())
         .spawn()
         .expect("start strata");

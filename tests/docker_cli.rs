@@ -425,7 +425,15 @@ fn fd_socket_activation() {
     cmd.arg("-c")
         .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_strata"))
-        .args(["daemon", "-H", "fd://", "--data-root"])
+        .args([
+            "daemon",
+            "-H",
+            "fd://",
+            "--bridge",
+            "none",
+            "--iptables=false",
+        ])
+        .args(["--data-root"])
         .arg(p.join("root"))
         .arg("--pidfile")
         .arg(p.join("pid"))

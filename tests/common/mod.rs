@@ -68,7 +68,11 @@ impl Daemon {
         let sock = dir.path().join("strata.sock");
         let mut args = vec!["--storage-driver", driver, "--label", "test=yes"];
         args.extend_from_slice(extra);
-        let child = spawn(&root, &pid, &sock, &args)
+        // Each test daemon has a network namespace of its own: its bridge, addresses and
+        // firewall table never meet the host's or another test's.
+        let netns = netns_of(&sock);
+        make_netns(&netns).unwrap_or_else(|e| panic!("no network namespace: {e}"));
+        let child = spawn_in(Some(&netns), &root, &pid, &sock, &args)
             .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         Daemon {
             child,
@@ -94,7 +98,8 @@ impl Daemon {
             self.stop();
         }
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.child = spawn(
+        self.child = spawn_in(
+            Some(&self.netns()),
             &self.root(),
             &self.dir.path().join("strata.pid"),
             &self.sock,
@@ -311,30 +316,50 @@ pub fn in_netns<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'st
     strata_netd::netns::run_in(Some(ns), f).expect("entering the daemon's namespace")
 }
 
-/// Starts `strata daemon`; returns once its socket exists, or its error output if it exits.
+/// Starts `strata daemon` in the test process's own network namespace, the host's; returns
+/// once its socket exists, or its error output if it exits. It runs with `--bridge none
+/// --iptables=false`, so it makes no link and writes no rule there (for the daemons of
+/// start-up, configuration and TCP tests; containers with networks use [`Daemon`]).
 pub fn spawn(root: &Path, pid: &Path, sock: &Path, extra: &[&str]) -> Result<Running, String> {
+    let mut args = vec!["--bridge", "none", "--iptables=false"];
+    args.extend_from_slice(extra);
+    spawn_in(None, root, pid, sock, &args)
+}
+
+/// Makes the network namespace of a test daemon, with its loopback up as a host's is.
+pub fn make_netns(ns: &Path) -> Result<(), String> {
+    strata_netd::netns::create(ns).map_err(|e| e.to_string())?;
+    strata_netd::link::loopback_up(ns).map_err(|e| e.to_string())
+}
+
+/// Starts `strata daemon` inside the network namespace at `netns` (`None`: ours); returns
+/// once its socket exists, or its error output if it exits.
+pub fn spawn_in(
+    netns: Option<&Path>,
+    root: &Path,
+    pid: &Path,
+    sock: &Path,
+    extra: &[&str],
+) -> Result<Running, String> {
     let log = sock.with_extension("log");
     // A socket left by a killed daemon must not look like a ready one.
     let _ = std::fs::remove_file(sock);
-    // Each test daemon has a network namespace of its own (kept beside its socket, made on
-    // first start): its bridge, addresses and firewall table never meet the host's or
-    // another test's. Its loopback is up, as a host's is.
-    let netns = netns_of(sock);
-    if !strata_netd::netns::exists(&netns) {
-        strata_netd::netns::create(&netns).map_err(|e| e.to_string())?;
-        strata_netd::link::loopback_up(&netns).map_err(|e| e.to_string())?;
-    }
-    let ns_file = std::fs::File::open(&netns).map_err(|e| e.to_string())?;
-    let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    if let Some(ns) = netns {
+        let ns_file = std::fs::File::open(ns).map_err(|e| e.to_string())?;
+        // SAFETY: setns is async-signal-safe; the closure owns the (close-on-exec) fd.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::setns(
+                    std::os::fd::AsRawFd::as_raw_fd(&ns_file),
+                    libc::CLONE_NEWNET,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd
         .args(["daemon", "--data-root"])
