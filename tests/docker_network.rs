@@ -1,6 +1,6 @@
 //! Container networking through the docker CLI: the default bridge, user-defined networks
 //! with DNS, published ports, `--icc=false`, `--iptables=false`, and live-restore of ports.
-//! Every test daemon runs in a network namespace of its own (see `common::spawn`): the
+//! Every test daemon runs in a network namespace of its own (see `common::Daemon::start_with`): the
 //! "host" of these tests is that namespace, and an HTTP client entering it plays the host's
 //! client. The test process's own (real) host links and ruleset are checked untouched.
 
@@ -64,6 +64,14 @@ fn nft_in(d: &Daemon) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     })
+}
+
+/// One ping from a new container of the default network: (answered, output).
+fn ping_from_new_container(d: &Daemon, target: &str) -> (bool, String) {
+    let (ok, out, err) = d.try_docker(&[
+        "run", "--rm", IMG, "busybox", "ping", "-c", "1", "-W", "2", target,
+    ]);
+    (ok, out + &err)
 }
 
 /// A web server container with `index.html` saying `text`, publishing `publish`.
@@ -418,32 +426,11 @@ fn icc_false_blocks_and_iptables_false_writes_nothing() {
     let d = loaded(&["--icc=false"]);
     d.ok(&["run", "-d", "--name", "one", IMG, "sleep", "60"]);
     let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "one"]);
-    let (ok, out, _) = d.try_docker(&[
-        "run",
-        "--rm",
-        IMG,
-        "busybox",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        ip.trim(),
-    ]);
+    let (ok, out) = ping_from_new_container(&d, ip.trim());
     assert!(!ok, "--icc=false: no traffic between containers: {out}");
     // The gateway (the host) is still reachable.
-    let out = d.ok(&[
-        "run",
-        "--rm",
-        IMG,
-        "busybox",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "172.17.0.1",
-    ]);
+    let (ok, out) = ping_from_new_container(&d, "172.17.0.1");
+    assert!(ok, "{out}");
     assert!(out.contains("1 packets received"), "{out}");
     d.ok(&["rm", "-f", "one"]);
     drop(d);
