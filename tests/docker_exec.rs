@@ -525,7 +525,7 @@ fn detach_keys_leave_the_container_running() {
     // exits 0 and the container runs on, its input still open.
     let (out, code) = d.under_pty_when(
         &format!(
-            "timeout 40 {} run -it --name dk {IMG} sh",
+            "timeout --foreground 40 {} run -it --name dk {IMG} sh",
             env!("CARGO_BIN_EXE_strata")
         ),
         &[("/ # ", "echo typed-in\n"), ("\ntyped-in", "\x10\x11")],

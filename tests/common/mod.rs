@@ -189,6 +189,10 @@ impl Daemon {
         use std::sync::{Arc, Mutex};
         let mut child = Command::new("script")
             .args(["-qec", cmdline, "/dev/null"])
+            // script runs the line with $SHELL; pin it so this machine and CI agree (bash
+            // execs a lone command, dash forks it, and a `timeout` child then leaves the
+            // terminal's foreground group unless given --foreground).
+            .env("SHELL", "/bin/sh")
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("STRATA_HOST", format!("unix://{}", self.sock.display()))
             .stdin(std::process::Stdio::piped())
