@@ -434,7 +434,174 @@ fn icc_false_blocks_and_iptables_false_writes_nothing() {
     assert!(out.contains("1 packets received"), "{out}");
     d.ok(&["rm", "-f", "one"]);
     drop(d);
-    let d = loaded(&["--iptables=false"]);
-    d.ok(&["run", "--rm", IMG, "true"]);
+    let d = loaded(&["--iptables=false", "--default-gateway", "172.17.0.254"]);
+    let routes = d.ok(&["run", "--rm", IMG, "busybox", "ip", "route"]);
+    assert!(
+        routes.contains("default via 172.17.0.254 dev eth0"),
+        "--default-gateway: {routes}"
+    );
     assert_eq!(nft_in(&d).trim(), "", "--iptables=false: no rules at all");
+}
+
+/// The strata CLI's own networking flags: `network create` with IPAM and driver options,
+/// `run` with --ip, --network-alias, --mac-address, --dns*, --add-host and a host port
+/// range, `port`, `network connect --ip --alias` and `disconnect`.
+#[test]
+fn strata_cli_network_flags() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&[]);
+    let strata = |args: &[&str]| {
+        let o = d.strata(args);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "strata {args:?}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    strata(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "--gateway",
+        "10.77.0.254",
+        "--ip-range",
+        "10.77.0.128/25",
+        "-o",
+        "com.docker.network.bridge.name=strbr7",
+        "--label",
+        "team=net",
+        "lab",
+    ]);
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}} {{.Labels.team}}",
+        "lab",
+    ]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.77.0.0/24","IPRange":"10.77.0.128/25","Gateway":"10.77.0.254"}] net"#
+    );
+    let bridge = in_netns(&d.netns(), || {
+        std::process::Command::new("ip")
+            .args(["-br", "addr", "show", "strbr7"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    });
+    assert!(
+        bridge.contains("10.77.0.254/24"),
+        "-o bridge name: {bridge}"
+    );
+    let o = d.strata(&["network", "create", "--gateway", "10.0.0.1", "bad"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("must have a corresponding subnet"),
+        "{o:?}"
+    );
+    let script =
+        "mkdir -p /www && echo via-range > /www/index.html && exec busybox httpd -f -p 80 -h /www";
+    strata(&[
+        "run",
+        "-d",
+        "--name",
+        "w1",
+        "--network",
+        "lab",
+        "--ip",
+        "10.77.0.200",
+        "--network-alias",
+        "webby",
+        "--mac-address",
+        "02:42:aa:bb:cc:dd",
+        "--dns",
+        "10.77.0.254",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:3",
+        "--add-host",
+        "foo.test:1.2.3.4",
+        "-p",
+        "127.0.0.1:18100-18105:80",
+        IMG,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let seen = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.lab.IPAddress}} {{.NetworkSettings.Networks.lab.MacAddress}} {{.NetworkSettings.Networks.lab.Aliases}}",
+        "w1",
+    ]);
+    assert!(
+        seen.starts_with("10.77.0.200 02:42:aa:bb:cc:dd [webby"),
+        "{seen}"
+    );
+    let link = d.ok(&["exec", "w1", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(link.trim(), "02:42:aa:bb:cc:dd");
+    let resolv = d.ok(&["exec", "w1", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 127.0.0.11")
+            && resolv.contains("search example.test")
+            && resolv.contains("ndots:3"),
+        "{resolv}"
+    );
+    let hosts = d.ok(&["exec", "w1", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("1.2.3.4\tfoo.test"), "{hosts}");
+    // A second server on the same host port range takes the next free port.
+    strata(&[
+        "run",
+        "-d",
+        "--name",
+        "w2",
+        "-p",
+        "127.0.0.1:18100-18105:80",
+        IMG,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(strata(&["port", "w1"]), "80/tcp -> 127.0.0.1:18100\n");
+    assert_eq!(strata(&["port", "w2", "80"]), "127.0.0.1:18101\n");
+    let o = d.strata(&["port", "w2", "81"]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("No public port '81/tcp' published"),
+        "{o:?}"
+    );
+    let got = eventually(|| http_get(&d, "127.0.0.1:18101"));
+    assert!(
+        got.as_deref().is_ok_and(|s| s.contains("via-range")),
+        "{got:?}"
+    );
+    // connect with an address and an alias, then disconnect.
+    strata(&[
+        "network",
+        "connect",
+        "--ip",
+        "10.77.0.150",
+        "--alias",
+        "second",
+        "lab",
+        "w2",
+    ]);
+    let addrs = d.ok(&["exec", "w2", "busybox", "ip", "-4", "-o", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.77.0.150/24"),
+        "{addrs}"
+    );
+    let found = d.ok(&["exec", "w1", "busybox", "nslookup", "second", "127.0.0.11"]);
+    assert!(found.contains("10.77.0.150"), "{found}");
+    strata(&["network", "disconnect", "lab", "w2"]);
+    let addrs = d.ok(&["exec", "w2", "busybox", "ip", "-4", "-o", "addr"]);
+    assert!(!addrs.contains("eth1"), "{addrs}");
+    strata(&["rm", "-f", "w1", "w2"]);
+    strata(&["network", "rm", "lab"]);
 }

@@ -93,18 +93,26 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
                     })?),
                     None => None,
                 };
-                let host_port =
+                let (host_port, host_port_last) =
                     match binding["HostPort"].as_str().filter(|s| !s.is_empty()) {
-                        Some(hp) => Some(hp.parse::<u16>().map_err(|_| {
-                            ApiError::bad_request(format!("invalid host port: {hp}"))
-                        })?),
-                        None => None,
+                        Some(hp) => {
+                            let bad = || ApiError::bad_request(format!("invalid host port: {hp}"));
+                            let (a, b) = hp.split_once('-').unwrap_or((hp, hp));
+                            let a = a.parse::<u16>().map_err(|_| bad())?;
+                            let b = b.parse::<u16>().map_err(|_| bad())?;
+                            if b < a {
+                                return Err(bad());
+                            }
+                            (Some(a), Some(b))
+                        }
+                        None => (None, None),
                     };
                 out.push(PortRequest {
                     proto,
                     container_port: port,
                     host_ip,
                     host_port: host_port.filter(|p| *p != 0),
+                    host_port_last,
                 });
             }
         }
@@ -121,6 +129,7 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
                     container_port: port,
                     host_ip: None,
                     host_port: None,
+                    host_port_last: None,
                 });
             }
         }
@@ -140,7 +149,11 @@ fn endpoint_requests(
         .cloned()
         .unwrap_or_default();
     let mut out = Vec::new();
-    let mut first = endpoint_request(mode, cfgs.get(mode).unwrap_or(&Value::Null))?;
+    // The docker CLI names the default network `default` when no --network is given.
+    let own = cfgs
+        .get(mode)
+        .or_else(|| cfgs.get("default").filter(|_| mode == "bridge"));
+    let mut first = endpoint_request(mode, own.unwrap_or(&Value::Null))?;
     if first.mac.is_none() {
         first.mac = c.config.mac_address.clone().filter(|m| !m.is_empty());
     }

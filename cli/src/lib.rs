@@ -134,6 +134,8 @@ pub enum ClientCommand {
     Wait(commands::run::ContainersArg),
     /// Fetch the logs of a container.
     Logs(commands::run::LogsArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(commands::ports::PortArgs),
     /// Execute a command in a running container.
     Exec(commands::exec::ExecArgs),
     /// Pause all processes within one or more containers.
@@ -197,6 +199,7 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Import(a) => im::import(&c, a),
         ClientCommand::Create(a) => ct::create(&c, *a),
         ClientCommand::Run(a) => commands::run::run(&c, *a),
+        ClientCommand::Port(a) => commands::ports::port(&c, a),
         ClientCommand::Start(a) => commands::run::start(&c, a),
         ClientCommand::Stop(a) => commands::run::stop(&c, a, "stop"),
         ClientCommand::Restart(a) => commands::run::stop(&c, a, "restart"),

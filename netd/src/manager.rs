@@ -59,6 +59,8 @@ pub struct PortRequest {
     pub host_ip: Option<Ipv4Addr>,
     /// `None`: an ephemeral port.
     pub host_port: Option<u16>,
+    /// With `host_port`, a range (`8000-8010`): the first free port of it is taken.
+    pub host_port_last: Option<u16>,
 }
 
 /// What `network create` asks for.
@@ -846,46 +848,77 @@ impl Manager {
         live: &mut Live,
     ) -> Result<Port, NetError> {
         let host_ip = p.host_ip.unwrap_or(cfg.ip);
-        let addr = SocketAddr::from((host_ip, p.host_port.unwrap_or(0)));
-        let taken = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                NetError::PortTaken {
-                    endpoint: sb.name.clone(),
-                    addr: addr.to_string(),
+        let first = p.host_port.unwrap_or(0);
+        let last = p.host_port_last.filter(|l| *l > first).unwrap_or(first);
+        let mut port = first;
+        loop {
+            match self.bind_one(cfg, p, host_ip, port, to, live) {
+                Ok(host_port) => {
+                    return Ok(Port {
+                        proto: p.proto,
+                        container_port: p.container_port,
+                        host_ip,
+                        host_port,
+                    })
                 }
-            } else {
-                NetError::Io {
-                    context: format!("binding {addr}"),
-                    source: e,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port < last => {
+                    port += 1;
                 }
-            }
-        };
-        let target = SocketAddr::from((to.ip, p.container_port));
-        let host_port;
-        match (p.proto, cfg.userland_proxy) {
-            (Proto::Tcp, true) => {
-                let l = std::net::TcpListener::bind(addr).map_err(taken)?;
-                host_port = l.local_addr().map_err(taken)?.port();
-                l.set_nonblocking(true).map_err(taken)?;
-                live.tasks.push(proxy::tcp(&self.rt, l, target));
-            }
-            (Proto::Udp, true) => {
-                let s = std::net::UdpSocket::bind(addr).map_err(taken)?;
-                host_port = s.local_addr().map_err(taken)?.port();
-                s.set_nonblocking(true).map_err(taken)?;
-                live.tasks.push(proxy::udp(&self.rt, s, target));
-            }
-            (proto, false) => {
-                let h = socket_hold::hold(proto, addr).map_err(taken)?;
-                host_port = h.port;
-                live.held.push(h);
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    let ports = if last > first {
+                        format!("{first}-{last}")
+                    } else {
+                        first.to_string()
+                    };
+                    return Err(NetError::PortTaken {
+                        endpoint: sb.name.clone(),
+                        addr: format!("{host_ip}:{ports}"),
+                    });
+                }
+                Err(e) => {
+                    return Err(NetError::Io {
+                        context: format!("binding {host_ip}:{port}"),
+                        source: e,
+                    })
+                }
             }
         }
-        Ok(Port {
-            proto: p.proto,
-            container_port: p.container_port,
-            host_ip,
-            host_port,
+    }
+
+    /// Binds `host_ip:port` (0: ephemeral) for `p` and starts its proxy, or holds the
+    /// port when there is no proxy; returns the port bound.
+    fn bind_one(
+        &self,
+        cfg: &NetConfig,
+        p: &PortRequest,
+        host_ip: Ipv4Addr,
+        port: u16,
+        to: &Endpoint,
+        live: &mut Live,
+    ) -> std::io::Result<u16> {
+        let addr = SocketAddr::from((host_ip, port));
+        let target = SocketAddr::from((to.ip, p.container_port));
+        Ok(match (p.proto, cfg.userland_proxy) {
+            (Proto::Tcp, true) => {
+                let l = std::net::TcpListener::bind(addr)?;
+                let port = l.local_addr()?.port();
+                l.set_nonblocking(true)?;
+                live.tasks.push(proxy::tcp(&self.rt, l, target));
+                port
+            }
+            (Proto::Udp, true) => {
+                let s = std::net::UdpSocket::bind(addr)?;
+                let port = s.local_addr()?.port();
+                s.set_nonblocking(true)?;
+                live.tasks.push(proxy::udp(&self.rt, s, target));
+                port
+            }
+            (proto, false) => {
+                let h = socket_hold::hold(proto, addr)?;
+                let port = h.port;
+                live.held.push(h);
+                port
+            }
         })
     }
 
@@ -974,6 +1007,7 @@ impl Manager {
                     container_port: p.container_port,
                     host_ip: Some(p.host_ip),
                     host_port: Some(p.host_port),
+                    host_port_last: None,
                 };
                 if let Err(e) = self.publish(&cfg, &req, &primary, &sb, &mut live) {
                     tracing::error!(container = %id, "re-publishing a port: {e}");

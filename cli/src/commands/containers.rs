@@ -63,8 +63,41 @@ pub struct CreateArgs {
     #[arg(long)]
     pub volumes_from: Vec<String>,
     /// Connect a container to a network.
-    #[arg(long)]
+    #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host (`[ip:][hostPort:]containerPort[/proto]`).
+    #[arg(short = 'p', long)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33).
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long, alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long)]
+    pub mac_address: Option<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Container NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Automatically remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -358,6 +391,7 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
         ("WorkingDir", &a.workdir),
         ("User", &a.user),
         ("Hostname", &a.hostname),
+        ("Domainname", &a.domainname),
         ("StopSignal", &a.stop_signal),
     ] {
         if let Some(v) = v {
@@ -478,8 +512,27 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
     if !a.volumes_from.is_empty() {
         hc["VolumesFrom"] = json!(a.volumes_from);
     }
-    if let Some(n) = &a.network {
-        hc["NetworkMode"] = json!(n);
+    super::ports::apply_publish(&a.publish, &mut cfg, &mut hc)?;
+    if a.publish_all {
+        hc["PublishAllPorts"] = json!(true);
+    }
+    for (k, v) in [
+        ("Dns", &a.dns),
+        ("DnsSearch", &a.dns_search),
+        ("DnsOptions", &a.dns_option),
+        ("ExtraHosts", &a.add_host),
+    ] {
+        if !v.is_empty() {
+            hc[k] = json!(v);
+        }
+    }
+    let network = a.network.clone().unwrap_or_else(|| "default".into());
+    hc["NetworkMode"] = json!(network);
+    let endpoint = endpoint_config(&a)?;
+    if endpoint != json!({}) {
+        let mut eps = serde_json::Map::new();
+        eps.insert(network, endpoint);
+        cfg["NetworkingConfig"] = json!({ "EndpointsConfig": eps });
     }
     if let Some(r) = &a.restart {
         hc["RestartPolicy"] = super::exec::restart_policy(r);
@@ -494,6 +547,35 @@ pub fn create_container(c: &Client, a: CreateArgs) -> Result<String, CliError> {
         eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
     }
     Ok(v["Id"].as_str().unwrap_or("").to_string())
+}
+
+/// The endpoint settings of `--ip`, `--ip6`, `--network-alias` and `--mac-address`, as
+/// the docker CLI sends them (`{}` when none is given).
+fn endpoint_config(a: &CreateArgs) -> Result<Value, CliError> {
+    let mut e = json!({});
+    let mut ipam = json!({});
+    if let Some(ip) = &a.ip {
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(CliError::Usage(format!("invalid IPv4 address: {ip}")));
+        }
+        ipam["IPv4Address"] = json!(ip);
+    }
+    if let Some(ip) = &a.ip6 {
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(CliError::Usage(format!("invalid IPv6 address: {ip}")));
+        }
+        ipam["IPv6Address"] = json!(ip);
+    }
+    if ipam != json!({}) {
+        e["IPAMConfig"] = ipam;
+    }
+    if !a.network_alias.is_empty() {
+        e["Aliases"] = json!(a.network_alias);
+    }
+    if let Some(m) = &a.mac_address {
+        e["MacAddress"] = json!(m);
+    }
+    Ok(e)
 }
 
 /// `--security-opt` values as the docker CLI sends them: a seccomp profile file is read and

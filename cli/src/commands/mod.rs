@@ -5,6 +5,7 @@ pub mod cp;
 pub mod exec;
 pub mod images;
 pub mod networks;
+pub mod ports;
 pub mod run;
 pub mod session;
 pub mod system;

@@ -1,4 +1,4 @@
-//! `network ls|inspect|create|rm|prune`.
+//! `network ls|inspect|create|rm|prune|connect|disconnect`.
 
 use super::{confirm, each, filters_json, out};
 use crate::format::print_rows;
@@ -16,12 +16,16 @@ pub enum NetworkCommand {
     /// Display detailed information on one or more networks.
     Inspect(InspectArgs),
     /// Create a network.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Remove one or more networks.
     #[command(alias = "remove")]
     Rm(NamesArg),
     /// Remove all unused networks.
     Prune(PruneArgs),
+    /// Connect a container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -57,7 +61,61 @@ pub struct CreateArgs {
     /// Set metadata on a network.
     #[arg(long)]
     pub label: Vec<String>,
+    /// Subnet in CIDR format that represents a network segment.
+    #[arg(long)]
+    pub subnet: Vec<String>,
+    /// IPv4 or IPv6 gateway for the master subnet.
+    #[arg(long)]
+    pub gateway: Vec<String>,
+    /// Allocate container IP from a sub-range.
+    #[arg(long)]
+    pub ip_range: Vec<String>,
+    /// Auxiliary IPv4 or IPv6 addresses used by the network driver (name=ip).
+    #[arg(long = "aux-address")]
+    pub aux_address: Vec<String>,
+    /// Restrict external access to the network.
+    #[arg(long)]
+    pub internal: bool,
+    /// Enable IPv6 networking.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Enable manual container attachment.
+    #[arg(long)]
+    pub attachable: bool,
+    /// Set driver specific options.
+    #[arg(short, long)]
+    pub opt: Vec<String>,
+    /// Set IPAM driver specific options.
+    #[arg(long)]
+    pub ipam_opt: Vec<String>,
+    /// IP Address Management Driver.
+    #[arg(long, default_value = "default")]
+    pub ipam_driver: String,
     pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33).
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long)]
+    pub alias: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network.
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Args, Debug)]
@@ -77,7 +135,7 @@ pub fn network(c: &Client, cmd: NetworkCommand) -> Result<(), CliError> {
     match cmd {
         NetworkCommand::Ls(a) => ls(c, a),
         NetworkCommand::Inspect(a) => inspect(c, a),
-        NetworkCommand::Create(a) => create(c, a),
+        NetworkCommand::Create(a) => create(c, *a),
         NetworkCommand::Rm(a) => each(&a.networks, |n| {
             c.call(
                 "DELETE",
@@ -87,6 +145,17 @@ pub fn network(c: &Client, cmd: NetworkCommand) -> Result<(), CliError> {
             )?;
             out(&format!("{n}\n"))
         }),
+        NetworkCommand::Connect(a) => connect(c, a),
+        NetworkCommand::Disconnect(a) => {
+            let body = json!({ "Container": a.container, "Force": a.force });
+            c.call(
+                "POST",
+                &format!("/networks/{}/disconnect", escape(&a.network)),
+                &[],
+                Body::Json(body),
+            )?;
+            Ok(())
+        }
         NetworkCommand::Prune(a) => {
             if !a.force
                 && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?")
@@ -151,12 +220,181 @@ fn inspect(c: &Client, a: InspectArgs) -> Result<(), CliError> {
 }
 
 fn create(c: &Client, a: CreateArgs) -> Result<(), CliError> {
-    let mut labels = serde_json::Map::new();
-    for l in &a.label {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        labels.insert(k.to_string(), json!(v));
-    }
-    let body = json!({ "Name": a.name, "Driver": a.driver, "Labels": labels });
+    let labels = kv(&a.label);
+    let body = json!({
+        "Name": a.name, "Driver": a.driver, "Labels": labels, "Options": kv(&a.opt),
+        "Internal": a.internal, "EnableIPv6": a.ipv6, "Attachable": a.attachable,
+        "CheckDuplicate": true,
+        "IPAM": {
+            "Driver": a.ipam_driver,
+            "Config": ipam_config(&a.subnet, &a.ip_range, &a.gateway, &a.aux_address)?,
+            "Options": kv(&a.ipam_opt),
+        },
+    });
     let v = c.json("POST", "/networks/create", &[], Body::Json(body))?;
     out(&format!("{}\n", v["Id"].as_str().unwrap_or("")))
+}
+
+fn connect(c: &Client, a: ConnectArgs) -> Result<(), CliError> {
+    let mut ipam = json!({});
+    if let Some(ip) = &a.ip {
+        ipam["IPv4Address"] = json!(ip);
+    }
+    if let Some(ip) = &a.ip6 {
+        ipam["IPv6Address"] = json!(ip);
+    }
+    let body = json!({
+        "Container": a.container,
+        "EndpointConfig": { "IPAMConfig": ipam, "Aliases": a.alias },
+    });
+    c.call(
+        "POST",
+        &format!("/networks/{}/connect", escape(&a.network)),
+        &[],
+        Body::Json(body),
+    )?;
+    Ok(())
+}
+
+/// `KEY=VALUE` flags as a JSON object.
+fn kv(items: &[String]) -> serde_json::Map<String, Value> {
+    items
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), json!(v))
+        })
+        .collect()
+}
+
+/// An address or a `ADDR/LEN` network as (bits as u128, bit width, prefix length).
+fn parse_cidr(s: &str) -> Option<(u128, u32, u32)> {
+    let (addr, len) = s.split_once('/').unwrap_or((s, ""));
+    let (bits, width) = match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let len = if len.is_empty() {
+        width
+    } else {
+        len.parse().ok().filter(|l| *l <= width)?
+    };
+    Some((bits, width, len))
+}
+
+/// Whether `addr` (an address or a network) lies within the network `subnet`.
+fn subnet_contains(subnet: &str, addr: &str) -> bool {
+    let (Some((net, w, len)), Some((a, aw, alen))) = (parse_cidr(subnet), parse_cidr(addr)) else {
+        return false;
+    };
+    if w != aw || alen < len {
+        return false;
+    }
+    let shift = w - len;
+    len == 0 || (net >> shift) == (a >> shift)
+}
+
+/// The IPAM `Config` list of `network create`: one entry per subnet, each gateway, range
+/// and auxiliary address placed under the subnet holding it, as the docker CLI pairs them
+/// (with its error texts).
+fn ipam_config(
+    subnets: &[String],
+    ranges: &[String],
+    gateways: &[String],
+    aux: &[String],
+) -> Result<Vec<Value>, CliError> {
+    if subnets.is_empty() && !(ranges.is_empty() && gateways.is_empty() && aux.is_empty()) {
+        return Err(CliError::Usage(
+            "every ip-range or gateway must have a corresponding subnet".into(),
+        ));
+    }
+    let mut cfgs: Vec<Value> = Vec::new();
+    for s in subnets {
+        if let Some(o) = subnets
+            .iter()
+            .find(|o| *o != s && (subnet_contains(o, s) || subnet_contains(s, o)))
+        {
+            return Err(CliError::Usage(format!(
+                "subnet {s} overlaps with subnet {o}"
+            )));
+        }
+        cfgs.push(json!({ "Subnet": s }));
+    }
+    let place = |cfgs: &mut Vec<Value>, key: &str, what: &str, v: &str| {
+        let i = subnets
+            .iter()
+            .position(|s| subnet_contains(s, v))
+            .ok_or_else(|| CliError::Usage(format!("no matching subnet for {what} {v}")))?;
+        if let Some(old) = cfgs[i][key].as_str() {
+            return Err(CliError::Usage(format!(
+                "cannot configure multiple {what}s ({old}, {v}) on the same subnet ({})",
+                subnets[i]
+            )));
+        }
+        cfgs[i][key] = json!(v);
+        Ok(())
+    };
+    for r in ranges {
+        place(&mut cfgs, "IPRange", "range", r)?;
+    }
+    for g in gateways {
+        place(&mut cfgs, "Gateway", "gateway", g)?;
+    }
+    for a in aux {
+        let (name, ip) = a
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("invalid aux-address: {a}")))?;
+        let i = subnets
+            .iter()
+            .position(|s| subnet_contains(s, ip))
+            .ok_or_else(|| CliError::Usage(format!("no matching subnet for aux-address {ip}")))?;
+        cfgs[i]["AuxiliaryAddresses"][name] = json!(ip);
+    }
+    Ok(cfgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipam_flags_pair_with_their_subnets() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let c = ipam_config(
+            &s(&["10.5.0.0/16", "fd00:5::/64"]),
+            &s(&["10.5.1.0/24"]),
+            &s(&["fd00:5::1", "10.5.0.254"]),
+            &s(&["host=10.5.0.9"]),
+        )
+        .expect("config");
+        assert_eq!(c[0]["Subnet"], "10.5.0.0/16");
+        assert_eq!(c[0]["IPRange"], "10.5.1.0/24");
+        assert_eq!(c[0]["Gateway"], "10.5.0.254");
+        assert_eq!(c[0]["AuxiliaryAddresses"]["host"], "10.5.0.9");
+        assert_eq!(c[1]["Gateway"], "fd00:5::1");
+        let err = |r: Result<Vec<Value>, CliError>| r.expect_err("an error").to_string();
+        assert!(err(ipam_config(&[], &[], &s(&["10.0.0.1"]), &[])).contains("corresponding"));
+        assert!(err(ipam_config(
+            &s(&["10.5.0.0/16"]),
+            &[],
+            &s(&["10.6.0.1"]),
+            &[]
+        ))
+        .contains("no matching subnet for gateway 10.6.0.1"));
+        assert!(err(ipam_config(
+            &s(&["10.5.0.0/16"]),
+            &[],
+            &s(&["10.5.0.1", "10.5.0.2"]),
+            &[]
+        ))
+        .contains("multiple gateways"));
+        assert!(err(ipam_config(
+            &s(&["10.0.0.0/8", "10.5.0.0/16"]),
+            &[],
+            &[],
+            &[]
+        ))
+        .contains("overlaps"));
+        assert!(ipam_config(&[], &[], &[], &[]).expect("none").is_empty());
+    }
 }
