@@ -10,6 +10,8 @@ pub const KEYS: &[&str] = &[
     "bridge",
     "bip",
     "fixed-cidr",
+    "ipv6",
+    "fixed-cidr-v6",
     "mtu",
     "icc",
     "ip",
@@ -35,6 +37,12 @@ pub struct NetFlags {
     /// The IPv4 subnet containers of the default bridge get addresses from.
     #[arg(long = "fixed-cidr")]
     pub fixed_cidr: Option<String>,
+    /// Enable IPv6 on the default bridge (with --fixed-cidr-v6 for its subnet).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub ipv6: Option<bool>,
+    /// The IPv6 subnet of the default bridge (e.g. fd00:1::/64).
+    #[arg(long = "fixed-cidr-v6")]
+    pub fixed_cidr_v6: Option<String>,
     /// MTU of the default bridge and its containers' interfaces.
     #[arg(long)]
     pub mtu: Option<u32>,
@@ -82,6 +90,8 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
         ("bridge", f.bridge.is_some()),
         ("bip", f.bip.is_some()),
         ("fixed-cidr", f.fixed_cidr.is_some()),
+        ("ipv6", f.ipv6.is_some()),
+        ("fixed-cidr-v6", f.fixed_cidr_v6.is_some()),
         ("mtu", f.mtu.is_some()),
         ("icc", f.icc.is_some()),
         ("ip", f.ip.is_some()),
@@ -139,6 +149,8 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
             .unwrap_or(d.bridge),
         bip: s("bip", &f.bip)?,
         fixed_cidr: s("fixed-cidr", &f.fixed_cidr)?,
+        ipv6: b("ipv6", f.ipv6, d.ipv6)?,
+        fixed_cidr_v6: s("fixed-cidr-v6", &f.fixed_cidr_v6)?,
         mtu: match file.get("mtu") {
             Some(v) => Some(
                 v.as_u64()
@@ -171,6 +183,14 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
     if let Some(m) = cfg.mtu {
         if !(68..=65535).contains(&m) {
             bail!("invalid MTU {m}");
+        }
+    }
+    if let Some(c) = &cfg.fixed_cidr_v6 {
+        let ok = c.split_once('/').is_some_and(|(a, p)| {
+            a.parse::<std::net::Ipv6Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 128)
+        });
+        if !ok {
+            bail!("invalid --fixed-cidr-v6 {c}: want an IPv6 subnet such as fd00:1::/64");
         }
     }
     if cfg.bridge != "strata0" && cfg.bip.is_some() && cfg.has_bridge() {

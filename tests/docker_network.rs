@@ -605,3 +605,315 @@ fn strata_cli_network_flags() {
     strata(&["rm", "-f", "w1", "w2"]);
     strata(&["network", "rm", "lab"]);
 }
+
+/// IPv6: the default bridge with `--ipv6 --fixed-cidr-v6`, a user-defined network with an
+/// IPv6 subnet (AAAA names through the embedded DNS), published ports on `[::]` beside
+/// `0.0.0.0` as dockerd 20.10 binds them, and dockerd's errors.
+#[test]
+fn ipv6_networks_and_ports() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&["--ipv6", "--fixed-cidr-v6", "fd00:17::/64"]);
+    d.ok(&["run", "-d", "--name", "one", IMG, "sleep", "60"]);
+    let got = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.GlobalIPv6Address}}/{{.NetworkSettings.GlobalIPv6PrefixLen}} {{.NetworkSettings.IPv6Gateway}}",
+        "one",
+    ]);
+    assert_eq!(got.trim(), "fd00:17::2/64 fd00:17::1");
+    let ping = d.try_docker(&["exec", "one", "busybox", "ping", "-c1", "-W2", "fd00:17::1"]);
+    assert!(ping.0, "the IPv6 gateway answers: {ping:?}");
+    let routes = d.ok(&["exec", "one", "busybox", "ip", "-6", "route"]);
+    assert!(routes.contains("default via fd00:17::1"), "{routes}");
+    let hosts = d.ok(&["exec", "one", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("fd00:17::2\t"), "{hosts}");
+    // A user-defined network with IPv6: names resolve to both families.
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:77::/64",
+        "--subnet",
+        "10.78.0.0/24",
+        "v6net",
+    ]);
+    let inspect = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.EnableIPv6}} {{json .IPAM.Config}}",
+        "v6net",
+    ]);
+    assert!(
+        inspect.starts_with("true ")
+            && inspect.contains(r#"{"Subnet":"fd00:77::/64","Gateway":"fd00:77::1"}"#),
+        "{inspect}"
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six",
+        "--network",
+        "v6net",
+        "--ip6",
+        "fd00:77::66",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "seven",
+        "--network",
+        "v6net",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    let found = d.ok(&[
+        "exec",
+        "seven",
+        "busybox",
+        "nslookup",
+        "-type=AAAA",
+        "six",
+        "127.0.0.11",
+    ]);
+    assert!(found.contains("fd00:77::66"), "{found}");
+    let ping = d.try_docker(&[
+        "exec",
+        "seven",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W2",
+        "fd00:77::66",
+    ]);
+    assert!(ping.0, "{ping:?}");
+    let members = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.IPv6Address}} {{end}}",
+        "v6net",
+    ]);
+    assert!(members.contains("fd00:77::66/64"), "{members}");
+    // dockerd 20.10's answers: --ipv6 without an IPv6 subnet is a 404 of its own words, and
+    // a taken --ip6 is 403.
+    let (ok, _, err) = d.try_docker(&["network", "create", "--ipv6", "nosub"]);
+    assert!(
+        !ok && err.contains("could not find an available, non-overlapping IPv6 address pool"),
+        "{err}"
+    );
+    let (ok, _, err) = d.try_docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6net",
+        "--ip6",
+        "fd00:77::66",
+        IMG,
+        "true",
+    ]);
+    assert!(!ok && err.contains("Address already in use"), "{err}");
+    // Published without a host address: 0.0.0.0 and [::], each reaching the server.
+    web(&d, "site", "hello-six", &["-p", "18200:80"]);
+    let ports = d.ok(&["port", "site"]);
+    assert!(
+        ports.contains("80/tcp -> 0.0.0.0:18200") && ports.contains("80/tcp -> [::]:18200"),
+        "{ports}"
+    );
+    for addr in ["127.0.0.1:18200", "[::1]:18200"] {
+        let got = eventually(|| http_get(&d, addr));
+        assert!(
+            got.as_deref().is_ok_and(|s| s.contains("hello-six")),
+            "{addr}: {got:?}"
+        );
+    }
+    d.ok(&["rm", "-f", "one", "six", "seven", "site"]);
+    d.ok(&["network", "rm", "v6net"]);
+}
+
+/// One HTTP request to the daemon's socket: (status, body).
+fn call(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// Status codes and words measured against dockerd 20.10 (Debian's docker.io, on its own
+/// socket, data root and network namespace) for the same requests.
+#[test]
+fn errors_match_dockerd() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&[]);
+    d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "lab"]);
+    let create = |name: &str, body: &str| {
+        call(
+            &d,
+            "POST",
+            &format!("/v1.41/containers/create?name={name}"),
+            body,
+        )
+    };
+    // --ip outside the subnet: created, the start is a 500.
+    let (code, _) = create(
+        "c1",
+        r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"HostConfig":{"NetworkMode":"lab"},"NetworkingConfig":{"EndpointsConfig":{"lab":{"IPAMConfig":{"IPv4Address":"10.99.0.5"}}}}}"#,
+    );
+    assert_eq!(code, 201);
+    let (code, text) = call(&d, "POST", "/v1.41/containers/c1/start", "");
+    assert!(
+        code == 500
+            && text.contains(
+                "Invalid address 10.99.0.5: It does not belong to any of this network's subnets"
+            ),
+        "{text}"
+    );
+    // --ip or an alias on the default bridge: 400.
+    create(
+        "c2",
+        r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":{"IPv4Address":"172.17.0.50"}}}}}"#,
+    );
+    let (code, text) = call(&d, "POST", "/v1.41/containers/c2/start", "");
+    assert!(
+        code == 400
+            && text
+                .contains("user specified IP address is supported on user defined networks only"),
+        "{text}"
+    );
+    create(
+        "c3",
+        r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["zz"]}}}}"#,
+    );
+    let (code, text) = call(&d, "POST", "/v1.41/containers/c3/start", "");
+    assert!(
+        code == 400
+            && text.contains(
+                "network-scoped alias is supported only for containers in user defined networks"
+            ),
+        "{text}"
+    );
+    // A bad MAC address: created, the start is a 500.
+    let (code, _) = create(
+        "m1",
+        r#"{"Image":"test/busybox:1","MacAddress":"zz:zz","Cmd":["sleep","30"]}"#,
+    );
+    assert_eq!(code, 201);
+    let (code, text) = call(&d, "POST", "/v1.41/containers/m1/start", "");
+    assert!(
+        code == 500 && text.contains("address zz:zz: invalid MAC address"),
+        "{text}"
+    );
+    // Bad port bindings are refused at create.
+    let (code, text) = create(
+        "hp",
+        r#"{"Image":"test/busybox:1","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"abc"}]}}}"#,
+    );
+    assert!(
+        code == 400 && text.contains(r#"invalid port specification: \"abc\""#),
+        "{text}"
+    );
+    let (code, text) = create(
+        "hk",
+        r#"{"Image":"test/busybox:1","HostConfig":{"PortBindings":{"x/tcp":[{"HostPort":"81"}]}}}"#,
+    );
+    assert!(
+        code == 400 && text.contains(r#"invalid port specification: \"x\""#),
+        "{text}"
+    );
+    // A binding of a port that is not exposed publishes nothing (as dockerd).
+    create(
+        "nx",
+        r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"18300"}]}}}"#,
+    );
+    let (code, _) = call(&d, "POST", "/v1.41/containers/nx/start", "");
+    assert_eq!(code, 204);
+    assert_eq!(d.ok(&["port", "nx"]).trim(), "");
+    // disconnect of a container not on the network: 500; connect twice: 403.
+    let (code, text) = call(
+        &d,
+        "POST",
+        "/v1.41/networks/lab/disconnect",
+        r#"{"Container":"nx"}"#,
+    );
+    assert!(
+        code == 500 && text.contains("is not connected to network lab"),
+        "{text}"
+    );
+    let (code, _) = call(
+        &d,
+        "POST",
+        "/v1.41/networks/lab/connect",
+        r#"{"Container":"nx"}"#,
+    );
+    assert_eq!(code, 200);
+    let (code, text) = call(
+        &d,
+        "POST",
+        "/v1.41/networks/lab/connect",
+        r#"{"Container":"nx"}"#,
+    );
+    assert!(
+        code == 403 && text.contains("endpoint with name nx already exists in network lab"),
+        "{text}"
+    );
+    // A taken --ip on connect: 403.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t1",
+        "--network",
+        "lab",
+        "--ip",
+        "10.88.0.77",
+        IMG,
+        "sleep",
+        "30",
+    ]);
+    d.ok(&["run", "-d", "--name", "t3", IMG, "sleep", "30"]);
+    let (code, text) = call(
+        &d,
+        "POST",
+        "/v1.41/networks/lab/connect",
+        r#"{"Container":"t3","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.88.0.77"}}}"#,
+    );
+    assert!(
+        code == 403 && text.contains("Address already in use"),
+        "{text}"
+    );
+    // A port taken: 500 in dockerd's words.
+    let bind = r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"ExposedPorts":{"80/tcp":{}},"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}}}"#;
+    create("p1", bind);
+    create("p2", bind);
+    assert_eq!(call(&d, "POST", "/v1.41/containers/p1/start", "").0, 204);
+    let (code, text) = call(&d, "POST", "/v1.41/containers/p2/start", "");
+    assert!(
+        code == 500 && text.contains("Bind for 127.0.0.1:18080 failed: port is already allocated"),
+        "{text}"
+    );
+    d.ok(&[
+        "rm", "-f", "c1", "c2", "c3", "m1", "nx", "t1", "t3", "p1", "p2",
+    ]);
+}

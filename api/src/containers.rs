@@ -201,6 +201,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
             ))
         }
     };
+    crate::sandbox::check_port_bindings(&host_config)?;
     let networking = body.remove("NetworkingConfig").unwrap_or(Value::Null);
     let mut config: ContainerConfig = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;

@@ -91,7 +91,8 @@ fn containers_json(d: &Daemon, n: &Network) -> Value {
             cid,
             j!({
                 "Name": name, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
-                "IPv4Address": format!("{}/{}", e.ip, e.prefix), "IPv6Address": "",
+                "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                "IPv6Address": e.ip6.map(|ip| format!("{ip}/{}", e.prefix6)).unwrap_or_default(),
             }),
         );
     }
@@ -207,8 +208,9 @@ async fn disconnect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, Api
     let c = find(d, key)?;
     let by_mode = by_mode(&c, n);
     if !by_mode && !by_connect(&c, n) {
+        // dockerd 20.10 answers 500 here.
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+            StatusCode::INTERNAL_SERVER_ERROR,
             format!("container {} is not connected to network {}", c.id, n.name),
         ));
     }
@@ -249,12 +251,6 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
     let mut ipam = Vec::new();
     for c in b["IPAM"]["Config"].as_array().cloned().unwrap_or_default() {
         let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
-        if s("Subnet").contains(':') {
-            return Err(ApiError::bad_request(format!(
-                "IPv6 subnet {} is not supported by this Strata (IPv4 only)",
-                s("Subnet")
-            )));
-        }
         if s("Subnet").is_empty() && !(s("Gateway").is_empty() && s("IPRange").is_empty()) {
             return Err(ApiError::bad_request(
                 "a gateway or ip-range needs a subnet",

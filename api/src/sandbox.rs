@@ -4,7 +4,7 @@
 
 use crate::{ApiError, Daemon};
 use serde_json::{json as j, Map, Value};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use strata_netd::firewall::Proto;
 use strata_netd::sandbox::Sandbox;
 use strata_netd::{EndpointRequest, NetError, PortRequest, SandboxRequest};
@@ -14,14 +14,19 @@ use strata_runtime::Container;
 impl From<NetError> for ApiError {
     fn from(e: NetError) -> Self {
         use hyper::StatusCode as S;
+        use strata_netd::ipam::IpamError as I;
         use strata_netd::NetworkError as N;
         let status = match &e {
             NetError::Store(N::NotFound(_)) => S::NOT_FOUND,
             NetError::Store(N::NameTaken(_)) => S::CONFLICT,
             NetError::Store(N::Predefined(_) | N::Forbidden(_)) => S::FORBIDDEN,
             NetError::Store(N::Invalid(_)) | NetError::Invalid(_) => S::BAD_REQUEST,
-            NetError::Ipam(strata_netd::ipam::IpamError::Io(_)) => S::INTERNAL_SERVER_ERROR,
+            // dockerd 20.10: a taken --ip is 403, one outside the subnets 500, and
+            // --ipv6 without an IPv6 pool 404.
+            NetError::Ipam(I::InUse(_)) => S::FORBIDDEN,
+            NetError::Ipam(I::Io(_) | I::Outside(_)) => S::INTERNAL_SERVER_ERROR,
             NetError::Ipam(_) => S::BAD_REQUEST,
+            NetError::NoIpv6Pool => S::NOT_FOUND,
             _ => S::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -50,9 +55,20 @@ pub fn endpoint_request(network: &str, cfg: &Value) -> Result<EndpointRequest, A
         ),
         None => None,
     };
+    let ip6 = match cfg["IPAMConfig"]["IPv6Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Some(
+            s.parse::<Ipv6Addr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid IPv6 address: {s}")))?,
+        ),
+        None => None,
+    };
     Ok(EndpointRequest {
         network: network.to_string(),
         ip,
+        ip6,
         aliases: strings(&cfg["Aliases"]),
         mac: cfg["MacAddress"]
             .as_str()
@@ -66,19 +82,64 @@ fn parse_port(key: &str) -> Result<(u16, Proto), ApiError> {
     let (p, proto) = key.split_once('/').unwrap_or((key, "tcp"));
     let port = p
         .parse::<u16>()
-        .map_err(|_| ApiError::bad_request(format!("invalid port specification: \"{key}\"")))?;
+        .map_err(|_| ApiError::bad_request(format!("invalid port specification: \"{p}\"")))?;
     let proto = Proto::parse(proto)
         .ok_or_else(|| ApiError::bad_request(format!("invalid proto: {proto}")))?;
     Ok((port, proto))
 }
 
-/// The ports a container publishes: its `PortBindings`, and with `PublishAllPorts` every
+/// A binding's `HostPort`: empty (ephemeral), `8080`, or a range `8000-8010`.
+fn host_ports(hp: &str) -> Result<(Option<u16>, Option<u16>), ApiError> {
+    if hp.is_empty() {
+        return Ok((None, None));
+    }
+    let bad = || ApiError::bad_request(format!("invalid port specification: \"{hp}\""));
+    let (a, b) = hp.split_once('-').unwrap_or((hp, hp));
+    let a = a.parse::<u16>().map_err(|_| bad())?;
+    let b = b.parse::<u16>().map_err(|_| bad())?;
+    if b < a {
+        return Err(bad());
+    }
+    Ok((Some(a), Some(b)))
+}
+
+/// Checks a create's `PortBindings` (dockerd refuses a bad one at create, 400).
+pub fn check_port_bindings(host_config: &Value) -> Result<(), ApiError> {
+    for (key, list) in host_config["PortBindings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        parse_port(key)?;
+        for b in list.as_array().into_iter().flatten() {
+            host_ports(b["HostPort"].as_str().unwrap_or(""))?;
+        }
+    }
+    Ok(())
+}
+
+/// The ports a container publishes: its `PortBindings` of exposed ports (dockerd publishes
+/// only those; the docker CLI exposes every `-p` port), and with `PublishAllPorts` every
 /// exposed port not bound otherwise, on an ephemeral host port.
 pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
+    let exposed: Vec<&String> = c
+        .config
+        .exposed_ports
+        .iter()
+        .flat_map(|m| m.keys())
+        .collect();
+    let is_exposed = |port: u16, proto: Proto| {
+        exposed
+            .iter()
+            .any(|k| parse_port(k).is_ok_and(|e| e == (port, proto)))
+    };
     let mut out = Vec::new();
     if let Some(b) = c.host_config["PortBindings"].as_object() {
         for (key, list) in b {
             let (port, proto) = parse_port(key)?;
+            if !is_exposed(port, proto) {
+                continue;
+            }
             let list = list.as_array().cloned().unwrap_or_default();
             for binding in if list.is_empty() {
                 vec![Value::Null]
@@ -86,27 +147,14 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
                 list
             } {
                 let host_ip = match binding["HostIp"].as_str().filter(|s| !s.is_empty()) {
-                    Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "invalid host IP {ip}: Strata publishes on IPv4 only"
-                        ))
-                    })?),
+                    Some(ip) => Some(
+                        ip.parse::<IpAddr>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid host IP {ip}")))?,
+                    ),
                     None => None,
                 };
                 let (host_port, host_port_last) =
-                    match binding["HostPort"].as_str().filter(|s| !s.is_empty()) {
-                        Some(hp) => {
-                            let bad = || ApiError::bad_request(format!("invalid host port: {hp}"));
-                            let (a, b) = hp.split_once('-').unwrap_or((hp, hp));
-                            let a = a.parse::<u16>().map_err(|_| bad())?;
-                            let b = b.parse::<u16>().map_err(|_| bad())?;
-                            if b < a {
-                                return Err(bad());
-                            }
-                            (Some(a), Some(b))
-                        }
-                        None => (None, None),
-                    };
+                    host_ports(binding["HostPort"].as_str().unwrap_or(""))?;
                 out.push(PortRequest {
                     proto,
                     container_port: port,
@@ -118,7 +166,7 @@ pub fn port_requests(c: &Container) -> Result<Vec<PortRequest>, ApiError> {
         }
     }
     if c.host_config["PublishAllPorts"].as_bool() == Some(true) {
-        for key in c.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+        for key in &exposed {
             let (port, proto) = parse_port(key)?;
             if !out
                 .iter()
@@ -287,9 +335,9 @@ fn endpoint_json(
         "Gateway": e.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
         "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": e.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": e.and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": e.and_then(|e| e.ip6).map(|ip| ip.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": e.filter(|e| e.ip6.is_some()).map(|e| e.prefix6).unwrap_or(0),
         "DNSNames": if user_defined { j!([c.name, &c.id[..12]]) } else { Value::Null },
     })
 }
@@ -345,10 +393,11 @@ pub fn settings_json(d: &Daemon, c: &Container) -> Value {
         "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
         "EndpointID": field("EndpointID", j!("")),
         "Gateway": field("Gateway", j!("")),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": field("GlobalIPv6Address", j!("")),
+        "GlobalIPv6PrefixLen": field("GlobalIPv6PrefixLen", j!(0)),
         "IPAddress": field("IPAddress", j!("")),
         "IPPrefixLen": field("IPPrefixLen", j!(0)),
-        "IPv6Gateway": "",
+        "IPv6Gateway": field("IPv6Gateway", j!("")),
         "MacAddress": field("MacAddress", j!("")),
         "Networks": networks,
     })

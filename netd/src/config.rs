@@ -13,6 +13,10 @@ pub struct NetConfig {
     pub bip: Option<String>,
     /// `--fixed-cidr`: the part of the subnet containers get addresses from.
     pub fixed_cidr: Option<String>,
+    /// `--ipv6`: the default bridge has IPv6.
+    pub ipv6: bool,
+    /// `--fixed-cidr-v6`: the default bridge's IPv6 subnet (containers get addresses of it).
+    pub fixed_cidr_v6: Option<String>,
     /// `--mtu`.
     pub mtu: Option<u32>,
     /// `--icc`: containers of the default bridge may talk to each other.
@@ -43,6 +47,8 @@ impl Default for NetConfig {
             bridge: "strata0".into(),
             bip: None,
             fixed_cidr: None,
+            ipv6: false,
+            fixed_cidr_v6: None,
             mtu: None,
             icc: true,
             ip: Ipv4Addr::UNSPECIFIED,

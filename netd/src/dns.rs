@@ -1,5 +1,5 @@
 //! The embedded DNS server of user-defined networks, as dockerd's: it listens inside each
-//! such container's namespace at 127.0.0.11:53 (UDP), answers A queries for the names of the
+//! such container's namespace at 127.0.0.11:53 (UDP), answers A and AAAA queries for the names of the
 //! containers sharing a network with it (names, aliases, short IDs), and forwards every
 //! other query to the upstream servers (the host's, or `--dns`) from the daemon's own
 //! namespace, so a host resolver on the loopback (systemd-resolved) still works.
@@ -7,7 +7,7 @@
 //! Unlike dockerd it binds port 53 itself rather than redirecting with firewall rules inside
 //! the container, so a container of a user-defined network cannot bind UDP 127.0.0.11:53.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 /// Answers a name (lower case, no trailing dot) with addresses, or `None` when unknown.
-pub type Resolver = Arc<dyn Fn(&str) -> Option<Vec<Ipv4Addr>> + Send + Sync>;
+pub type Resolver = Arc<dyn Fn(&str) -> Option<Vec<IpAddr>> + Send + Sync>;
 
 /// The question of a query: (name, qtype, end offset of the question section).
 fn question(q: &[u8]) -> Option<(String, u16, usize)> {
@@ -40,16 +40,28 @@ fn question(q: &[u8]) -> Option<(String, u16, usize)> {
     Some((labels.join("."), qtype, i + 4))
 }
 
-/// The answer to `query` with `ips` (A records, TTL 600), or an empty NOERROR answer.
-fn answer(query: &[u8], end: usize, ips: &[Ipv4Addr]) -> Vec<u8> {
+/// The answer to `query` of type `qtype` with those of `ips` it asks for (A or AAAA
+/// records, TTL 600), or an empty NOERROR answer.
+fn answer(query: &[u8], end: usize, qtype: u16, ips: &[IpAddr]) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = ips
+        .iter()
+        .filter_map(|ip| match (qtype, ip) {
+            (1, IpAddr::V4(a)) => Some(a.octets().to_vec()),
+            (28, IpAddr::V6(a)) => Some(a.octets().to_vec()),
+            _ => None,
+        })
+        .collect();
     let mut r = query[..end].to_vec();
     r[2] = 0x80 | (query[2] & 0x01) | 0x04; // response, RD copied, authoritative
     r[3] = 0x80; // recursion available, NOERROR
-    r[6..8].copy_from_slice(&(ips.len() as u16).to_be_bytes());
+    r[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
     r[8..12].copy_from_slice(&[0, 0, 0, 0]);
-    for ip in ips {
-        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x02, 0x58, 0, 4]);
-        r.extend_from_slice(&ip.octets());
+    for data in records {
+        r.extend_from_slice(&[0xc0, 0x0c]);
+        r.extend_from_slice(&qtype.to_be_bytes());
+        r.extend_from_slice(&[0, 1, 0, 0, 0x02, 0x58]);
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
     }
     r
 }
@@ -84,8 +96,7 @@ pub fn serve(
             if let Some((name, qtype, end)) = question(&q) {
                 let known = resolve(&name);
                 if let Some(ips) = known {
-                    let ips = if qtype == 1 { ips } else { Vec::new() };
-                    let _ = socket.send_to(&answer(&q, end, &ips), client).await;
+                    let _ = socket.send_to(&answer(&q, end, qtype, &ips), client).await;
                     continue;
                 }
             }
@@ -140,11 +151,23 @@ mod tests {
         let q = query("Web.Local", 1);
         let (name, t, end) = question(&q).unwrap();
         assert_eq!((name.as_str(), t, end), ("web.local", 1, q.len()));
-        let a = answer(&q, end, &["10.0.0.2".parse().unwrap()]);
+        let ips: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let a = answer(&q, end, 1, &ips);
         assert_eq!(&a[0..2], &[0x12, 0x34]);
         assert_eq!(a[2] & 0x80, 0x80);
         assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1);
         assert_eq!(&a[a.len() - 4..], &[10, 0, 0, 2]);
+        let q6 = query("web", 28);
+        let (_, t, end) = question(&q6).unwrap();
+        let a = answer(&q6, end, t, &ips);
+        assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1, "one AAAA record");
+        assert_eq!(&a[a.len() - 18..a.len() - 16], &[0, 16]);
+        assert_eq!(a[a.len() - 1], 2);
+        assert_eq!(
+            u16::from_be_bytes([answer(&q6, end, 16, &ips)[6], 0]),
+            0,
+            "TXT: none"
+        );
         assert!(question(&q[..10]).is_none());
         let mut bad = q.clone();
         bad[12] = 200;

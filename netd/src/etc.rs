@@ -7,8 +7,8 @@ pub struct HostsInput<'a> {
     pub hostname: &'a str,
     /// `--domainname`: the hostname's entry is then `host.domain host`.
     pub domainname: &'a str,
-    /// Its first address, if it has one.
-    pub ip: Option<Ipv4Addr>,
+    /// Its addresses on its first network (IPv4, and IPv6 where the network has it).
+    pub ips: &'a [std::net::IpAddr],
     /// `--add-host name:ip` entries.
     pub extra: &'a [(String, String)],
 }
@@ -21,7 +21,7 @@ pub fn hosts(i: &HostsInput) -> String {
     for (name, ip) in i.extra {
         s.push_str(&format!("{ip}\t{name}\n"));
     }
-    if let Some(ip) = i.ip {
+    for ip in i.ips {
         if i.domainname.is_empty() {
             s.push_str(&format!("{ip}\t{}\n", i.hostname));
         } else {
@@ -157,12 +157,12 @@ mod tests {
         let h = hosts(&HostsInput {
             hostname: "abc",
             domainname: "",
-            ip: Some("172.17.0.2".parse().unwrap()),
+            ips: &["172.17.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
             extra: &extra,
         });
+        assert!(h.ends_with("172.17.0.2\tabc\nfd00::2\tabc\n"), "{h}");
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("10.0.0.9\tdb\n"));
-        assert!(h.ends_with("172.17.0.2\tabc\n"));
         assert!(parse_extra_hosts(&["nocolon".into()], None).is_err());
         assert!(parse_extra_hosts(&["x:notanip".into()], None).is_err());
         let g = parse_extra_hosts(

@@ -1,13 +1,14 @@
-//! IPv4 address management for a network: a subnet, an optional narrower range to hand out
-//! from, a gateway, and the addresses in use with their owners. Every change is written
-//! (atomically) before it is answered, so an address is never handed out twice, across
-//! threads or daemon restarts; freed addresses are reused last (the next search starts after
-//! the last address handed out), as libnetwork does, so a removed container's address does
-//! not go at once to the next one.
+//! Address management for a network, IPv4 or IPv6: a subnet, an optional narrower range to
+//! hand out from, a gateway, and the addresses in use with their owners. Every change is
+//! written (atomically) before it is answered, so an address is never handed out twice,
+//! across threads or daemon restarts; freed addresses are reused last (the next search starts
+//! after the last address handed out), as libnetwork does, so a removed container's address
+//! does not go at once to the next one.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,98 +17,154 @@ use std::sync::Mutex;
 pub enum IpamError {
     #[error("invalid subnet {0}")]
     BadSubnet(String),
-    #[error("no available IPv4 addresses on this network's address pools: {0}")]
-    Exhausted(String),
+    #[error("no available IPv{family} addresses on this network's address pools: {subnet}")]
+    Exhausted { family: u8, subnet: String },
     #[error("Address already in use")]
-    InUse(Ipv4Addr),
-    #[error("no configured subnet or ip-range contain the IP address {0}")]
-    Outside(Ipv4Addr),
+    InUse(IpAddr),
+    #[error("Invalid address {0}: It does not belong to any of this network's subnets")]
+    Outside(IpAddr),
     #[error("{0}")]
     Io(String),
 }
 
-/// An IPv4 subnet (`172.17.0.0/16`).
+/// An address family's address type: IPv4 or IPv6, as bits.
+pub trait Family:
+    Copy
+    + Ord
+    + std::fmt::Debug
+    + std::fmt::Display
+    + std::str::FromStr
+    + Serialize
+    + DeserializeOwned
+    + Into<IpAddr>
+{
+    /// The address width: 32 or 128.
+    const BITS: u8;
+    /// 4 or 6.
+    const VERSION: u8;
+    fn to_bits(self) -> u128;
+    fn from_bits(b: u128) -> Self;
+}
+
+impl Family for Ipv4Addr {
+    const BITS: u8 = 32;
+    const VERSION: u8 = 4;
+    fn to_bits(self) -> u128 {
+        u128::from(u32::from(self))
+    }
+    fn from_bits(b: u128) -> Self {
+        Ipv4Addr::from(b as u32)
+    }
+}
+
+impl Family for Ipv6Addr {
+    const BITS: u8 = 128;
+    const VERSION: u8 = 6;
+    fn to_bits(self) -> u128 {
+        u128::from(self)
+    }
+    fn from_bits(b: u128) -> Self {
+        Ipv6Addr::from(b)
+    }
+}
+
+/// A subnet (`172.17.0.0/16`, `fd00:1::/64`); IPv4 unless said otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subnet {
-    pub addr: Ipv4Addr,
+#[serde(bound = "")]
+pub struct Subnet<A: Family = Ipv4Addr> {
+    pub addr: A,
     pub prefix: u8,
 }
 
-impl Subnet {
-    /// Parses `a.b.c.d/n`; the address is masked to the network's.
-    pub fn parse(s: &str) -> Result<Subnet, IpamError> {
+impl<A: Family> Subnet<A> {
+    /// Parses `ADDR/LEN`; the address is masked to the network's.
+    pub fn parse(s: &str) -> Result<Subnet<A>, IpamError> {
         let bad = || IpamError::BadSubnet(s.to_string());
         let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let addr: A = a.parse().map_err(|_| bad())?;
         let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if prefix > 32 {
+        if prefix > A::BITS {
             return Err(bad());
         }
         let net = Subnet { addr, prefix };
         Ok(Subnet {
-            addr: Ipv4Addr::from(u32::from(addr) & net.mask()),
+            addr: A::from_bits(addr.to_bits() & net.mask()),
             prefix,
         })
     }
 
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
+    fn all_ones() -> u128 {
+        if A::BITS == 128 {
+            u128::MAX
         } else {
-            u32::MAX << (32 - self.prefix)
+            (1u128 << A::BITS) - 1
         }
     }
 
-    /// The first and last addresses of the subnet.
-    pub fn bounds(&self) -> (u32, u32) {
-        let first = u32::from(self.addr);
-        (first, first | !self.mask())
+    fn mask(&self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            (u128::MAX << (A::BITS - self.prefix)) & Self::all_ones()
+        }
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
+    /// The first and last addresses of the subnet, as bits.
+    pub fn bounds(&self) -> (u128, u128) {
+        let first = self.addr.to_bits();
+        (first, first | (!self.mask() & Self::all_ones()))
+    }
+
+    /// The subnet's first host address (the default gateway).
+    pub fn first_host(&self) -> A {
+        A::from_bits(self.bounds().0 + 1)
+    }
+
+    pub fn contains(&self, ip: A) -> bool {
+        ip.to_bits() & self.mask() == self.addr.to_bits()
     }
 
     /// Whether two subnets share an address.
-    pub fn overlaps(&self, other: &Subnet) -> bool {
+    pub fn overlaps(&self, other: &Subnet<A>) -> bool {
         self.contains(other.addr) || other.contains(self.addr)
     }
 }
 
-impl std::fmt::Display for Subnet {
+impl<A: Family> std::fmt::Display for Subnet<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct State {
-    subnet: Subnet,
-    range: Subnet,
-    gateway: Ipv4Addr,
+#[serde(bound = "")]
+struct State<A: Family> {
+    subnet: Subnet<A>,
+    range: Subnet<A>,
+    gateway: A,
     /// Address → owner (a container's endpoint).
-    allocated: BTreeMap<Ipv4Addr, String>,
+    allocated: BTreeMap<A, String>,
     /// Where the next search starts.
-    next: u32,
+    next: u128,
 }
 
-/// The addresses of one network, kept in a file.
-pub struct Pool {
+/// The addresses of one network's subnet of one family, kept in a file.
+pub struct Pool<A: Family = Ipv4Addr> {
     file: PathBuf,
-    state: Mutex<State>,
+    state: Mutex<State<A>>,
 }
 
-impl Pool {
+impl<A: Family> Pool<A> {
     /// Opens the pool kept at `file`, or makes it with `subnet`, `range` (default: the
     /// subnet) and `gateway` (default: the subnet's first host address).
     pub fn open(
         file: &Path,
-        subnet: Subnet,
-        range: Option<Subnet>,
-        gateway: Option<Ipv4Addr>,
-    ) -> Result<Pool, IpamError> {
+        subnet: Subnet<A>,
+        range: Option<Subnet<A>>,
+        gateway: Option<A>,
+    ) -> Result<Pool<A>, IpamError> {
         if let Ok(data) = std::fs::read(file) {
-            let state: State = serde_json::from_slice(&data)
+            let state: State<A> = serde_json::from_slice(&data)
                 .map_err(|e| IpamError::Io(format!("reading {}: {e}", file.display())))?;
             return Ok(Pool {
                 file: file.to_path_buf(),
@@ -120,10 +177,9 @@ impl Pool {
                 "{range} (the ip-range is not inside {subnet})"
             )));
         }
-        let (first, _) = subnet.bounds();
-        let gateway = gateway.unwrap_or(Ipv4Addr::from(first + 1));
+        let gateway = gateway.unwrap_or(subnet.first_host());
         if !subnet.contains(gateway) {
-            return Err(IpamError::Outside(gateway));
+            return Err(IpamError::Outside(gateway.into()));
         }
         let pool = Pool {
             file: file.to_path_buf(),
@@ -140,61 +196,65 @@ impl Pool {
         Ok(pool)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<A>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn save(&self, s: &State) -> Result<(), IpamError> {
+    fn save(&self, s: &State<A>) -> Result<(), IpamError> {
         let data = serde_json::to_vec(s).map_err(|e| IpamError::Io(e.to_string()))?;
         strata_graph::fsutil::atomic_write(&self.file, &data)
             .map_err(|e| IpamError::Io(format!("writing {}: {e}", self.file.display())))
     }
 
     /// The gateway's address.
-    pub fn gateway(&self) -> Ipv4Addr {
+    pub fn gateway(&self) -> A {
         self.lock().gateway
     }
 
     /// The subnet.
-    pub fn subnet(&self) -> Subnet {
+    pub fn subnet(&self) -> Subnet<A> {
         self.lock().subnet
     }
 
     /// Hands out an address to `owner`: the one asked for, or the next free one in the range
-    /// (never the network's, broadcast or gateway address).
-    pub fn allocate(&self, owner: &str, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
+    /// (never the network's, IPv4 broadcast or gateway address).
+    pub fn allocate(&self, owner: &str, want: Option<A>) -> Result<A, IpamError> {
         let mut s = self.lock();
         let (sub_first, sub_last) = s.subnet.bounds();
-        let usable = |ip: u32, s: &State| {
+        let usable = |ip: u128, s: &State<A>| {
             ip != sub_first
-                && (ip != sub_last || s.subnet.prefix >= 31)
-                && ip != u32::from(s.gateway)
-                && !s.allocated.contains_key(&Ipv4Addr::from(ip))
+                && (ip != sub_last || A::BITS == 128 || s.subnet.prefix >= 31)
+                && ip != s.gateway.to_bits()
+                && !s.allocated.contains_key(&A::from_bits(ip))
         };
         let ip = match want {
             Some(ip) => {
                 if !s.subnet.contains(ip) {
-                    return Err(IpamError::Outside(ip));
+                    return Err(IpamError::Outside(ip.into()));
                 }
-                if !usable(u32::from(ip), &s) {
-                    return Err(IpamError::InUse(ip));
+                if !usable(ip.to_bits(), &s) {
+                    return Err(IpamError::InUse(ip.into()));
                 }
                 ip
             }
             None => {
                 let (first, last) = s.range.bounds();
-                let size = u64::from(last - first) + 1;
                 let start = if (first..=last).contains(&s.next) {
                     s.next
                 } else {
                     first
                 };
-                let found = (0..size)
-                    .map(|i| first + ((u64::from(start - first) + i) % size) as u32)
+                // From `start` to the range's end, then from its start: (a /64 is never
+                // walked whole: the first free address is near).
+                let found = (start..=last)
+                    .chain(first..start)
                     .find(|ip| usable(*ip, &s))
-                    .ok_or_else(|| IpamError::Exhausted(s.subnet.to_string()))?;
+                    .ok_or_else(|| IpamError::Exhausted {
+                        family: A::VERSION,
+                        subnet: s.subnet.to_string(),
+                    })?;
                 s.next = if found == last { first } else { found + 1 };
-                Ipv4Addr::from(found)
+                A::from_bits(found)
             }
         };
         s.allocated.insert(ip, owner.to_string());
@@ -217,7 +277,7 @@ impl Pool {
     }
 
     /// The addresses in use and their owners.
-    pub fn allocated(&self) -> BTreeMap<Ipv4Addr, String> {
+    pub fn allocated(&self) -> BTreeMap<A, String> {
         self.lock().allocated.clone()
     }
 }
@@ -237,9 +297,9 @@ mod tests {
         assert!(s.contains(ip("172.17.255.255")) && !s.contains(ip("172.18.0.1")));
         assert!(s.overlaps(&Subnet::parse("172.17.5.0/24").unwrap()));
         assert!(!s.overlaps(&Subnet::parse("172.18.0.0/16").unwrap()));
-        assert!(Subnet::parse("172.17.0.0").is_err());
-        assert!(Subnet::parse("172.17.0.0/33").is_err());
-        assert!(Subnet::parse("300.1.1.1/8").is_err());
+        assert!(Subnet::<Ipv4Addr>::parse("172.17.0.0").is_err());
+        assert!(Subnet::<Ipv4Addr>::parse("172.17.0.0/33").is_err());
+        assert!(Subnet::<Ipv4Addr>::parse("300.1.1.1/8").is_err());
     }
 
     #[test]
@@ -257,7 +317,7 @@ mod tests {
         );
         assert!(matches!(
             p.allocate("c5", None),
-            Err(IpamError::Exhausted(_))
+            Err(IpamError::Exhausted { family: 4, .. })
         ));
         p.release("c1").unwrap();
         // A restart sees the same allocations and hands out only the freed address.
@@ -267,17 +327,55 @@ mod tests {
         assert_eq!(p.allocate("c6", None).unwrap(), ip("10.9.0.3"));
         assert_eq!(
             p.allocate("c7", Some(ip("10.9.0.2"))),
-            Err(IpamError::InUse(ip("10.9.0.2")))
+            Err(IpamError::InUse(ip("10.9.0.2").into()))
         );
         assert_eq!(
             p.allocate("c7", Some(ip("10.9.0.1"))),
-            Err(IpamError::InUse(ip("10.9.0.1"))),
+            Err(IpamError::InUse(ip("10.9.0.1").into())),
             "the gateway"
         );
         assert_eq!(
             p.allocate("c7", Some(ip("10.8.0.9"))),
-            Err(IpamError::Outside(ip("10.8.0.9")))
+            Err(IpamError::Outside(ip("10.8.0.9").into()))
         );
+    }
+
+    #[test]
+    fn ipv6_pools_hand_out_from_the_first_host() {
+        let t = tempfile::tempdir().unwrap();
+        let s: Subnet<Ipv6Addr> = Subnet::parse("fd00:5::9/64").unwrap();
+        assert_eq!(s.to_string(), "fd00:5::/64");
+        assert!(s.contains("fd00:5::ffff:1".parse().unwrap()));
+        assert!(!s.contains("fd00:6::1".parse().unwrap()));
+        assert!(Subnet::<Ipv6Addr>::parse("fd00::/129").is_err());
+        let f = t.path().join("p6.json");
+        let p: Pool<Ipv6Addr> = Pool::open(&f, s, None, None).unwrap();
+        assert_eq!(p.gateway().to_string(), "fd00:5::1");
+        assert_eq!(p.allocate("a", None).unwrap().to_string(), "fd00:5::2");
+        assert_eq!(p.allocate("b", None).unwrap().to_string(), "fd00:5::3");
+        let want: Ipv6Addr = "fd00:5::abcd".parse().unwrap();
+        assert_eq!(p.allocate("c", Some(want)).unwrap(), want);
+        assert_eq!(
+            p.allocate("d", Some(want)),
+            Err(IpamError::InUse(want.into()))
+        );
+        drop(p);
+        let p: Pool<Ipv6Addr> = Pool::open(&f, s, None, None).unwrap();
+        assert_eq!(p.allocated().len(), 3, "kept across a restart");
+        let small: Pool<Ipv6Addr> = Pool::open(
+            &t.path().join("small.json"),
+            Subnet::parse("fd00:7::/126").unwrap(),
+            None,
+            None,
+        )
+        .unwrap();
+        // ::0 is the subnet's, ::1 the gateway; ::2 and ::3 (no broadcast in IPv6).
+        assert_eq!(small.allocate("a", None).unwrap().to_string(), "fd00:7::2");
+        assert_eq!(small.allocate("b", None).unwrap().to_string(), "fd00:7::3");
+        assert!(matches!(
+            small.allocate("c", None),
+            Err(IpamError::Exhausted { family: 6, .. })
+        ));
     }
 
     #[test]
@@ -307,7 +405,7 @@ mod tests {
     #[test]
     fn concurrent_allocations_never_collide() {
         let t = tempfile::tempdir().unwrap();
-        let p = Pool::open(
+        let p: Pool = Pool::open(
             &t.path().join("p.json"),
             Subnet::parse("10.2.0.0/24").unwrap(),
             None,

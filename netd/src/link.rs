@@ -5,9 +5,10 @@
 
 use crate::netns;
 use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -99,7 +100,22 @@ pub struct BridgeSpec {
     /// Its address and prefix (the network's gateway); none for an internal network without
     /// one.
     pub addr: Option<(Ipv4Addr, u8)>,
+    /// Its IPv6 gateway address, on a network with IPv6.
+    pub addr6: Option<(Ipv6Addr, u8)>,
     pub mtu: Option<u32>,
+}
+
+/// Adds `ip/prefix` to link `idx`; an IPv6 address skips duplicate address detection (it
+/// is usable at once; the pool guarantees it unique), as dockerd adds it.
+async fn add_address(h: &Handle, idx: u32, ip: IpAddr, prefix: u8) -> Result<(), rtnetlink::Error> {
+    let mut req = h.address().add(idx, ip, prefix);
+    if ip.is_ipv6() {
+        let m = req.message_mut();
+        m.header.flags |= AddressHeaderFlags::Nodad;
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    req.execute().await
 }
 
 /// Makes the bridge unless it exists, gives it its address unless it has it, and brings it
@@ -129,8 +145,10 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
                     })?
             }
         };
-        if let Some((ip, prefix)) = spec.addr {
-            if let Err(e) = h.address().add(idx, IpAddr::V4(ip), prefix).execute().await {
+        let v4 = spec.addr.map(|(ip, p)| (IpAddr::V4(ip), p));
+        let v6 = spec.addr6.map(|(ip, p)| (IpAddr::V6(ip), p));
+        for (ip, prefix) in v4.into_iter().chain(v6) {
+            if let Err(e) = add_address(&h, idx, ip, prefix).await {
                 if !exists_already(&e) {
                     return Err(nl(format!("adding {ip}/{prefix} to {}", spec.name))(e));
                 }
@@ -197,6 +215,10 @@ pub struct Interface {
     pub prefix: u8,
     /// The default route's gateway; `None` for an internal network (no route out).
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 address and prefix, on a network with IPv6.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway.
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: Option<u32>,
 }
 
@@ -266,12 +288,26 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
                 context: format!("configuring {}", inside.ifname),
                 message: "not in the container's namespace".into(),
             })?;
-        h.address()
-            .add(idx, IpAddr::V4(inside.ip), inside.prefix)
-            .execute()
+        add_address(&h, idx, IpAddr::V4(inside.ip), inside.prefix)
             .await
             .map_err(nl(format!("adding {}/{}", inside.ip, inside.prefix)))?;
+        if let Some((ip6, p6)) = inside.ip6 {
+            add_address(&h, idx, IpAddr::V6(ip6), p6)
+                .await
+                .map_err(nl(format!("adding {ip6}/{p6}")))?;
+        }
         bring_up(&h, idx, &inside.ifname).await?;
+        if let Some(gw) = inside.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(idx)
+                .build();
+            if let Err(e) = h.route().add(route).execute().await {
+                if !exists_already(&e) {
+                    return Err(nl(format!("adding the IPv6 default route via {gw}"))(e));
+                }
+            }
+        }
         if let Some(gw) = inside.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
@@ -369,6 +405,7 @@ mod tests {
             let spec = BridgeSpec {
                 name: "tbr0".into(),
                 addr: Some(("10.99.0.1".parse().unwrap(), 24)),
+                addr6: Some(("fd00:99::1".parse().unwrap(), 64)),
                 mtu: Some(1400),
             };
             assert!(ensure_bridge(&spec)?);
@@ -383,6 +420,8 @@ mod tests {
                 ip: "10.99.0.2".parse().unwrap(),
                 prefix: 24,
                 gateway: Some("10.99.0.1".parse().unwrap()),
+                ip6: Some(("fd00:99::2".parse().unwrap(), 64)),
+                gateway6: Some("fd00:99::1".parse().unwrap()),
                 mtu: Some(1400),
             })?;
             assert!(exists("vethtest0")?);
@@ -400,21 +439,35 @@ mod tests {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
+            // IPv6 without duplicate address detection: usable at once.
+            let ping6 = std::process::Command::new("nsenter")
+                .arg(format!("--net={}", c2.display()))
+                .args(["busybox", "ping", "-c1", "-W2", "fd00:99::1"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
             remove_interface(&c2, "eth0")?;
             assert!(!exists("vethtest0")?, "the host end went with it");
             delete("tbr0")?;
             assert!(!exists("tbr0")?);
             let _ = &h2;
             Ok(format!(
-                "{}{}",
+                "{}{}{}",
                 String::from_utf8_lossy(&out.stdout),
-                if ping { "ping ok" } else { "" }
+                if ping { "ping ok" } else { "" },
+                if ping6 { " ping6 ok" } else { "" }
             ))
         });
         netns::remove(&ctr);
         netns::remove(&host);
         let out = res.unwrap().unwrap();
         assert!(out.contains("10.99.0.2/24"), "{out}");
-        assert!(out.contains("ping ok"), "{out}");
+        assert!(out.contains("fd00:99::2/64"), "{out}");
+        let global6 = out
+            .lines()
+            .find(|l| l.contains("fd00:99::2/64"))
+            .unwrap_or("");
+        assert!(!global6.contains("tentative"), "no DAD: {out}");
+        assert!(out.contains("ping ok") && out.contains("ping6 ok"), "{out}");
     }
 }

@@ -4,13 +4,13 @@
 
 use crate::config::NetConfig;
 use crate::firewall::{self, BridgeRules, PortRule, Proto, Ruleset};
-use crate::ipam::{IpamError, Pool, Subnet};
+use crate::ipam::{Family, IpamError, Pool, Subnet};
 use crate::link::{self, BridgeSpec, Interface};
 use crate::sandbox::{Endpoint, Port, Sandbox};
 use crate::store::{IpamConfig, Network, NetworkError, NetworkStore, BRIDGE_NAME};
 use crate::{dns, etc, netns, proxy};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::runtime::Handle;
@@ -29,6 +29,12 @@ pub enum NetError {
     Netns(#[from] netns::NetnsError),
     #[error(transparent)]
     Firewall(#[from] firewall::FirewallError),
+    /// `--ipv6` without an IPv6 subnet (dockerd's words and status, 404).
+    #[error("could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network")]
+    NoIpv6Pool,
+    /// A MAC address that is not one (dockerd's words).
+    #[error("address {0}: invalid MAC address")]
+    BadMac(String),
     /// A port taken on the host (dockerd's words).
     #[error("driver failed programming external connectivity on endpoint {endpoint}: Bind for {addr} failed: port is already allocated")]
     PortTaken { endpoint: String, addr: String },
@@ -47,6 +53,7 @@ pub struct EndpointRequest {
     /// Name or ID.
     pub network: String,
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub aliases: Vec<String>,
     pub mac: Option<String>,
 }
@@ -56,7 +63,7 @@ pub struct EndpointRequest {
 pub struct PortRequest {
     pub proto: Proto,
     pub container_port: u16,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     /// `None`: an ephemeral port.
     pub host_port: Option<u16>,
     /// With `host_port`, a range (`8000-8010`): the first free port of it is taken.
@@ -107,7 +114,7 @@ pub struct Prepared {
 struct Live {
     tasks: Vec<JoinHandle<()>>,
     /// Sockets that only hold ports (no proxy).
-    held: Vec<socket_hold::Held>,
+    held: Vec<socket2::Socket>,
 }
 
 impl Drop for Live {
@@ -125,6 +132,7 @@ pub struct Manager {
     cfg: RwLock<NetConfig>,
     store: RwLock<NetworkStore>,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
+    pools6: Mutex<HashMap<String, Arc<Pool<Ipv6Addr>>>>,
     /// Shared with the DNS servers, which look names up in it.
     sandboxes: Arc<Mutex<BTreeMap<String, Sandbox>>>,
     live: Mutex<HashMap<String, Live>>,
@@ -210,6 +218,7 @@ impl Manager {
             }
         }
         let m = Manager {
+            pools6: Mutex::new(HashMap::new()),
             dir: dir.to_path_buf(),
             netns_dir: netns_dir.to_path_buf(),
             cfg: RwLock::new(cfg),
@@ -285,7 +294,7 @@ impl Manager {
                 let old = self
                     .network("bridge")
                     .ok()
-                    .and_then(|n| n.ipam.first().cloned())
+                    .and_then(|n| n.ipam_v4().cloned())
                     .and_then(|c| Some((c.gateway.parse().ok()?, Subnet::parse(&c.subnet).ok()?)));
                 match old {
                     Some(o) => o,
@@ -297,8 +306,7 @@ impl Manager {
                                     "no free address pool for the default bridge".into(),
                                 )
                             })?;
-                        let (first, _) = subnet.bounds();
-                        (Ipv4Addr::from(first + 1), subnet)
+                        (subnet.first_host(), subnet)
                     }
                 }
             }
@@ -316,6 +324,23 @@ impl Manager {
             }
             None => None,
         };
+        let v6 = match (&cfg.fixed_cidr_v6, cfg.ipv6) {
+            (Some(c), true) => {
+                let s: Subnet<Ipv6Addr> = Subnet::parse(c)
+                    .map_err(|_| NetError::Invalid(format!("invalid --fixed-cidr-v6 {c}")))?;
+                Some(IpamConfig {
+                    subnet: s.to_string(),
+                    gateway: s.first_host().to_string(),
+                    ip_range: String::new(),
+                })
+            }
+            _ => None,
+        };
+        if cfg.ipv6 && cfg.ip_forward {
+            if let Err(e) = firewall::sysctl("net/ipv6/conf/all/forwarding", "1") {
+                tracing::warn!("enabling IPv6 forwarding: {e}");
+            }
+        }
         let mut options = BTreeMap::new();
         options.insert(
             "com.docker.network.bridge.default_bridge".into(),
@@ -345,13 +370,15 @@ impl Manager {
             created: strata_graph::time::rfc3339_now(),
             labels: BTreeMap::new(),
             options,
-            ipam: vec![IpamConfig {
+            ipam: std::iter::once(IpamConfig {
                 subnet: subnet.to_string(),
                 gateway: gateway.to_string(),
                 ip_range: range.map(|r| r.to_string()).unwrap_or_default(),
-            }],
+            })
+            .chain(v6.clone())
+            .collect(),
             internal: false,
-            enable_ipv6: false,
+            enable_ipv6: cfg.ipv6,
             attachable: false,
         };
         self.store
@@ -366,7 +393,22 @@ impl Manager {
                 let _ = std::fs::remove_file(&pool_file);
             }
         }
+        let pool6_file = self.pool6_file(&net.id);
+        match &v6 {
+            Some(c) => {
+                let keep =
+                    Pool::<Ipv6Addr>::open(&pool6_file, Subnet::parse(&c.subnet)?, None, None)
+                        .is_ok_and(|p| p.subnet().to_string() == c.subnet);
+                if !keep {
+                    let _ = std::fs::remove_file(&pool6_file);
+                }
+            }
+            None => {
+                let _ = std::fs::remove_file(&pool6_file);
+            }
+        }
         lock(&self.pools).remove(&net.id);
+        lock(&self.pools6).remove(&net.id);
         if cfg.bridge != "strata0" && !link::exists(&cfg.bridge)? {
             return Err(NetError::Invalid(format!(
                 "bridge device with non default name {} must be created manually",
@@ -393,8 +435,7 @@ impl Manager {
             return Ok(p.clone());
         }
         let c = n
-            .ipam
-            .first()
+            .ipam_v4()
             .ok_or_else(|| NetError::Invalid(format!("network {} has no address pool", n.name)))?;
         let subnet = Subnet::parse(&c.subnet)?;
         let range = (!c.ip_range.is_empty())
@@ -413,22 +454,72 @@ impl Manager {
         Ok(p)
     }
 
+    fn pool6_file(&self, net_id: &str) -> PathBuf {
+        self.dir.join("ipam").join(format!("{net_id}-v6.json"))
+    }
+
+    /// The IPv6 address pool of a bridge network with IPv6 and an IPv6 subnet.
+    fn pool6(&self, n: &Network) -> Result<Option<Arc<Pool<Ipv6Addr>>>, NetError> {
+        let Some(c) = n.ipam_v6() else {
+            return Ok(None);
+        };
+        if let Some(p) = lock(&self.pools6).get(&n.id) {
+            return Ok(Some(p.clone()));
+        }
+        let subnet = Subnet::parse(&c.subnet)?;
+        let range = (!c.ip_range.is_empty())
+            .then(|| Subnet::parse(&c.ip_range))
+            .transpose()?;
+        let gw = (!c.gateway.is_empty())
+            .then(|| c.gateway.parse::<Ipv6Addr>())
+            .transpose()
+            .map_err(|_| NetError::Invalid(format!("invalid gateway {}", c.gateway)))?;
+        let file = self.pool6_file(&n.id);
+        if let Some(d) = file.parent() {
+            std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
+        }
+        let p = Arc::new(Pool::open(&file, subnet, range, gw)?);
+        lock(&self.pools6).insert(n.id.clone(), p.clone());
+        Ok(Some(p))
+    }
+
+    /// Frees `id`'s addresses on network `n`, both families.
+    fn release_on(&self, n: &Network, id: &str) -> Result<(), NetError> {
+        self.pool(n)?.release(id)?;
+        if let Some(p) = self.pool6(n)? {
+            p.release(id)?;
+        }
+        Ok(())
+    }
+
     /// Makes (or brings up) a bridge network's link with its gateway address.
     fn ensure_link(&self, n: &Network) -> Result<(), NetError> {
         let Some(name) = n.bridge_name() else {
             return Ok(());
         };
-        let c = n.ipam.first();
-        let addr = c.and_then(|c| {
+        let addr = n.ipam_v4().and_then(|c| {
             let gw: Ipv4Addr = c.gateway.parse().ok()?;
-            Some((gw, Subnet::parse(&c.subnet).ok()?.prefix))
+            Some((gw, Subnet::<Ipv4Addr>::parse(&c.subnet).ok()?.prefix))
+        });
+        let addr6 = n.ipam_v6().and_then(|c| {
+            let s: Subnet<Ipv6Addr> = Subnet::parse(&c.subnet).ok()?;
+            let gw = match c.gateway.as_str() {
+                "" => s.first_host(),
+                g => g.parse().ok()?,
+            };
+            Some((gw, s.prefix))
         });
         let mtu = n
             .options
             .get("com.docker.network.driver.mtu")
             .and_then(|m| m.parse().ok())
             .filter(|m| *m != 1500);
-        link::ensure_bridge(&BridgeSpec { name, addr, mtu })?;
+        link::ensure_bridge(&BridgeSpec {
+            name,
+            addr,
+            addr6,
+            mtu,
+        })?;
         Ok(())
     }
 
@@ -439,12 +530,12 @@ impl Manager {
         candidates().find(|c| !taken.iter().any(|t| t.overlaps(c)) && !self.overlaps_any(c))
     }
 
-    /// Whether `s` overlaps the pool of any network.
-    fn overlaps_any(&self, s: &Subnet) -> bool {
+    /// Whether `s` overlaps a pool of its family of any network.
+    fn overlaps_any<A: Family>(&self, s: &Subnet<A>) -> bool {
         self.networks().iter().any(|n| {
             n.ipam
                 .iter()
-                .filter_map(|c| Subnet::parse(&c.subnet).ok())
+                .filter_map(|c| Subnet::<A>::parse(&c.subnet).ok())
                 .any(|o| o.overlaps(s))
         })
     }
@@ -470,12 +561,19 @@ impl Manager {
         if self.network(name).is_ok_and(|n| n.name == name) {
             return Err(NetworkError::NameTaken(name.to_string()).into());
         }
-        if ipam.len() > 1 {
+        let (v6, v4): (Vec<IpamConfig>, Vec<IpamConfig>) =
+            ipam.into_iter().partition(|c| c.subnet.contains(':'));
+        if v4.len() > 1 || v6.len() > 1 {
             return Err(NetError::Invalid(
-                "only one IPv4 address pool per network is supported".into(),
+                "only one IPv4 and one IPv6 address pool per network are supported".into(),
             ));
         }
-        let mut config = ipam.into_iter().next().unwrap_or_default();
+        let v6 = match v6.into_iter().next() {
+            Some(c) => Some(self.check_v6_pool(c)?),
+            None if enable_ipv6 => return Err(NetError::NoIpv6Pool),
+            None => None,
+        };
+        let mut config = v4.into_iter().next().unwrap_or_default();
         let subnet = if config.subnet.is_empty() {
             let bridges: Vec<String> = self
                 .networks()
@@ -510,7 +608,7 @@ impl Manager {
             }
         }
         if config.gateway.is_empty() {
-            config.gateway = Ipv4Addr::from(subnet.bounds().0 + 1).to_string();
+            config.gateway = subnet.first_host().to_string();
         } else {
             let gw: Ipv4Addr = config.gateway.parse().map_err(|_| {
                 NetError::Invalid(format!("invalid gateway address {}", config.gateway))
@@ -528,7 +626,7 @@ impl Manager {
             created: strata_graph::time::rfc3339_now(),
             labels,
             options,
-            ipam: vec![config],
+            ipam: std::iter::once(config).chain(v6).collect(),
             internal,
             enable_ipv6,
             attachable,
@@ -566,6 +664,43 @@ impl Manager {
         Ok(n)
     }
 
+    /// An IPv6 pool of `network create`, checked (a subnet, not overlapping another
+    /// network's; a range and gateway inside it) and completed with its default gateway.
+    fn check_v6_pool(&self, mut c: IpamConfig) -> Result<IpamConfig, NetError> {
+        let bad = |what: &str| NetError::Invalid(format!("invalid CIDR address: {what}"));
+        let s: Subnet<Ipv6Addr> = Subnet::parse(&c.subnet).map_err(|_| bad(&c.subnet))?;
+        if self.overlaps_any(&s) {
+            return Err(NetworkError::Forbidden(
+                "Pool overlaps with other one on this address space".into(),
+            )
+            .into());
+        }
+        if !c.ip_range.is_empty() {
+            let r: Subnet<Ipv6Addr> = Subnet::parse(&c.ip_range).map_err(|_| bad(&c.ip_range))?;
+            if !s.contains(r.addr) || r.prefix < s.prefix {
+                return Err(NetError::Invalid(format!(
+                    "ip-range {} is not inside subnet {s}",
+                    c.ip_range
+                )));
+            }
+        }
+        if c.gateway.is_empty() {
+            c.gateway = s.first_host().to_string();
+        } else {
+            let gw: Ipv6Addr = c
+                .gateway
+                .parse()
+                .map_err(|_| NetError::Invalid(format!("invalid gateway address {}", c.gateway)))?;
+            if !s.contains(gw) {
+                return Err(NetError::Invalid(format!(
+                    "no matching subnet for gateway {gw}"
+                )));
+            }
+        }
+        c.subnet = s.to_string();
+        Ok(c)
+    }
+
     /// `network rm`: refused while a running container is on it.
     pub fn remove_network(&self, key: &str) -> Result<Network, NetError> {
         let n = self.network(key)?;
@@ -599,7 +734,9 @@ impl Manager {
         }
         drop(sbs);
         lock(&self.pools).remove(&n.id);
+        lock(&self.pools6).remove(&n.id);
         let _ = std::fs::remove_file(self.pool_file(&n.id));
+        let _ = std::fs::remove_file(self.pool6_file(&n.id));
         if let Some(b) = n.bridge_name() {
             link::delete(&b)?;
         }
@@ -653,10 +790,21 @@ impl Manager {
                 n.name, n.driver
             )));
         }
-        if req.ip.is_some() && n.predefined() {
+        if (req.ip.is_some() || req.ip6.is_some()) && n.predefined() {
             return Err(NetError::Invalid(
                 "user specified IP address is supported on user defined networks only".into(),
             ));
+        }
+        if !req.aliases.is_empty() && n.predefined() {
+            return Err(NetError::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+        if let Some(m) = &req.mac {
+            if link::parse_mac(m).is_none() {
+                return Err(NetError::BadMac(m.clone()));
+            }
         }
         let pool = self.pool(&n)?;
         let ip = match old
@@ -668,6 +816,28 @@ impl Manager {
                 pool.allocate(id, req.ip)?
             }
         };
+        let pool6 = self.pool6(&n)?;
+        let ip6 = match &pool6 {
+            Some(p6) => Some(
+                match old.and_then(|o| o.ip6.filter(|_| o.network_id == n.id)).filter(|o6| {
+                    (req.ip6.is_none() || req.ip6 == Some(*o6))
+                        && p6.allocated().get(o6).map(String::as_str) == Some(id)
+                }) {
+                    Some(o6) => o6,
+                    None => {
+                        p6.release(id)?;
+                        p6.allocate(id, req.ip6)?
+                    }
+                },
+            ),
+            None if req.ip6.is_some() => {
+                return Err(NetError::Invalid(format!(
+                    "network {} has no IPv6 address pool: --ip6 needs a network created with --ipv6 and an IPv6 subnet",
+                    n.name
+                )))
+            }
+            None => None,
+        };
         let subnet = pool.subnet();
         let cfg = self.config();
         let gateway = if n.internal {
@@ -678,11 +848,7 @@ impl Manager {
             Some(pool.gateway())
         };
         let mac = match &req.mac {
-            Some(m) => {
-                link::parse_mac(m)
-                    .ok_or_else(|| NetError::Invalid(format!("invalid MAC address: {m}")))?;
-                m.to_ascii_lowercase()
-            }
+            Some(m) => m.to_ascii_lowercase(),
             None => link::mac_text(&link::mac_for(ip)),
         };
         Ok(Endpoint {
@@ -697,6 +863,13 @@ impl Manager {
             gateway,
             mac,
             requested_ip: req.ip,
+            ip6,
+            prefix6: pool6.as_ref().map(|p| p.subnet().prefix).unwrap_or(0),
+            gateway6: pool6
+                .as_ref()
+                .filter(|_| !n.internal && ip6.is_some())
+                .map(|p| p.gateway()),
+            requested_ip6: req.ip6,
             aliases: req.aliases.clone(),
             ifname,
             host_ifname: random_veth(),
@@ -720,6 +893,8 @@ impl Manager {
             ip: e.ip,
             prefix: e.prefix,
             gateway: if e.ifname == "eth0" { e.gateway } else { None },
+            ip6: e.ip6.map(|ip| (ip, e.prefix6)),
+            gateway6: if e.ifname == "eth0" { e.gateway6 } else { None },
             mtu: mtu.filter(|m| *m != 1500),
         }
     }
@@ -759,9 +934,7 @@ impl Manager {
             for e in &o.endpoints {
                 if !sb.endpoints.iter().any(|x| x.network_id == e.network_id) {
                     if let Ok(n) = self.network(&e.network_id) {
-                        if let Ok(p) = self.pool(&n) {
-                            let _ = p.release(&req.id);
-                        }
+                        let _ = self.release_on(&n, &req.id);
                     }
                 }
             }
@@ -792,6 +965,22 @@ impl Manager {
                     .publish(&cfg, p, &primary, &sb, &mut live)
                     .map_err(&undo)?;
                 sb.ports.push(port);
+                // No host address asked for: `[::]` gets the same port too, as dockerd
+                // binds it, where the host has IPv6.
+                if p.host_ip.is_none() && cfg.ip.is_unspecified() && cfg.userland_proxy {
+                    let v6 = PortRequest {
+                        host_ip: Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+                        host_port: Some(port.host_port),
+                        host_port_last: None,
+                        ..*p
+                    };
+                    match self.publish(&cfg, &v6, &primary, &sb, &mut live) {
+                        Ok(port6) => sb.ports.push(port6),
+                        Err(e) => {
+                            tracing::debug!("no [::] binding for port {}: {e}", port.host_port)
+                        }
+                    }
+                }
             }
         }
         let host =
@@ -820,10 +1009,18 @@ impl Manager {
         let gw = sb.primary().and_then(|e| e.gateway);
         let extra =
             etc::parse_extra_hosts(&req.extra_hosts, gw).map_err(|e| undo(NetError::Invalid(e)))?;
+        let own: Vec<IpAddr> = sb
+            .primary()
+            .map(|e| {
+                std::iter::once(IpAddr::V4(e.ip))
+                    .chain(e.ip6.map(IpAddr::V6))
+                    .collect()
+            })
+            .unwrap_or_default();
         let hosts = etc::hosts(&etc::HostsInput {
             hostname: &req.hostname,
             domainname: &req.domainname,
-            ip: sb.primary().map(|e| e.ip),
+            ips: &own,
             extra: &extra,
         });
         sb.running = true;
@@ -847,7 +1044,12 @@ impl Manager {
         sb: &Sandbox,
         live: &mut Live,
     ) -> Result<Port, NetError> {
-        let host_ip = p.host_ip.unwrap_or(cfg.ip);
+        let host_ip = p.host_ip.unwrap_or(IpAddr::V4(cfg.ip));
+        if host_ip.is_ipv6() && !cfg.userland_proxy {
+            return Err(NetError::Invalid(format!(
+                "publishing on IPv6 address {host_ip} needs the userland proxy (Strata's NAT rules are IPv4)"
+            )));
+        }
         let first = p.host_port.unwrap_or(0);
         let last = p.host_port_last.filter(|l| *l > first).unwrap_or(first);
         let mut port = first;
@@ -891,35 +1093,29 @@ impl Manager {
         &self,
         cfg: &NetConfig,
         p: &PortRequest,
-        host_ip: Ipv4Addr,
+        host_ip: IpAddr,
         port: u16,
         to: &Endpoint,
         live: &mut Live,
     ) -> std::io::Result<u16> {
-        let addr = SocketAddr::from((host_ip, port));
+        let s = host_socket::bind(p.proto, SocketAddr::new(host_ip, port))?;
+        let port = host_socket::port(&s)?;
         let target = SocketAddr::from((to.ip, p.container_port));
-        Ok(match (p.proto, cfg.userland_proxy) {
+        match (p.proto, cfg.userland_proxy) {
             (Proto::Tcp, true) => {
-                let l = std::net::TcpListener::bind(addr)?;
-                let port = l.local_addr()?.port();
-                l.set_nonblocking(true)?;
-                live.tasks.push(proxy::tcp(&self.rt, l, target));
-                port
+                s.listen(1024)?;
+                s.set_nonblocking(true)?;
+                live.tasks
+                    .push(proxy::tcp(&self.rt, std::net::TcpListener::from(s), target));
             }
             (Proto::Udp, true) => {
-                let s = std::net::UdpSocket::bind(addr)?;
-                let port = s.local_addr()?.port();
                 s.set_nonblocking(true)?;
-                live.tasks.push(proxy::udp(&self.rt, s, target));
-                port
+                live.tasks
+                    .push(proxy::udp(&self.rt, std::net::UdpSocket::from(s), target));
             }
-            (proto, false) => {
-                let h = socket_hold::hold(proto, addr)?;
-                let port = h.port;
-                live.held.push(h);
-                port
-            }
-        })
+            (_, false) => live.held.push(s),
+        }
+        Ok(port)
     }
 
     fn start_dns(&self, sb: &Sandbox) -> Result<JoinHandle<()>, NetError> {
@@ -977,10 +1173,8 @@ impl Manager {
         };
         for e in &sb.endpoints {
             if let Ok(n) = self.network(&e.network_id) {
-                if let Ok(p) = self.pool(&n) {
-                    if let Err(err) = p.release(id) {
-                        tracing::warn!(container = %id, "freeing {}: {err}", e.ip);
-                    }
+                if let Err(err) = self.release_on(&n, id) {
+                    tracing::warn!(container = %id, "freeing {}: {err}", e.ip);
                 }
             }
         }
@@ -1084,7 +1278,7 @@ impl Manager {
             link::delete(&e.host_ifname)?;
         }
         if let Ok(n) = self.network(network_id) {
-            self.pool(&n)?.release(id)?;
+            self.release_on(&n, id)?;
         }
         self.save(&sb)?;
         lock(&self.sandboxes).insert(id.to_string(), sb);
@@ -1121,9 +1315,13 @@ impl Manager {
         for s in lock(&self.sandboxes).values().filter(|s| s.running) {
             let Some(e) = s.primary() else { continue };
             for p in &s.ports {
+                // IPv6 host addresses are served by the proxy only (`ip` table).
+                let IpAddr::V4(host_ip) = p.host_ip else {
+                    continue;
+                };
                 ports.push(PortRule {
                     proto: p.proto,
-                    host_ip: Some(p.host_ip),
+                    host_ip: Some(host_ip),
                     host_port: p.host_port,
                     container_ip: e.ip,
                     container_port: p.container_port,
@@ -1150,7 +1348,7 @@ struct DnsView {
 
 impl DnsView {
     /// The addresses of `name` on the user-defined networks container `me` is on.
-    fn resolve(&self, me: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn resolve(&self, me: &str, name: &str) -> Option<Vec<IpAddr>> {
         let all = lock(&self.sandboxes);
         let mine: Vec<String> = all
             .get(me)?
@@ -1165,8 +1363,12 @@ impl DnsView {
                 let hit = s.name.eq_ignore_ascii_case(name)
                     || s.id.get(..12).is_some_and(|short| short == name)
                     || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
-                if hit && !ips.contains(&e.ip) {
-                    ips.push(e.ip);
+                if hit {
+                    for ip in std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6)) {
+                        if !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                    }
                 }
             }
         }
@@ -1174,64 +1376,35 @@ impl DnsView {
     }
 }
 
-/// Sockets that only hold a port (userland proxy off): bound, never listening.
-mod socket_hold {
+/// Host sockets of published ports: bound with `SO_REUSEADDR` (TCP) and, for IPv6,
+/// `IPV6_V6ONLY`, so that `0.0.0.0:P` and `[::]:P` are two bindings, as dockerd makes them.
+mod host_socket {
     use crate::firewall::Proto;
+    use socket2::{Domain, Socket, Type};
     use std::net::SocketAddr;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-    pub struct Held {
-        _fd: OwnedFd,
-        pub port: u16,
+    /// A socket bound to `addr` (port 0: an ephemeral one).
+    pub fn bind(proto: Proto, addr: SocketAddr) -> std::io::Result<Socket> {
+        let ty = match proto {
+            Proto::Tcp => Type::STREAM,
+            Proto::Udp => Type::DGRAM,
+        };
+        let s = Socket::new(Domain::for_address(addr), ty.cloexec(), None)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        if proto == Proto::Tcp {
+            s.set_reuse_address(true)?;
+        }
+        s.bind(&addr.into())?;
+        Ok(s)
     }
 
-    pub fn hold(proto: Proto, addr: SocketAddr) -> std::io::Result<Held> {
-        let ty = match proto {
-            Proto::Tcp => libc::SOCK_STREAM,
-            Proto::Udp => libc::SOCK_DGRAM,
-        };
-        // SAFETY: plain syscall; the fd is owned at once.
-        let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd of ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let SocketAddr::V4(a) = addr else {
-            return Err(std::io::Error::other("IPv4 only"));
-        };
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: a valid sockaddr_in and its size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut out: libc::sockaddr_in = sa;
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: out and len are valid for writing.
-        unsafe {
-            libc::getsockname(
-                fd.as_raw_fd(),
-                &mut out as *mut libc::sockaddr_in as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
-        Ok(Held {
-            _fd: fd,
-            port: u16::from_be(out.sin_port),
-        })
+    /// The port a socket is bound to.
+    pub fn port(s: &Socket) -> std::io::Result<u16> {
+        s.local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .ok_or_else(|| std::io::Error::other("not an IP socket"))
     }
 }

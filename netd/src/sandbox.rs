@@ -5,7 +5,7 @@
 
 use crate::firewall::Proto;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// One network a container is on.
@@ -21,6 +21,16 @@ pub struct Endpoint {
     /// Asked for with `--ip` (IPAMConfig).
     #[serde(default)]
     pub requested_ip: Option<Ipv4Addr>,
+    /// The IPv6 address, on a network with IPv6.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Asked for with `--ip6`.
+    #[serde(default)]
+    pub requested_ip6: Option<Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Inside the container (`eth0`, ...).
@@ -38,7 +48,7 @@ pub struct Endpoint {
 pub struct Port {
     pub proto: Proto,
     pub container_port: u16,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 

@@ -43,7 +43,8 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
-    /// The address pools (`IPAM.Config`): subnet, gateway, ip-range; IPv4 only.
+    /// The address pools (`IPAM.Config`): subnet, gateway, ip-range; at most one IPv4 and
+    /// one IPv6 (used when `enable_ipv6`).
     #[serde(default)]
     pub ipam: Vec<IpamConfig>,
     /// `--internal`: no traffic leaves the bridge.
@@ -73,6 +74,19 @@ impl Network {
     /// One of the networks every daemon has.
     pub fn predefined(&self) -> bool {
         matches!(self.name.as_str(), "host" | "none" | "bridge")
+    }
+
+    /// The IPv4 pool's configuration.
+    pub fn ipam_v4(&self) -> Option<&IpamConfig> {
+        self.ipam.iter().find(|c| !c.subnet.contains(':'))
+    }
+
+    /// The IPv6 pool's configuration, when the network has IPv6.
+    pub fn ipam_v6(&self) -> Option<&IpamConfig> {
+        self.ipam
+            .iter()
+            .find(|c| c.subnet.contains(':'))
+            .filter(|_| self.enable_ipv6)
     }
 
     /// The link of a bridge network: its `bridge.name` option, else `br-` and its short ID.
