@@ -14,47 +14,11 @@ mod engines;
 use engines::{connect, json_request, read_response, start_dockerd, start_strata, Engine};
 
 use std::io::{BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use strata_graph::archive::tar::{Header, Kind, TarWriter};
-use strata_graph::graphtest::tars::TarBuilder;
-use strata_graph::Digest;
 
 const IMAGE: &str = "bench/busybox:1";
 const RUNS: usize = 100;
-
-/// A one-layer busybox image as `docker save` writes it.
-fn busybox_image(dir: &Path) -> PathBuf {
-    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
-    let layer = TarBuilder::new()
-        .dir("bin")
-        .file_mode("bin/busybox", &bb, 0o755, 0, 0)
-        .symlink("bin/sh", "busybox")
-        .symlink("bin/true", "busybox")
-        .symlink("bin/sleep", "busybox")
-        .dir("tmp")
-        .build();
-    let diff = Digest::of(&layer);
-    let cfg = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"],"Env":["PATH=/bin"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
-    )
-    .into_bytes();
-    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
-    let manifest =
-        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{IMAGE}"],"Layers":["l/layer.tar"]}}]"#);
-    let mut w = TarWriter::new(Vec::new());
-    for (p, data) in [
-        (cfg_name.as_str(), &cfg[..]),
-        ("l/layer.tar", &layer[..]),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let h = Header::new(p, Kind::Regular, data.len() as u64);
-        w.append(&h, Some(&mut &data[..])).expect("append");
-    }
-    let path = dir.join("busybox.tar");
-    std::fs::write(&path, w.finish().expect("tar")).expect("write");
-    path
-}
 
 fn id_of(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
@@ -258,7 +222,7 @@ fn main() {
         .prefix("strata-bench-containers-")
         .tempdir_in("/var/tmp")
         .expect("tempdir");
-    let image = busybox_image(dir.path());
+    let image = engines::busybox_image(dir.path(), IMAGE, &[]);
     let fresh_fs = |name: &str| {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).expect("dir");

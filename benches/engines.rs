@@ -53,13 +53,77 @@ pub fn wait_for(sock: &Path, child: &mut Child, what: &str) {
     }
 }
 
+/// A scratch network namespace (`ip netns add`), deleted when dropped: daemons that make
+/// bridges and firewall rules run in one, so the host is not touched.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let name = format!("{name}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("ip")
+                .args(["-n", &name, "link", "set", "lo", "up"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name}");
+        Netns { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Makes `cmd` enter the network namespace at `ns` before it runs.
+fn enter(cmd: &mut Command, ns: Option<&Path>) {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::process::CommandExt;
+    let Some(ns) = ns else { return };
+    let fd = std::fs::File::open(ns).expect("open netns").into_raw_fd();
+    // SAFETY: setns on a descriptor opened above; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Strata with no default bridge and no rules, so the host is not touched.
 pub fn start_strata(dir: &Path) -> Engine {
+    start_strata_with(dir, None, &["--bridge=none", "--iptables=false"])
+}
+
+/// Strata inside the network namespace `ns` (if any) with `args` added.
+pub fn start_strata_with(dir: &Path, ns: Option<&Path>, args: &[&str]) -> Engine {
     std::fs::write(dir.join("none.json"), "{}").expect("config file");
     let sock = dir.join("strata.sock");
     let port = free_port();
     let tcp = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("daemon")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("daemon")
         .arg("--data-root")
         .arg(dir.join("root"))
         .arg("--exec-root")
@@ -68,15 +132,17 @@ pub fn start_strata(dir: &Path) -> Engine {
         .arg(dir.join("strata.pid"))
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
-        .arg("-H")
-        .arg(format!("tcp://{tcp}"))
+        .args(if ns.is_none() {
+            vec!["-H".to_string(), format!("tcp://{tcp}")]
+        } else {
+            vec![]
+        })
         .args(["-s", "overlay2", "--config-file"])
         .arg(dir.join("none.json"))
-        // As dockerd below: no default bridge and no rules, so the host is not touched.
-        .args(["--bridge=none", "--iptables=false"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start strata");
+        .args(args)
+        .stderr(Stdio::null());
+    enter(&mut cmd, ns);
+    let mut child = cmd.spawn().expect("start strata");
     wait_for(&sock, &mut child, "strata");
     Engine {
         name: "Strata",
@@ -86,7 +152,18 @@ pub fn start_strata(dir: &Path) -> Engine {
     }
 }
 
+/// dockerd with no default bridge and no rules.
 pub fn start_dockerd(dir: &Path) -> Option<Engine> {
+    start_dockerd_with(
+        dir,
+        None,
+        &["--iptables=false", "--ip6tables=false", "--bridge=none"],
+    )
+}
+
+/// dockerd inside the network namespace `ns` (if any) with `args` added; `None` when
+/// Debian's docker.io is not installed.
+pub fn start_dockerd_with(dir: &Path, ns: Option<&Path>, args: &[&str]) -> Option<Engine> {
     if !Path::new("/usr/sbin/dockerd").exists() {
         return None;
     }
@@ -94,8 +171,8 @@ pub fn start_dockerd(dir: &Path) -> Option<Engine> {
     let sock = dir.join("docker.sock");
     let port = free_port();
     let tcp = format!("127.0.0.1:{port}");
-    let mut child = Command::new("/usr/sbin/dockerd")
-        .arg("--data-root")
+    let mut cmd = Command::new("/usr/sbin/dockerd");
+    cmd.arg("--data-root")
         .arg(dir.join("root"))
         .arg("--exec-root")
         .arg(dir.join("exec"))
@@ -103,21 +180,18 @@ pub fn start_dockerd(dir: &Path) -> Option<Engine> {
         .arg(dir.join("docker.pid"))
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
-        .arg("-H")
-        .arg(format!("tcp://{tcp}"))
-        .args([
-            "--iptables=false",
-            "--ip6tables=false",
-            "--bridge=none",
-            "--storage-driver",
-            "overlay2",
-            "--config-file",
-        ])
+        .args(if ns.is_none() {
+            vec!["-H".to_string(), format!("tcp://{tcp}")]
+        } else {
+            vec![]
+        })
+        .args(["--storage-driver", "overlay2", "--config-file"])
         .arg(dir.join("none.json"))
+        .args(args)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("dockerd.log")).ok()?)
-        .spawn()
-        .ok()?;
+        .stderr(std::fs::File::create(dir.join("dockerd.log")).ok()?);
+    enter(&mut cmd, ns);
+    let mut child = cmd.spawn().ok()?;
     wait_for(&sock, &mut child, "dockerd");
     Some(Engine {
         name: "dockerd 20.10",
@@ -125,6 +199,54 @@ pub fn start_dockerd(dir: &Path) -> Option<Engine> {
         sock,
         tcp,
     })
+}
+
+/// A one-layer busybox image named `name` as `docker save` writes it, with `extra` files
+/// (path, content) in its layer.
+pub fn busybox_image(dir: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathBuf {
+    use strata_graph::archive::tar::{Header, Kind, TarWriter};
+    use strata_graph::graphtest::tars::TarBuilder;
+    use strata_graph::Digest;
+    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let mut layer = TarBuilder::new()
+        .dir("bin")
+        .file_mode("bin/busybox", &bb, 0o755, 0, 0)
+        .symlink("bin/sh", "busybox")
+        .symlink("bin/true", "busybox")
+        .symlink("bin/sleep", "busybox")
+        .dir("tmp");
+    let mut parents: Vec<&str> = extra
+        .iter()
+        .filter_map(|(p, _)| p.rsplit_once('/').map(|(d, _)| d))
+        .collect();
+    parents.dedup();
+    for d in parents {
+        layer = layer.dir(d);
+    }
+    for (path, data) in extra {
+        layer = layer.file_mode(path, data, 0o644, 0, 0);
+    }
+    let layer = layer.build();
+    let diff = Digest::of(&layer);
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"],"Env":["PATH=/bin"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    )
+    .into_bytes();
+    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
+    let manifest =
+        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{name}"],"Layers":["l/layer.tar"]}}]"#);
+    let mut w = TarWriter::new(Vec::new());
+    for (p, data) in [
+        (cfg_name.as_str(), &cfg[..]),
+        ("l/layer.tar", &layer[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let h = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).expect("append");
+    }
+    let path = dir.join("busybox.tar");
+    std::fs::write(&path, w.finish().expect("tar")).expect("write");
+    path
 }
 
 pub trait Conn: Read + Write + Send {}

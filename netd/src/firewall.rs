@@ -208,8 +208,13 @@ impl Ruleset {
 
     /// Replaces the table with this one, in one transaction.
     pub fn apply(&self) -> Result<(), FirewallError> {
-        run_nft(&self.script())
+        apply_script(&self.script())
     }
+}
+
+/// Runs a ruleset script made by [`Ruleset::script`] (one transaction).
+pub fn apply_script(script: &str) -> Result<(), FirewallError> {
+    run_nft(script)
 }
 
 /// Removes the table `table` (`--iptables=false` after a run with rules, or a test's

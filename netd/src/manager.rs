@@ -136,7 +136,9 @@ pub struct Manager {
     /// Shared with the DNS servers, which look names up in it.
     sandboxes: Arc<Mutex<BTreeMap<String, Sandbox>>>,
     live: Mutex<HashMap<String, Live>>,
-    firewall: Mutex<()>,
+    /// The ruleset last written (none yet at start): an unchanged one is not written again,
+    /// so containers without published ports cost no `nft` run.
+    firewall: Mutex<Option<String>>,
     rt: Handle,
 }
 
@@ -226,7 +228,7 @@ impl Manager {
             pools: Mutex::new(HashMap::new()),
             sandboxes: Arc::new(Mutex::new(sandboxes)),
             live: Mutex::new(HashMap::new()),
-            firewall: Mutex::new(()),
+            firewall: Mutex::new(None),
             rt,
         };
         m.setup_default_bridge()?;
@@ -1293,10 +1295,10 @@ impl Manager {
         if !cfg.iptables {
             return;
         }
-        let _g = lock(&self.firewall);
+        let mut last = lock(&self.firewall);
         let mut bridges = Vec::new();
         for n in self.networks() {
-            let (Some(bridge), Some(c)) = (n.bridge_name(), n.ipam.first()) else {
+            let (Some(bridge), Some(c)) = (n.bridge_name(), n.ipam_v4()) else {
                 continue;
             };
             let Ok(subnet) = Subnet::parse(&c.subnet) else {
@@ -1335,8 +1337,16 @@ impl Manager {
             ports,
             userland_proxy: cfg.userland_proxy,
         };
-        if let Err(e) = rules.apply() {
-            tracing::error!("writing the firewall rules: {e}");
+        let script = rules.script();
+        if last.as_deref() == Some(script.as_str()) {
+            return;
+        }
+        match firewall::apply_script(&script) {
+            Ok(()) => *last = Some(script),
+            Err(e) => {
+                *last = None;
+                tracing::error!("writing the firewall rules: {e}");
+            }
         }
     }
 }
