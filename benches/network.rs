@@ -72,8 +72,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// `wrk` inside `ns` against `url` for 8 s: (requests/s, MB/s).
-fn wrk(ns: &Netns, url: &str) -> Option<(f64, f64)> {
+/// `wrk` inside `ns` against `url` for 8 s.
+fn wrk(ns: &Netns, url: &str) -> Option<Rate> {
     let out = ns
         .command("wrk")
         .args(["-t2", "-c16", "-d8s", url])
@@ -103,12 +103,15 @@ fn wrk(ns: &Netns, url: &str) -> Option<(f64, f64)> {
     Some((rps, mb))
 }
 
+/// One wrk result: (requests/s, MB/s).
+type Rate = (f64, f64);
+
 #[derive(Default)]
 struct Figures {
     none: Duration,
     bridge: Duration,
-    /// (path, via published port, direct to the container)
-    http: Vec<(String, (f64, f64), (f64, f64))>,
+    /// (path, via the published port, direct to the container)
+    http: Vec<(String, Rate, Rate)>,
 }
 
 fn measure(e: &Engine, ns: &Netns, image: &Path, latency: bool) -> Figures {

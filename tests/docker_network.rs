@@ -917,3 +917,50 @@ fn errors_match_dockerd() {
         "rm", "-f", "c1", "c2", "c3", "m1", "nx", "t1", "t3", "p1", "p2",
     ]);
 }
+
+/// `-b` naming an existing bridge: the default network takes the bridge's own address as
+/// its gateway and subnet, as dockerd does, and adds none of its own to it.
+#[test]
+fn an_existing_bridge_named_with_b() {
+    if !can_run_containers() {
+        return;
+    }
+    let mut d = loaded(&[]);
+    let ns = d.netns();
+    let ip = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        in_netns(&ns, move || {
+            std::process::Command::new("ip")
+                .args(&args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout).into_owned()
+                        + &String::from_utf8_lossy(&o.stderr)
+                })
+                .unwrap_or_default()
+        })
+    };
+    ip(&["link", "add", "extbr", "type", "bridge"]);
+    ip(&["addr", "add", "10.66.0.1/24", "dev", "extbr"]);
+    ip(&["link", "set", "extbr", "up"]);
+    d.restart_with(&["-b", "extbr"]);
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}}",
+        "bridge",
+    ]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.66.0.0/24","Gateway":"10.66.0.1"}]"#
+    );
+    let got = d.ok(&[
+        "run", "--rm", IMG, "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(got.contains("10.66.0.2/24"), "{got}");
+    let (ok, out) = ping_from_new_container(&d, "10.66.0.1");
+    assert!(ok, "{out}");
+    let addrs = ip(&["-4", "-o", "addr", "show", "extbr"]);
+    assert_eq!(addrs.matches("inet ").count(), 1, "{addrs}");
+}

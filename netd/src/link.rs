@@ -93,6 +93,33 @@ pub fn exists(name: &str) -> Result<bool, LinkError> {
     })
 }
 
+/// The first IPv4 address (and prefix) of the link `name`, if it exists and has one (`-b`
+/// names an existing bridge: its address is the default network's gateway and subnet).
+pub fn ipv4_of(name: &str) -> Result<Option<(Ipv4Addr, u8)>, LinkError> {
+    use rtnetlink::packet_route::address::AddressAttribute as A;
+    let name = name.to_string();
+    with_handle(None, move |h| async move {
+        let Some(idx) = index_of(&h, &name).await? else {
+            return Ok(None);
+        };
+        let mut addrs = h.address().get().set_link_index_filter(idx).execute();
+        while let Some(m) = addrs
+            .try_next()
+            .await
+            .map_err(nl(format!("listing the addresses of {name}")))?
+        {
+            let found = m.attributes.iter().find_map(|a| match a {
+                A::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = found {
+                return Ok(Some((ip, m.header.prefix_len)));
+            }
+        }
+        Ok(None)
+    })
+}
+
 /// A bridge's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeSpec {

@@ -277,8 +277,13 @@ impl Manager {
                 tracing::warn!("enabling IPv4 forwarding: {e}");
             }
         }
-        let (gateway, subnet) = match &cfg.bip {
-            Some(bip) => {
+        let existing = if cfg.bridge != "strata0" {
+            link::ipv4_of(&cfg.bridge)?
+        } else {
+            None
+        };
+        let (gateway, subnet) = match (&cfg.bip, existing) {
+            (Some(bip), _) => {
                 let (ip, _) = bip.split_once('/').ok_or_else(|| {
                     NetError::Invalid(format!("invalid --bip {bip}: want ADDRESS/PREFIX"))
                 })?;
@@ -291,7 +296,11 @@ impl Manager {
                         .map_err(|_| NetError::Invalid(format!("invalid --bip {bip}")))?,
                 )
             }
-            None => {
+            (None, Some((ip, prefix))) => {
+                // An existing bridge named with -b: its own address, as dockerd takes it.
+                (ip, Subnet::parse(&format!("{ip}/{prefix}"))?)
+            }
+            (None, None) => {
                 // The subnet it had, if any, else the first default pool free on this host.
                 let old = self
                     .network("bridge")

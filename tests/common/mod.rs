@@ -108,6 +108,12 @@ impl Daemon {
         .unwrap_or_else(|e| panic!("daemon did not restart: {e}"));
     }
 
+    /// Restarts the daemon with `extra` flags added to those it was started with.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.restart();
+    }
+
     /// Runs docker and returns (success, stdout, stderr).
     pub fn try_docker(&self, args: &[&str]) -> (bool, String, String) {
         let o = self.docker(args);
