@@ -2,7 +2,7 @@
 //! adds to `run --rm IMG /bin/true` (bridge minus none, medians of 50 interleaved runs), and
 //! HTTP through a published port (`wrk`, one new connection per request as busybox httpd
 //! serves them) with the userland proxy (the default of both) and without it (NAT only),
-//! against the container's address directly as the ceiling.
+//! and direct to the container's address for reference.
 //!
 //! `cargo bench --bench network` (root, runc, `wrk` from Debian's package; dockerd from
 //! Debian's `docker.io` when installed). Each daemon runs in a scratch network namespace of
@@ -286,7 +286,7 @@ fn main() {
                 theirs.map(|t| ratio(p.1, t.1 .1)).unwrap_or_default()
             );
             println!(
-                "| GET /{path} to the container's address (ceiling, {label} run), req/s | {} | {:.0} | {} |",
+                "| GET /{path} direct to the container's address ({label} run, for reference), req/s | {} | {:.0} | {} |",
                 theirs.map(|t| format!("{:.0}", t.2 .0)).unwrap_or_else(na),
                 direct.0,
                 theirs.map(|t| ratio(direct.0, t.2 .0)).unwrap_or_default()
