@@ -104,6 +104,9 @@ fn default_bridge_addresses_and_ping() {
     }
     let before = host_state();
     let d = loaded(&[]);
+    // info: the network drivers, and forwarding as the daemon turned it on.
+    let info = d.ok(&["info", "-f", "{{json .Plugins.Network}} {{.IPv4Forwarding}}"]);
+    assert_eq!(info.trim(), r#"["bridge","host","null"] true"#);
     d.ok(&[
         "run",
         "-d",

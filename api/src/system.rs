@@ -124,6 +124,23 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
     } else {
         "1"
     };
+    // The daemon's own network namespace's switches, warned about in dockerd's words.
+    let on = |key: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/{key}")).is_ok_and(|v| v.trim() == "1")
+    };
+    let ip_forwarding = on("ipv4/ip_forward");
+    let nf_iptables = on("bridge/bridge-nf-call-iptables");
+    let nf_ip6tables = on("bridge/bridge-nf-call-ip6tables");
+    let mut warnings = Vec::new();
+    if !ip_forwarding {
+        warnings.push("WARNING: IPv4 forwarding is disabled");
+    }
+    if !nf_iptables {
+        warnings.push("WARNING: bridge-nf-call-iptables is disabled");
+    }
+    if !nf_ip6tables {
+        warnings.push("WARNING: bridge-nf-call-ip6tables is disabled");
+    }
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -133,10 +150,11 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Images": images,
             "Driver": d.layers.driver().name(),
             "DriverStatus": status,
-            "Plugins": { "Volume": ["local"], "Network": [], "Authorization": null,
+            "Plugins": { "Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null,
                 "Log": ["json-file", "local"] },
             "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
-            "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+            "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": ip_forwarding,
+            "BridgeNfIptables": nf_iptables, "BridgeNfIp6tables": nf_ip6tables,
             "Debug": d.debug.load(std::sync::atomic::Ordering::Relaxed),
             "NFd": 0, "NGoroutines": 0,
             "SystemTime": "",
@@ -165,7 +183,7 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "Isolation": "",
             "InitBinary": if strata_runtime::spec::mounts::find_init().is_some() { "docker-init" } else { "" },
             "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": ["Container networking (bridge, ports, DNS) is not implemented yet in this Strata (issue #6): containers get only a loopback interface"],
+            "Warnings": warnings,
         }),
     ))
 }
