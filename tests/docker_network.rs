@@ -105,7 +105,11 @@ fn default_bridge_addresses_and_ping() {
     let before = host_state();
     let d = loaded(&[]);
     // info: the network drivers, and forwarding as the daemon turned it on.
-    let info = d.ok(&["info", "-f", "{{json .Plugins.Network}} {{.IPv4Forwarding}}"]);
+    let info = d.ok(&[
+        "info",
+        "-f",
+        "{{json .Plugins.Network}} {{.IPv4Forwarding}}",
+    ]);
     assert_eq!(info.trim(), r#"["bridge","host","null"] true"#);
     d.ok(&[
         "run",
@@ -474,6 +478,8 @@ fn strata_cli_network_flags() {
         "10.77.0.254",
         "--ip-range",
         "10.77.0.128/25",
+        "--aux-address",
+        "router=10.77.0.128",
         "-o",
         "com.docker.network.bridge.name=strbr7",
         "--label",
@@ -489,8 +495,24 @@ fn strata_cli_network_flags() {
     ]);
     assert_eq!(
         ipam.trim(),
-        r#"[{"Subnet":"10.77.0.0/24","IPRange":"10.77.0.128/25","Gateway":"10.77.0.254"}] net"#
+        r#"[{"Subnet":"10.77.0.0/24","IPRange":"10.77.0.128/25","Gateway":"10.77.0.254","AuxiliaryAddresses":{"router":"10.77.0.128"}}] net"#
     );
+    // The auxiliary address is kept from containers: the first one gets the next.
+    let first = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        IMG,
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(first.contains("10.77.0.129/24"), "{first}");
     let bridge = in_netns(&d.netns(), || {
         std::process::Command::new("ip")
             .args(["-br", "addr", "show", "strbr7"])

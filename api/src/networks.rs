@@ -260,6 +260,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Resp, Api
             subnet: s("Subnet"),
             gateway: s("Gateway"),
             ip_range: s("IPRange"),
+            aux: string_map(&c["AuxiliaryAddresses"]),
         });
     }
     let internal = b["Internal"].as_bool() == Some(true);

@@ -343,6 +343,7 @@ impl Manager {
                     subnet: s.to_string(),
                     gateway: s.first_host().to_string(),
                     ip_range: String::new(),
+                    aux: BTreeMap::new(),
                 })
             }
             _ => None,
@@ -385,6 +386,7 @@ impl Manager {
                 subnet: subnet.to_string(),
                 gateway: gateway.to_string(),
                 ip_range: range.map(|r| r.to_string()).unwrap_or_default(),
+                aux: BTreeMap::new(),
             })
             .chain(v6.clone())
             .collect(),
@@ -671,8 +673,34 @@ impl Manager {
             }
             return Err(e.into());
         }
+        if let Err(e) = self.reserve_aux(&n) {
+            let _ = self.remove_network(&n.id);
+            return Err(e);
+        }
         self.rebuild_firewall();
         Ok(n)
+    }
+
+    /// Keeps a new network's auxiliary addresses (`--aux-address`) from containers: each is
+    /// allocated in its pool to `aux:NAME`. One outside its subnet, or the gateway, is an error.
+    fn reserve_aux(&self, n: &Network) -> Result<(), NetError> {
+        for c in &n.ipam {
+            for (name, ip) in &c.aux {
+                let owner = format!("aux:{name}");
+                let bad = || NetError::Invalid(format!("invalid auxiliary address {name}={ip}"));
+                if c.subnet.contains(':') {
+                    let ip: Ipv6Addr = ip.parse().map_err(|_| bad())?;
+                    // Without --ipv6 the IPv6 pool is not used: nothing to keep.
+                    if let Some(p) = self.pool6(n)? {
+                        p.allocate(&owner, Some(ip))?;
+                    }
+                } else {
+                    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+                    self.pool(n)?.allocate(&owner, Some(ip))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An IPv6 pool of `network create`, checked (a subnet, not overlapping another

@@ -65,6 +65,9 @@ pub struct IpamConfig {
     pub gateway: String,
     #[serde(default)]
     pub ip_range: String,
+    /// `--aux-address name=ip`: addresses kept from containers.
+    #[serde(default)]
+    pub aux: BTreeMap<String, String>,
 }
 
 /// The bridge option naming the link (`-o com.docker.network.bridge.name=...`).
@@ -112,6 +115,9 @@ impl Network {
                 }
                 if !c.gateway.is_empty() {
                     m.insert("Gateway".into(), json!(c.gateway));
+                }
+                if !c.aux.is_empty() {
+                    m.insert("AuxiliaryAddresses".into(), json!(c.aux));
                 }
                 Value::Object(m)
             })
