@@ -989,3 +989,118 @@ fn an_existing_bridge_named_with_b() {
     let addrs = ip(&["-4", "-o", "addr", "show", "extbr"]);
     assert_eq!(addrs.matches("inet ").count(), 1, "{addrs}");
 }
+
+/// The default bridge as the daemon's flags and daemon.json keys shape it: `--bip`,
+/// `--fixed-cidr`, `--mtu`, `--ip` (the default host address of published ports),
+/// `--ip-masq=false`; a UDP port through the proxy both ways; then `bip`, `ip-forward` and
+/// `dns` from daemon.json.
+#[test]
+fn daemon_flags_shape_the_default_bridge() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&[
+        "--bip",
+        "10.55.0.1/24",
+        "--fixed-cidr",
+        "10.55.0.128/25",
+        "--mtu",
+        "1400",
+        "--ip",
+        "127.0.0.1",
+        "--ip-masq=false",
+    ]);
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}}",
+        "bridge",
+    ]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.55.0.0/24","IPRange":"10.55.0.128/25","Gateway":"10.55.0.1"}]"#
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "18401:5353/udp",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(d.ok(&["port", "udp"]).trim(), "5353/udp -> 127.0.0.1:18401");
+    let addr = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "udp"]);
+    assert_eq!(addr.trim(), "10.55.0.128", "the first of --fixed-cidr");
+    let mtu = d.ok(&["exec", "udp", "cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(mtu.trim(), "1400");
+    let rules = nft_in(&d);
+    assert!(
+        !rules.contains("ip saddr 10.55.0.0/24 oifname"),
+        "--ip-masq=false: {rules}"
+    );
+    // UDP: a socket inside the container's namespace gets the datagram sent to the host's
+    // published port, and its answer comes back to the sender.
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "udp"]);
+    let ctr_ns = std::path::PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+    let server = in_netns(&ctr_ns, || std::net::UdpSocket::bind("0.0.0.0:5353"))
+        .expect("bind in the container");
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = server.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        server.send_to(&buf[..n], from).map_err(|e| e.to_string())?;
+        Ok::<_, String>(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    let answer = in_netns(&d.netns(), || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.send_to(b"over-udp", "127.0.0.1:18401")
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        Ok::<_, String>(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    let got = echo.join().expect("echo thread");
+    assert_eq!(got.as_deref(), Ok("over-udp"));
+    assert_eq!(answer.as_deref(), Ok("over-udp"));
+    d.ok(&["rm", "-f", "udp"]);
+    drop(d);
+    // daemon.json keys.
+    let cfg = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        cfg.path(),
+        r#"{"bip": "10.56.0.1/24", "ip-forward": false, "dns": ["10.56.0.53"]}"#,
+    )
+    .expect("write config");
+    let path = cfg.path().to_string_lossy().into_owned();
+    let mut d = loaded(&["--config-file", &path]);
+    // A new namespace inherits the host's IPv4 forwarding: turn it off, then see that the
+    // restarted daemon leaves it so.
+    let off = in_netns(&d.netns(), || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|e| e.to_string())
+    });
+    assert_eq!(off, Ok(()));
+    d.restart();
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}}",
+        "bridge",
+    ]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.56.0.0/24","Gateway":"10.56.0.1"}]"#
+    );
+    let forwarding = d.ok(&["info", "-f", "{{.IPv4Forwarding}}"]);
+    assert_eq!(forwarding.trim(), "false", "ip-forward false: left off");
+    let resolv = d.ok(&["run", "--rm", IMG, "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.56.0.53"), "{resolv}");
+}
