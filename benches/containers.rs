@@ -11,73 +11,31 @@
 
 #[path = "engines.rs"]
 mod engines;
-use engines::{connect, json_request, read_response, start_dockerd, start_strata, Engine};
+use engines::{
+    connect, json_request, median, read_response, send_wait, start, start_dockerd, start_strata,
+    Engine,
+};
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "bench/busybox:1";
 const RUNS: usize = 100;
 
-fn id_of(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
-    v["Id"].as_str().expect("an Id").to_string()
-}
-
 fn create(e: &Engine, cmd: &[&str], auto_remove: bool) -> String {
-    let body = serde_json::json!({
-        "Image": IMAGE, "Cmd": cmd,
-        "HostConfig": { "NetworkMode": "none", "AutoRemove": auto_remove },
-    });
-    let (status, b) = json_request(e, "POST", "/containers/create", &body.to_string());
-    assert_eq!(
-        status,
-        201,
-        "{}: create: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
-    id_of(&b)
-}
-
-fn start(e: &Engine, id: &str) {
-    let (status, b) = json_request(e, "POST", &format!("/containers/{id}/start"), "");
-    assert_eq!(
-        status,
-        204,
-        "{}: start: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
-}
-
-/// Sends a wait request and returns the connection to read its answer from.
-fn send_wait(e: &Engine, id: &str, condition: &str) -> BufReader<Box<dyn engines::Conn>> {
-    let mut c = connect(e, false);
-    write!(
-        c,
-        "POST /containers/{id}/wait?condition={condition} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+    engines::create_with(
+        e,
+        &serde_json::json!({
+            "Image": IMAGE, "Cmd": cmd,
+            "HostConfig": { "NetworkMode": "none", "AutoRemove": auto_remove },
+        }),
     )
-    .expect("wait request");
-    BufReader::new(c)
 }
 
-/// `docker run --rm IMG /bin/true`, as the CLI calls it (without attaching).
+/// `docker run --rm IMG /bin/true`.
 fn run_rm(e: &Engine) -> Duration {
-    let t = Instant::now();
-    let id = create(e, &["/bin/true"], true);
-    let mut wait = send_wait(e, &id, "removed");
-    start(e, &id);
-    let (status, b) = read_response(&mut wait);
-    assert_eq!(
-        status,
-        200,
-        "{}: wait: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
-    t.elapsed()
+    engines::run_rm(e, IMAGE, "none")
 }
 
 /// create + start + wait + rm.
@@ -130,7 +88,7 @@ fn exec(e: &Engine, ctr: &str) -> Duration {
         e.name,
         String::from_utf8_lossy(&b)
     );
-    let eid = id_of(&b);
+    let eid = engines::id_of(&b);
     let mut c = connect(e, false);
     let start = r#"{"Detach":false,"Tty":false}"#;
     write!(
@@ -148,11 +106,6 @@ fn exec(e: &Engine, ctr: &str) -> Duration {
         String::from_utf8_lossy(&rest)
     );
     t.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 struct Figures {

@@ -338,3 +338,73 @@ pub fn json_request(e: &Engine, method: &str, path: &str, body: &str) -> (u16, V
     let mut r = BufReader::new(c);
     read_response(&mut r)
 }
+
+/// A container's ID from a create's answer.
+pub fn id_of(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    v["Id"].as_str().expect("an Id").to_string()
+}
+
+/// Creates a container from `body`; returns its ID.
+pub fn create_with(e: &Engine, body: &serde_json::Value) -> String {
+    let (status, b) = json_request(e, "POST", "/containers/create", &body.to_string());
+    assert_eq!(
+        status,
+        201,
+        "{}: create: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    id_of(&b)
+}
+
+/// Starts a container.
+pub fn start(e: &Engine, id: &str) {
+    let (status, b) = json_request(e, "POST", &format!("/containers/{id}/start"), "");
+    assert_eq!(
+        status,
+        204,
+        "{}: start: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+}
+
+/// Sends a wait request and returns the connection to read its answer from.
+pub fn send_wait(e: &Engine, id: &str, condition: &str) -> BufReader<Box<dyn Conn>> {
+    let mut c = connect(e, false);
+    write!(
+        c,
+        "POST /containers/{id}/wait?condition={condition} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("wait request");
+    BufReader::new(c)
+}
+
+/// `docker run --rm [--network MODE] IMAGE /bin/true`, as the CLI calls it (create, a wait
+/// for `removed` sent before the start, start, the wait's answer), without attaching.
+pub fn run_rm(e: &Engine, image: &str, mode: &str) -> Duration {
+    let t = Instant::now();
+    let id = create_with(
+        e,
+        &serde_json::json!({ "Image": image, "Cmd": ["/bin/true"],
+            "HostConfig": { "NetworkMode": mode, "AutoRemove": true } }),
+    );
+    let mut wait = send_wait(e, &id, "removed");
+    start(e, &id);
+    let (status, b) = read_response(&mut wait);
+    assert_eq!(
+        status,
+        200,
+        "{}: wait: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+    t.elapsed()
+}
+
+/// The median of some durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}

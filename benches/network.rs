@@ -12,64 +12,17 @@
 
 #[path = "engines.rs"]
 mod engines;
-use engines::{json_request, read_response, Engine, Netns};
+use engines::{json_request, median, Engine, Netns};
 
-use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const IMAGE: &str = "bench/web:1";
 const RUNS: usize = 50;
 const PORT: u16 = 18500;
 
-fn id_of(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
-    v["Id"].as_str().expect("an Id").to_string()
-}
-
-fn create(e: &Engine, body: serde_json::Value) -> String {
-    let (status, b) = json_request(e, "POST", "/containers/create", &body.to_string());
-    assert_eq!(
-        status,
-        201,
-        "{}: create: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
-    id_of(&b)
-}
-
-/// `docker run --rm [--network MODE] IMG /bin/true` as the CLI calls it.
 fn run_rm(e: &Engine, mode: &str) -> Duration {
-    let t = Instant::now();
-    let id = create(
-        e,
-        serde_json::json!({ "Image": IMAGE, "Cmd": ["/bin/true"],
-            "HostConfig": { "NetworkMode": mode, "AutoRemove": true } }),
-    );
-    let mut c = engines::connect(e, false);
-    write!(
-        c,
-        "POST /containers/{id}/wait?condition=removed HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("wait");
-    let mut wait = std::io::BufReader::new(c);
-    let (status, b) = json_request(e, "POST", &format!("/containers/{id}/start"), "");
-    assert_eq!(
-        status,
-        204,
-        "{}: start: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
-    let (status, _) = read_response(&mut wait);
-    assert_eq!(status, 200);
-    t.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    engines::run_rm(e, IMAGE, mode)
 }
 
 /// `wrk` inside `ns` against `url` for 8 s.
@@ -143,21 +96,14 @@ fn measure(e: &Engine, ns: &Netns, image: &Path, latency: bool) -> Figures {
             f.bridge.as_secs_f64() * 1e3
         );
     }
-    let web = create(
+    let web = engines::create_with(
         e,
-        serde_json::json!({ "Image": IMAGE,
+        &serde_json::json!({ "Image": IMAGE,
             "Cmd": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
             "ExposedPorts": { "80/tcp": {} },
             "HostConfig": { "PortBindings": { "80/tcp": [{ "HostPort": PORT.to_string() }] } } }),
     );
-    let (status, b) = json_request(e, "POST", &format!("/containers/{web}/start"), "");
-    assert_eq!(
-        status,
-        204,
-        "{}: start: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::start(e, &web);
     let (_, b) = json_request(e, "GET", &format!("/containers/{web}/json"), "");
     let v: serde_json::Value = serde_json::from_slice(&b).expect("inspect");
     let ip = v["NetworkSettings"]["IPAddress"]

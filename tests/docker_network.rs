@@ -792,22 +792,17 @@ fn errors_match_dockerd() {
         return;
     }
     let d = loaded(&[]);
+    let post = |path: &str, body: &str| call(&d, "POST", path, body);
     d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "lab"]);
-    let create = |name: &str, body: &str| {
-        call(
-            &d,
-            "POST",
-            &format!("/v1.41/containers/create?name={name}"),
-            body,
-        )
-    };
+    let create =
+        |name: &str, body: &str| post(&format!("/v1.41/containers/create?name={name}"), body);
     // --ip outside the subnet: created, the start is a 500.
     let (code, _) = create(
         "c1",
         r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"HostConfig":{"NetworkMode":"lab"},"NetworkingConfig":{"EndpointsConfig":{"lab":{"IPAMConfig":{"IPv4Address":"10.99.0.5"}}}}}"#,
     );
     assert_eq!(code, 201);
-    let (code, text) = call(&d, "POST", "/v1.41/containers/c1/start", "");
+    let (code, text) = post("/v1.41/containers/c1/start", "");
     assert!(
         code == 500
             && text.contains(
@@ -820,7 +815,7 @@ fn errors_match_dockerd() {
         "c2",
         r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":{"IPv4Address":"172.17.0.50"}}}}}"#,
     );
-    let (code, text) = call(&d, "POST", "/v1.41/containers/c2/start", "");
+    let (code, text) = post("/v1.41/containers/c2/start", "");
     assert!(
         code == 400
             && text
@@ -831,7 +826,7 @@ fn errors_match_dockerd() {
         "c3",
         r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["zz"]}}}}"#,
     );
-    let (code, text) = call(&d, "POST", "/v1.41/containers/c3/start", "");
+    let (code, text) = post("/v1.41/containers/c3/start", "");
     assert!(
         code == 400
             && text.contains(
@@ -845,7 +840,7 @@ fn errors_match_dockerd() {
         r#"{"Image":"test/busybox:1","MacAddress":"zz:zz","Cmd":["sleep","30"]}"#,
     );
     assert_eq!(code, 201);
-    let (code, text) = call(&d, "POST", "/v1.41/containers/m1/start", "");
+    let (code, text) = post("/v1.41/containers/m1/start", "");
     assert!(
         code == 500 && text.contains("address zz:zz: invalid MAC address"),
         "{text}"
@@ -872,33 +867,18 @@ fn errors_match_dockerd() {
         "nx",
         r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"18300"}]}}}"#,
     );
-    let (code, _) = call(&d, "POST", "/v1.41/containers/nx/start", "");
+    let (code, _) = post("/v1.41/containers/nx/start", "");
     assert_eq!(code, 204);
     assert_eq!(d.ok(&["port", "nx"]).trim(), "");
     // disconnect of a container not on the network: 500; connect twice: 403.
-    let (code, text) = call(
-        &d,
-        "POST",
-        "/v1.41/networks/lab/disconnect",
-        r#"{"Container":"nx"}"#,
-    );
+    let (code, text) = post("/v1.41/networks/lab/disconnect", r#"{"Container":"nx"}"#);
     assert!(
         code == 500 && text.contains("is not connected to network lab"),
         "{text}"
     );
-    let (code, _) = call(
-        &d,
-        "POST",
-        "/v1.41/networks/lab/connect",
-        r#"{"Container":"nx"}"#,
-    );
+    let (code, _) = post("/v1.41/networks/lab/connect", r#"{"Container":"nx"}"#);
     assert_eq!(code, 200);
-    let (code, text) = call(
-        &d,
-        "POST",
-        "/v1.41/networks/lab/connect",
-        r#"{"Container":"nx"}"#,
-    );
+    let (code, text) = post("/v1.41/networks/lab/connect", r#"{"Container":"nx"}"#);
     assert!(
         code == 403 && text.contains("endpoint with name nx already exists in network lab"),
         "{text}"
@@ -918,9 +898,7 @@ fn errors_match_dockerd() {
         "30",
     ]);
     d.ok(&["run", "-d", "--name", "t3", IMG, "sleep", "30"]);
-    let (code, text) = call(
-        &d,
-        "POST",
+    let (code, text) = post(
         "/v1.41/networks/lab/connect",
         r#"{"Container":"t3","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.88.0.77"}}}"#,
     );
@@ -932,8 +910,8 @@ fn errors_match_dockerd() {
     let bind = r#"{"Image":"test/busybox:1","Cmd":["sleep","30"],"ExposedPorts":{"80/tcp":{}},"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}}}"#;
     create("p1", bind);
     create("p2", bind);
-    assert_eq!(call(&d, "POST", "/v1.41/containers/p1/start", "").0, 204);
-    let (code, text) = call(&d, "POST", "/v1.41/containers/p2/start", "");
+    assert_eq!(post("/v1.41/containers/p1/start", "").0, 204);
+    let (code, text) = post("/v1.41/containers/p2/start", "");
     assert!(
         code == 500 && text.contains("Bind for 127.0.0.1:18080 failed: port is already allocated"),
         "{text}"

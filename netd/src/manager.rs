@@ -147,6 +147,22 @@ fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError
     move |source| NetError::Io { context, source }
 }
 
+/// Opens (or makes) the address pool kept at `file` for the IPAM entry `c`.
+fn open_pool<A: Family>(file: &Path, c: &IpamConfig) -> Result<Pool<A>, NetError> {
+    let subnet = Subnet::parse(&c.subnet)?;
+    let range = (!c.ip_range.is_empty())
+        .then(|| Subnet::parse(&c.ip_range))
+        .transpose()?;
+    let gw = (!c.gateway.is_empty())
+        .then(|| c.gateway.parse::<A>())
+        .transpose()
+        .map_err(|_| NetError::Invalid(format!("invalid gateway {}", c.gateway)))?;
+    if let Some(d) = file.parent() {
+        std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
+    }
+    Ok(Pool::open(file, subnet, range, gw)?)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -450,19 +466,7 @@ impl Manager {
         let c = n
             .ipam_v4()
             .ok_or_else(|| NetError::Invalid(format!("network {} has no address pool", n.name)))?;
-        let subnet = Subnet::parse(&c.subnet)?;
-        let range = (!c.ip_range.is_empty())
-            .then(|| Subnet::parse(&c.ip_range))
-            .transpose()?;
-        let gw = (!c.gateway.is_empty())
-            .then(|| c.gateway.parse::<Ipv4Addr>())
-            .transpose()
-            .map_err(|_| NetError::Invalid(format!("invalid gateway {}", c.gateway)))?;
-        let file = self.pool_file(&n.id);
-        if let Some(d) = file.parent() {
-            std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
-        }
-        let p = Arc::new(Pool::open(&file, subnet, range, gw)?);
+        let p = Arc::new(open_pool(&self.pool_file(&n.id), c)?);
         lock(&self.pools).insert(n.id.clone(), p.clone());
         Ok(p)
     }
@@ -479,19 +483,7 @@ impl Manager {
         if let Some(p) = lock(&self.pools6).get(&n.id) {
             return Ok(Some(p.clone()));
         }
-        let subnet = Subnet::parse(&c.subnet)?;
-        let range = (!c.ip_range.is_empty())
-            .then(|| Subnet::parse(&c.ip_range))
-            .transpose()?;
-        let gw = (!c.gateway.is_empty())
-            .then(|| c.gateway.parse::<Ipv6Addr>())
-            .transpose()
-            .map_err(|_| NetError::Invalid(format!("invalid gateway {}", c.gateway)))?;
-        let file = self.pool6_file(&n.id);
-        if let Some(d) = file.parent() {
-            std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
-        }
-        let p = Arc::new(Pool::open(&file, subnet, range, gw)?);
+        let p = Arc::new(open_pool(&self.pool6_file(&n.id), c)?);
         lock(&self.pools6).insert(n.id.clone(), p.clone());
         Ok(Some(p))
     }
