@@ -12,8 +12,7 @@
 #[path = "engines.rs"]
 mod engines;
 use engines::{
-    connect, json_request, median, read_response, send_wait, start, start_dockerd, start_strata,
-    Engine,
+    connect, json_request, median, send_wait, start, start_dockerd, start_strata, Engine,
 };
 
 use std::io::{Read, Write};
@@ -42,15 +41,7 @@ fn run_rm(e: &Engine) -> Duration {
 fn cycle(e: &Engine) {
     let id = create(e, &["/bin/true"], false);
     start(e, &id);
-    let mut wait = send_wait(e, &id, "not-running");
-    let (status, b) = read_response(&mut wait);
-    assert_eq!(
-        status,
-        200,
-        "{}: wait: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::wait_answered(e, send_wait(e, &id, "not-running"));
     let (status, b) = json_request(e, "DELETE", &format!("/containers/{id}"), "");
     assert_eq!(
         status,

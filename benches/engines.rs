@@ -390,8 +390,14 @@ pub fn run_rm(e: &Engine, image: &str, mode: &str) -> Duration {
         &serde_json::json!({ "Image": image, "Cmd": ["/bin/true"],
             "HostConfig": { "NetworkMode": mode, "AutoRemove": true } }),
     );
-    let mut wait = send_wait(e, &id, "removed");
+    let wait = send_wait(e, &id, "removed");
     start(e, &id);
+    wait_answered(e, wait);
+    t.elapsed()
+}
+
+/// Reads a wait's answer; it must be a 200.
+pub fn wait_answered(e: &Engine, mut wait: BufReader<Box<dyn Conn>>) {
     let (status, b) = read_response(&mut wait);
     assert_eq!(
         status,
@@ -400,7 +406,6 @@ pub fn run_rm(e: &Engine, image: &str, mode: &str) -> Duration {
         e.name,
         String::from_utf8_lossy(&b)
     );
-    t.elapsed()
 }
 
 /// The median of some durations.

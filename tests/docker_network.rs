@@ -85,6 +85,11 @@ fn web(d: &Daemon, name: &str, text: &str, publish: &[&str]) {
     d.ok(&args);
 }
 
+/// A network's `IPAM.Config` as JSON.
+fn ipam_of(d: &Daemon, network: &str) -> String {
+    d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", network])
+}
+
 /// Retries `f` for a few seconds (servers take a moment to listen).
 fn eventually(mut f: impl FnMut() -> Result<String, String>) -> Result<String, String> {
     let t = Instant::now();
@@ -947,13 +952,7 @@ fn an_existing_bridge_named_with_b() {
     ip(&["addr", "add", "10.66.0.1/24", "dev", "extbr"]);
     ip(&["link", "set", "extbr", "up"]);
     d.restart_with(&["-b", "extbr"]);
-    let ipam = d.ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{json .IPAM.Config}}",
-        "bridge",
-    ]);
+    let ipam = ipam_of(&d, "bridge");
     assert_eq!(
         ipam.trim(),
         r#"[{"Subnet":"10.66.0.0/24","Gateway":"10.66.0.1"}]"#
@@ -988,13 +987,7 @@ fn daemon_flags_shape_the_default_bridge() {
         "127.0.0.1",
         "--ip-masq=false",
     ]);
-    let ipam = d.ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{json .IPAM.Config}}",
-        "bridge",
-    ]);
+    let ipam = ipam_of(&d, "bridge");
     assert_eq!(
         ipam.trim(),
         r#"[{"Subnet":"10.55.0.0/24","IPRange":"10.55.0.128/25","Gateway":"10.55.0.1"}]"#
@@ -1066,13 +1059,7 @@ fn daemon_flags_shape_the_default_bridge() {
     });
     assert_eq!(off, Ok(()));
     d.restart();
-    let ipam = d.ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{json .IPAM.Config}}",
-        "bridge",
-    ]);
+    let ipam = ipam_of(&d, "bridge");
     assert_eq!(
         ipam.trim(),
         r#"[{"Subnet":"10.56.0.0/24","Gateway":"10.56.0.1"}]"#
