@@ -1069,3 +1069,31 @@ fn daemon_flags_shape_the_default_bridge() {
     let resolv = d.ok(&["run", "--rm", IMG, "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 10.56.0.53"), "{resolv}");
 }
+
+/// A restart with another `--bip` moves strata0 to the new address: the old one goes.
+#[test]
+fn a_changed_bip_replaces_the_bridge_address() {
+    if !can_run_containers() {
+        return;
+    }
+    let mut d = loaded(&[]);
+    d.ok(&["run", "--rm", IMG, "true"]);
+    d.stop();
+    d.restart_with(&["--bip", "10.59.0.1/24"]);
+    let ns = d.netns();
+    let addrs = in_netns(&ns, || {
+        std::process::Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "strata0"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    });
+    assert!(
+        addrs.contains("10.59.0.1/24") && addrs.matches("inet ").count() == 1,
+        "{addrs}"
+    );
+    let got = d.ok(&[
+        "run", "--rm", IMG, "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(got.contains("10.59.0.2/24"), "{got}");
+}

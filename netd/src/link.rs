@@ -96,27 +96,18 @@ pub fn exists(name: &str) -> Result<bool, LinkError> {
 /// The first IPv4 address (and prefix) of the link `name`, if it exists and has one (`-b`
 /// names an existing bridge: its address is the default network's gateway and subnet).
 pub fn ipv4_of(name: &str) -> Result<Option<(Ipv4Addr, u8)>, LinkError> {
-    use rtnetlink::packet_route::address::AddressAttribute as A;
     let name = name.to_string();
     with_handle(None, move |h| async move {
         let Some(idx) = index_of(&h, &name).await? else {
             return Ok(None);
         };
-        let mut addrs = h.address().get().set_link_index_filter(idx).execute();
-        while let Some(m) = addrs
-            .try_next()
-            .await
-            .map_err(nl(format!("listing the addresses of {name}")))?
-        {
-            let found = m.attributes.iter().find_map(|a| match a {
-                A::Address(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            });
-            if let Some(ip) = found {
-                return Ok(Some((ip, m.header.prefix_len)));
-            }
-        }
-        Ok(None)
+        Ok(global_addresses(&h, idx)
+            .await?
+            .into_iter()
+            .find_map(|(ip, prefix, _)| match ip {
+                IpAddr::V4(ip) => Some((ip, prefix)),
+                IpAddr::V6(_) => None,
+            }))
     })
 }
 
@@ -130,6 +121,29 @@ pub struct BridgeSpec {
     /// Its IPv6 gateway address, on a network with IPv6.
     pub addr6: Option<(Ipv6Addr, u8)>,
     pub mtu: Option<u32>,
+    /// Strata's own bridge: other (global) addresses it has are removed, so a changed
+    /// `--bip` or `--fixed-cidr-v6` replaces the old address. Not for a `-b` bridge.
+    pub own: bool,
+}
+
+/// The global addresses of link `idx` (link-local IPv6 ones left out), with their messages.
+async fn global_addresses(
+    h: &Handle,
+    idx: u32,
+) -> Result<Vec<(IpAddr, u8, rtnetlink::packet_route::address::AddressMessage)>, LinkError> {
+    let mut out = Vec::new();
+    let mut addrs = h.address().get().set_link_index_filter(idx).execute();
+    while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+        let ip = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        });
+        let link_local = matches!(ip, Some(IpAddr::V6(v)) if (v.segments()[0] & 0xffc0) == 0xfe80);
+        if let (Some(ip), false) = (ip, link_local) {
+            out.push((ip, m.header.prefix_len, m));
+        }
+    }
+    Ok(out)
 }
 
 /// Adds `ip/prefix` to link `idx`; an IPv6 address skips duplicate address detection (it
@@ -174,7 +188,19 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
         };
         let v4 = spec.addr.map(|(ip, p)| (IpAddr::V4(ip), p));
         let v6 = spec.addr6.map(|(ip, p)| (IpAddr::V6(ip), p));
-        for (ip, prefix) in v4.into_iter().chain(v6) {
+        let wanted: Vec<(IpAddr, u8)> = v4.into_iter().chain(v6).collect();
+        if spec.own {
+            for (ip, prefix, m) in global_addresses(&h, idx).await? {
+                if !wanted.contains(&(ip, prefix)) {
+                    h.address()
+                        .del(m)
+                        .execute()
+                        .await
+                        .map_err(nl(format!("removing {ip}/{prefix} from {}", spec.name)))?;
+                }
+            }
+        }
+        for (ip, prefix) in wanted {
             if let Err(e) = add_address(&h, idx, ip, prefix).await {
                 if !exists_already(&e) {
                     return Err(nl(format!("adding {ip}/{prefix} to {}", spec.name))(e));
@@ -434,6 +460,7 @@ mod tests {
                 addr: Some(("10.99.0.1".parse().unwrap(), 24)),
                 addr6: Some(("fd00:99::1".parse().unwrap(), 64)),
                 mtu: Some(1400),
+                own: true,
             };
             assert!(ensure_bridge(&spec)?);
             assert!(!ensure_bridge(&spec)?, "second time: exists");
@@ -473,6 +500,23 @@ mod tests {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
+            // A changed address replaces the old one on a bridge of ours.
+            ensure_bridge(&BridgeSpec {
+                addr: Some(("10.98.0.1".parse().unwrap(), 24)),
+                addr6: None,
+                ..spec.clone()
+            })?;
+            let now = std::process::Command::new("ip")
+                .args(["-o", "addr", "show", "tbr0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            assert!(
+                now.contains("10.98.0.1/24")
+                    && !now.contains("10.99.0.1")
+                    && !now.contains("fd00:99::1"),
+                "{now}"
+            );
             remove_interface(&c2, "eth0")?;
             assert!(!exists("vethtest0")?, "the host end went with it");
             delete("tbr0")?;

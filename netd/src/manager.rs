@@ -519,11 +519,14 @@ impl Manager {
             .get("com.docker.network.driver.mtu")
             .and_then(|m| m.parse().ok())
             .filter(|m| *m != 1500);
+        // A `-b` bridge is the host's: its other addresses stay.
+        let own = !(n.name == "bridge" && self.config().bridge != "strata0");
         link::ensure_bridge(&BridgeSpec {
             name,
             addr,
             addr6,
             mtu,
+            own,
         })?;
         Ok(())
     }
