@@ -85,6 +85,29 @@ fn web(d: &Daemon, name: &str, text: &str, publish: &[&str]) {
     d.ok(&args);
 }
 
+/// An A query for `name` to 127.0.0.11:53 over TCP (in the caller's namespace): the answer's
+/// bytes (empty on failure).
+fn dns_over_tcp(name: &str) -> Vec<u8> {
+    let mut q = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let ask = || -> std::io::Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect("127.0.0.11:53")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(&(q.len() as u16).to_be_bytes())?;
+        s.write_all(&q)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)?;
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut r)?;
+        Ok(r)
+    };
+    ask().unwrap_or_default()
+}
+
 /// A network's `IPAM.Config` as JSON.
 fn ipam_of(d: &Daemon, network: &str) -> String {
     d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", network])
@@ -574,6 +597,11 @@ fn strata_cli_network_flags() {
         seen.starts_with("10.77.0.200 02:42:aa:bb:cc:dd [webby"),
         "{seen}"
     );
+    // The embedded DNS server answers over TCP too.
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "w1"]);
+    let ns = std::path::PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+    let over_tcp = in_netns(&ns, || dns_over_tcp("webby"));
+    assert!(over_tcp.ends_with(&[10, 77, 0, 200]), "{over_tcp:?}");
     let link = d.ok(&["exec", "w1", "cat", "/sys/class/net/eth0/address"]);
     assert_eq!(link.trim(), "02:42:aa:bb:cc:dd");
     let resolv = d.ok(&["exec", "w1", "cat", "/etc/resolv.conf"]);

@@ -1,11 +1,11 @@
 //! The embedded DNS server of user-defined networks, as dockerd's: it listens inside each
-//! such container's namespace at 127.0.0.11:53 (UDP), answers A and AAAA queries for the names of the
+//! such container's namespace at 127.0.0.11:53 (UDP and TCP), answers A and AAAA queries for the names of the
 //! containers sharing a network with it (names, aliases, short IDs), and forwards every
 //! other query to the upstream servers (the host's, or `--dns`) from the daemon's own
 //! namespace, so a host resolver on the loopback (systemd-resolved) still works.
 //!
 //! Unlike dockerd it binds port 53 itself rather than redirecting with firewall rules inside
-//! the container, so a container of a user-defined network cannot bind UDP 127.0.0.11:53.
+//! the container, so a container of a user-defined network cannot bind 127.0.0.11:53.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -66,6 +66,13 @@ fn answer(query: &[u8], end: usize, qtype: u16, ips: &[IpAddr]) -> Vec<u8> {
     r
 }
 
+/// The answer to `q` when it asks for a name `resolve` knows.
+fn local_answer(q: &[u8], resolve: &Resolver) -> Option<Vec<u8>> {
+    let (name, qtype, end) = question(q)?;
+    let ips = resolve(&name)?;
+    Some(answer(q, end, qtype, &ips))
+}
+
 /// Starts the server inside the namespace at `netns`.
 pub fn serve(
     rt: &Handle,
@@ -73,41 +80,109 @@ pub fn serve(
     resolve: Resolver,
     upstream: Vec<SocketAddr>,
 ) -> Result<JoinHandle<()>, crate::netns::NetnsError> {
-    let socket = crate::netns::run_in(Some(netns), || {
-        let s = std::net::UdpSocket::bind("127.0.0.11:53")?;
-        s.set_nonblocking(true)?;
-        Ok::<_, std::io::Error>(s)
+    let (udp, tcp) = crate::netns::run_in(Some(netns), || {
+        let u = std::net::UdpSocket::bind("127.0.0.11:53")?;
+        u.set_nonblocking(true)?;
+        let t = std::net::TcpListener::bind("127.0.0.11:53")?;
+        t.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>((u, t))
     })?
     .map_err(|source| crate::netns::NetnsError::Io {
         context: "binding 127.0.0.11:53 in the container's namespace".into(),
         source,
     })?;
+    let (resolve_tcp, upstream_tcp) = (resolve.clone(), upstream.clone());
     Ok(rt.spawn(async move {
-        let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
-            return;
-        };
-        let socket = Arc::new(socket);
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, client)) = socket.recv_from(&mut buf).await else {
-                continue;
+        let udp_loop = async move {
+            let Ok(socket) = tokio::net::UdpSocket::from_std(udp) else {
+                return;
             };
-            let q = buf[..n].to_vec();
-            if let Some((name, qtype, end)) = question(&q) {
-                let known = resolve(&name);
-                if let Some(ips) = known {
-                    let _ = socket.send_to(&answer(&q, end, qtype, &ips), client).await;
+            let socket = Arc::new(socket);
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let q = buf[..n].to_vec();
+                if let Some(r) = local_answer(&q, &resolve) {
+                    let _ = socket.send_to(&r, client).await;
                     continue;
                 }
+                let (back, upstream) = (socket.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    if let Some(r) = forward(&q, &upstream).await {
+                        let _ = back.send_to(&r, client).await;
+                    }
+                });
             }
-            let (back, upstream) = (socket.clone(), upstream.clone());
-            tokio::spawn(async move {
-                if let Some(r) = forward(&q, &upstream).await {
-                    let _ = back.send_to(&r, client).await;
-                }
-            });
-        }
+        };
+        let tcp_loop = async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(tcp) else {
+                return;
+            };
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (resolve, upstream) = (resolve_tcp.clone(), upstream_tcp.clone());
+                tokio::spawn(async move {
+                    let served = serve_tcp(conn, resolve, upstream);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+                });
+            }
+        };
+        tokio::join!(udp_loop, tcp_loop);
     }))
+}
+
+/// One TCP client: length-prefixed queries, each answered here or by an upstream server
+/// over TCP, until the client closes.
+async fn serve_tcp(
+    mut c: tokio::net::TcpStream,
+    resolve: Resolver,
+    upstream: Vec<SocketAddr>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut len = [0u8; 2];
+        if c.read_exact(&mut len).await.is_err() {
+            return Ok(());
+        }
+        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut q).await?;
+        let reply = match local_answer(&q, &resolve) {
+            Some(r) => Some(r),
+            None => forward_tcp(&q, &upstream).await,
+        };
+        let Some(r) = reply else {
+            return Ok(());
+        };
+        let len = u16::try_from(r.len()).unwrap_or(u16::MAX);
+        c.write_all(&len.to_be_bytes()).await?;
+        c.write_all(&r[..usize::from(len)]).await?;
+    }
+}
+
+/// Asks the upstream servers over TCP in turn; the first answer wins.
+async fn forward_tcp(q: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let len = u16::try_from(q.len()).ok()?;
+    for server in upstream {
+        let ask = async {
+            let mut s = tokio::net::TcpStream::connect(server).await?;
+            s.write_all(&len.to_be_bytes()).await?;
+            s.write_all(q).await?;
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).await?;
+            let mut r = vec![0u8; usize::from(u16::from_be_bytes(l))];
+            s.read_exact(&mut r).await?;
+            Ok::<_, std::io::Error>(r)
+        };
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), ask).await {
+            return Some(r);
+        }
+    }
+    None
 }
 
 /// Asks the upstream servers in turn; the first answer wins.
