@@ -108,6 +108,21 @@ fn dns_over_tcp(name: &str) -> Vec<u8> {
     ask().unwrap_or_default()
 }
 
+/// The links of the daemon's namespace (its host), sorted.
+fn links_in(d: &Daemon) -> Vec<String> {
+    in_netns(&d.netns(), || {
+        let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    })
+}
+
 /// A network's `IPAM.Config` as JSON.
 fn ipam_of(d: &Daemon, network: &str) -> String {
     d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", network])
@@ -419,8 +434,14 @@ fn published_ports_and_live_restore() {
         nft_in(&d)
     );
     // A port in use: dockerd's words, and nothing left behind.
+    let links_before = links_in(&d);
     let (ok, _, err) = d.try_docker(&["run", "--rm", "-p", "127.0.0.1:18080:80", IMG, "true"]);
     assert!(!ok && err.contains("port is already allocated"), "{err}");
+    assert_eq!(
+        links_in(&d),
+        links_before,
+        "the failed start left no link behind"
+    );
     assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 1);
     // The daemon restarts; the live container's port works again.
     d.restart();
@@ -1124,4 +1145,56 @@ fn a_changed_bip_replaces_the_bridge_address() {
         "run", "--rm", IMG, "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
     ]);
     assert!(got.contains("10.59.0.2/24"), "{got}");
+}
+
+/// Containers started at the same time never share an address.
+#[test]
+fn concurrent_starts_get_distinct_addresses() {
+    if !can_run_containers() {
+        return;
+    }
+    let d = loaded(&[]);
+    d.ok(&["network", "create", "--subnet", "10.60.0.0/24", "busy"]);
+    let names: Vec<String> = (0..8).map(|i| format!("par{i}")).collect();
+    std::thread::scope(|s| {
+        for (i, n) in names.iter().enumerate() {
+            let d = &d;
+            s.spawn(move || {
+                let net = if i % 2 == 0 { "bridge" } else { "busy" };
+                d.ok(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    n,
+                    "--network",
+                    net,
+                    IMG,
+                    "sleep",
+                    "60",
+                ]);
+            });
+        }
+    });
+    let mut ips: Vec<String> = names
+        .iter()
+        .map(|n| {
+            d.ok(&[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                n,
+            ])
+            .trim()
+            .to_string()
+        })
+        .collect();
+    assert!(ips.iter().all(|ip| !ip.is_empty()), "{ips:?}");
+    ips.sort();
+    let all = ips.len();
+    ips.dedup();
+    assert_eq!(ips.len(), all, "an address handed out twice: {ips:?}");
+    let mut args = vec!["rm", "-f"];
+    args.extend(names.iter().map(String::as_str));
+    d.ok(&args);
+    d.ok(&["network", "rm", "busy"]);
 }
