@@ -471,6 +471,9 @@ fn without_the_userland_proxy_ports_are_nat_only() {
     );
     let rules = nft_in(&d);
     assert!(rules.contains("fib saddr type local masquerade"), "{rules}");
+    // The held port is the reservation: a narrower address on the same port is refused.
+    let (ok, _, err) = d.try_docker(&["run", "--rm", "-p", "127.0.0.1:18081:80", IMG, "true"]);
+    assert!(!ok && err.contains("port is already allocated"), "{err}");
     d.ok(&["rm", "-f", "site"]);
 }
 

@@ -1132,7 +1132,7 @@ impl Manager {
         to: &Endpoint,
         live: &mut Live,
     ) -> std::io::Result<u16> {
-        let s = host_socket::bind(p.proto, SocketAddr::new(host_ip, port))?;
+        let s = host_socket::bind(p.proto, SocketAddr::new(host_ip, port), cfg.userland_proxy)?;
         let port = host_socket::port(&s)?;
         let target = SocketAddr::from((to.ip, p.container_port));
         match (p.proto, cfg.userland_proxy) {
@@ -1418,15 +1418,17 @@ impl DnsView {
     }
 }
 
-/// Host sockets of published ports: bound with `SO_REUSEADDR` (TCP) and, for IPv6,
-/// `IPV6_V6ONLY`, so that `0.0.0.0:P` and `[::]:P` are two bindings, as dockerd makes them.
+/// Host sockets of published ports: IPv6 ones with `IPV6_V6ONLY`, so that `0.0.0.0:P` and
+/// `[::]:P` are two bindings, as dockerd makes them.
 mod host_socket {
     use crate::firewall::Proto;
     use socket2::{Domain, Socket, Type};
     use std::net::SocketAddr;
 
-    /// A socket bound to `addr` (port 0: an ephemeral one).
-    pub fn bind(proto: Proto, addr: SocketAddr) -> std::io::Result<Socket> {
+    /// A socket bound to `addr` (port 0: an ephemeral one). `listening`: a proxy's TCP
+    /// listener, with `SO_REUSEADDR` as std's listeners have it. A socket that only holds
+    /// the port (no proxy) has none: two such sockets with it could share a port.
+    pub fn bind(proto: Proto, addr: SocketAddr, listening: bool) -> std::io::Result<Socket> {
         let ty = match proto {
             Proto::Tcp => Type::STREAM,
             Proto::Udp => Type::DGRAM,
@@ -1435,7 +1437,7 @@ mod host_socket {
         if addr.is_ipv6() {
             s.set_only_v6(true)?;
         }
-        if proto == Proto::Tcp {
+        if proto == Proto::Tcp && listening {
             s.set_reuse_address(true)?;
         }
         s.bind(&addr.into())?;
