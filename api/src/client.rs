@@ -108,18 +108,7 @@ impl Response {
     }
 }
 
-/// Percent-encodes a query value or path segment.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use strata_registry::url::escape;
 
 impl Client {
     /// A client for `unix://PATH` or `tcp://HOST:PORT`; TLS over TCP when `tls` is given.

@@ -1,0 +1,20 @@
+//! Image distribution (issue #7): what Strata needs to talk to registries, apart from the
+//! daemon and the store so that it can be tested against a registry on its own.
+//!
+//! Its own crate because the distribution protocol (manifests and indexes, platform
+//! selection, auth challenges, the Engine API's registry credentials) is independent of the
+//! image store and of the HTTP server, and the transport that comes next (blob streams with
+//! ranges, TLS per registry) should not pull their dependencies in.
+//!
+//! So far: the parsing and selection parts, each unit-tested:
+//! - [`manifest`]: Docker schema2 and OCI manifests and indexes, by media type;
+//! - [`platform`]: `--platform` values and the index entry that matches this host or them;
+//! - [`challenge`]: `WWW-Authenticate` challenges (Basic, Bearer with realm/service/scope);
+//! - [`credentials`]: the Engine API's `X-Registry-Auth` header and `/auth` body;
+//! - [`url`]: percent-encoding, shared with the Engine API client.
+
+pub mod challenge;
+pub mod credentials;
+pub mod manifest;
+pub mod platform;
+pub mod url;
