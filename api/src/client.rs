@@ -1,7 +1,7 @@
 //! A small blocking HTTP/1.1 client for the Engine API over unix sockets, TCP and TLS: what
 //! the `strata` CLI speaks. One connection per request, bodies streamed both ways.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -108,6 +108,7 @@ impl Response {
     }
 }
 
+use strata_registry::http1;
 pub use strata_registry::url::escape;
 
 impl Client {
@@ -292,51 +293,20 @@ impl Client {
         mut r: BufReader<Box<dyn Stream>>,
         head_only: bool,
     ) -> Result<Response, ClientError> {
-        let proto = |what: String| ClientError::Protocol {
-            addr: self.addr.clone(),
-            what,
-        };
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(self.io())?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| proto(format!("status line {line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(self.io())?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
+        let head = http1::read_head(&mut r).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                ClientError::Protocol {
+                    addr: self.addr.clone(),
+                    what: e.to_string(),
+                }
+            } else {
+                self.io()(e)
             }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
-        let body: Box<dyn Read + Send> = if head_only || status == 204 || status == 304 {
-            Box::new(io::empty())
-        } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            Box::new(Chunked {
-                inner: r,
-                left: 0,
-                done: false,
-            })
-        } else if let Some(len) = get("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
-            Box::new(r.take(len))
-        } else {
-            Box::new(r)
-        };
+        })?;
+        let body = http1::body(r, &head, head_only);
         Ok(Response {
-            status,
-            headers,
+            status: head.status,
+            headers: head.headers,
             body,
             input: None,
         })
@@ -398,77 +368,9 @@ impl Client {
     }
 }
 
-/// A chunked transfer-encoded body.
-struct Chunked<R: BufRead> {
-    inner: R,
-    left: u64,
-    done: bool,
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut line = String::new();
-            self.inner.read_line(&mut line)?;
-            if line.trim().is_empty() {
-                // The CRLF after the previous chunk.
-                line.clear();
-                self.inner.read_line(&mut line)?;
-            }
-            let size = line.trim().split(';').next().unwrap_or("");
-            if size.is_empty() {
-                // The connection ended without the last chunk.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the response ended early",
-                ));
-            }
-            self.left = u64::from_str_radix(size, 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {size:?}")))?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = (buf.len() as u64).min(self.left) as usize;
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the response ended early",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunked_bodies() {
-        let data = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
-        let mut c = Chunked {
-            inner: &data[..],
-            left: 0,
-            done: false,
-        };
-        let mut s = String::new();
-        c.read_to_string(&mut s).unwrap();
-        assert_eq!(s, "hello, world");
-        let cut = b"5\r\nhel";
-        let mut c = Chunked {
-            inner: &cut[..],
-            left: 0,
-            done: false,
-        };
-        assert!(c.read_to_string(&mut String::new()).is_err());
-    }
 
     #[test]
     fn escapes() {

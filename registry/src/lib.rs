@@ -11,10 +11,12 @@
 //! - [`platform`]: `--platform` values and the index entry that matches this host or them;
 //! - [`challenge`]: `WWW-Authenticate` challenges (Basic, Bearer with realm/service/scope);
 //! - [`credentials`]: the Engine API's `X-Registry-Auth` header and `/auth` body;
-//! - [`url`]: percent-encoding, shared with the Engine API client.
+//! - [`url`]: percent-encoding, and [`http1`]: reading HTTP/1.1 responses, both shared with
+//!   the Engine API client.
 
 pub mod challenge;
 pub mod credentials;
+pub mod http1;
 pub mod manifest;
 pub mod platform;
 pub mod url;
