@@ -6,7 +6,8 @@
 //! image store and of the HTTP server, and the transport that comes next (blob streams with
 //! ranges, TLS per registry) should not pull their dependencies in.
 //!
-//! So far: the parsing and selection parts, each unit-tested:
+//! So far: [`client`], a blocking client of one registry (ping, manifests, blobs from an
+//! offset, Basic and Bearer auth, redirects), and the parsing and selection parts:
 //! - [`manifest`]: Docker schema2 and OCI manifests and indexes, by media type;
 //! - [`platform`]: `--platform` values and the index entry that matches this host or them;
 //! - [`challenge`]: `WWW-Authenticate` challenges (Basic, Bearer with realm/service/scope);
@@ -15,6 +16,7 @@
 //!   the Engine API client.
 
 pub mod challenge;
+pub mod client;
 pub mod credentials;
 pub mod http1;
 pub mod manifest;

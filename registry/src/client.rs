@@ -1,0 +1,410 @@
+//! A blocking client of one registry (the distribution API v2): the ping, manifests by tag
+//! or digest, and blobs streamed into a writer from an offset (`Range`, so an interrupted
+//! download resumes), following redirects. A 401 is answered once, as its challenge asks:
+//! Basic credentials, or a Bearer token fetched from the token server with them.
+//!
+//! One connection per request, over TCP or TLS (the caller's rustls config: certs.d CAs and
+//! client certificates come from there). Callers check blob digests while writing.
+
+use crate::challenge::{self, Challenge};
+use crate::credentials::AuthConfig;
+use crate::http1::{self, Head};
+use crate::manifest::{self, Fetched, ManifestError};
+use base64::Engine as _;
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_graph::Digest;
+
+/// Errors of registry requests, worded as dockerd words them where it has words.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("Get \"{url}\": {source}")]
+    Connect { url: String, source: io::Error },
+    #[error("{url}: {source}")]
+    Io { url: String, source: io::Error },
+    #[error("unauthorized: authentication required")]
+    Unauthorized,
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("blob unknown: {0}")]
+    BlobUnknown(Digest),
+    #[error("{url}: unexpected status {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("manifest digest mismatch: asked for {want}, got {got}")]
+    ManifestDigest { want: Digest, got: Digest },
+    #[error("invalid URL {0}")]
+    Url(String),
+    #[error("too many redirects from {0}")]
+    Redirects(String),
+}
+
+/// `http` or `https` with its TLS settings.
+#[derive(Clone)]
+pub enum Scheme {
+    Http,
+    Https(Arc<rustls::ClientConfig>),
+}
+
+/// A parsed `scheme://host[:port]/path?query`.
+struct Url {
+    tls: bool,
+    host: String,
+    port: u16,
+    target: String,
+}
+
+fn parse_url(u: &str) -> Option<Url> {
+    let (tls, rest) = if let Some(r) = u.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, u.strip_prefix("http://")?)
+    };
+    let (authority, target) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h.to_string(), p),
+            Err(_) => (authority.to_string(), if tls { 443 } else { 80 }),
+        },
+        _ => (authority.to_string(), if tls { 443 } else { 80 }),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(Url {
+        tls,
+        host,
+        port,
+        target,
+    })
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A response: its head and its body as a reader.
+pub struct Response {
+    pub head: Head,
+    pub body: Box<dyn Read + Send>,
+}
+
+/// A client of one registry for one repository's scope.
+pub struct RegistryClient {
+    /// `host[:port]`.
+    host: String,
+    scheme: Scheme,
+    auth: AuthConfig,
+    /// The Bearer token (or Basic header) that last worked.
+    authorization: Mutex<Option<String>>,
+    timeout: Duration,
+}
+
+impl RegistryClient {
+    /// A client of the registry at `host` (`127.0.0.1:5000`, `registry-1.docker.io`).
+    pub fn new(host: &str, scheme: Scheme, auth: AuthConfig) -> RegistryClient {
+        RegistryClient {
+            host: host.to_string(),
+            scheme,
+            auth,
+            authorization: Mutex::new(None),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn base(&self) -> String {
+        match self.scheme {
+            Scheme::Http => format!("http://{}", self.host),
+            Scheme::Https(_) => format!("https://{}", self.host),
+        }
+    }
+
+    fn connect(&self, url: &Url, full: &str) -> Result<Box<dyn Stream>, RegistryError> {
+        let err = |source| RegistryError::Connect {
+            url: full.to_string(),
+            source,
+        };
+        let tcp = TcpStream::connect((url.host.trim_matches(['[', ']']), url.port)).map_err(err)?;
+        let _ = tcp.set_nodelay(true);
+        tcp.set_read_timeout(Some(self.timeout)).map_err(err)?;
+        if !url.tls {
+            return Ok(Box::new(tcp));
+        }
+        let cfg = match &self.scheme {
+            Scheme::Https(c) => c.clone(),
+            Scheme::Http => {
+                return Err(err(io::Error::other(
+                    "a redirect to https, but no TLS settings for it",
+                )))
+            }
+        };
+        let name =
+            rustls::pki_types::ServerName::try_from(url.host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| err(io::Error::other(e.to_string())))?;
+        let conn = rustls::ClientConnection::new(cfg, name)
+            .map_err(|e| err(io::Error::other(e.to_string())))?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn
+                .complete_io(&mut s.sock)
+                .map_err(|e| err(io::Error::other(e.to_string())))?;
+        }
+        Ok(Box::new(s))
+    }
+
+    /// One request to an absolute URL, no retries.
+    fn once(
+        &self,
+        method: &str,
+        full: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response, RegistryError> {
+        let url = parse_url(full).ok_or_else(|| RegistryError::Url(full.to_string()))?;
+        let mut s = self.connect(&url, full)?;
+        let io_err = |source| RegistryError::Io {
+            url: full.to_string(),
+            source,
+        };
+        let host = if (url.tls && url.port == 443) || (!url.tls && url.port == 80) {
+            url.host.clone()
+        } else {
+            format!("{}:{}", url.host, url.port)
+        };
+        let mut req = format!(
+            "{method} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata/{}\r\nConnection: close\r\n",
+            url.target,
+            env!("CARGO_PKG_VERSION")
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).map_err(io_err)?;
+        s.flush().map_err(io_err)?;
+        let mut r = BufReader::with_capacity(1 << 16, s);
+        let head = http1::read_head(&mut r).map_err(io_err)?;
+        let body = http1::body(r, &head, method == "HEAD");
+        Ok(Response { head, body })
+    }
+
+    /// A request to `path` on the registry: authorized as its 401 asks (once), redirects
+    /// followed (without the registry's authorization, as they lead elsewhere).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response, RegistryError> {
+        let url = format!("{}{path}", self.base());
+        let mut all: Vec<(&str, String)> = headers.to_vec();
+        let known = self
+            .authorization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(a) = &known {
+            all.push(("Authorization", a.clone()));
+        }
+        let mut resp = self.once(method, &url, &all)?;
+        if resp.head.status == 401 {
+            let challenges = resp
+                .head
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
+                .flat_map(|(_, v)| challenge::parse(v))
+                .collect::<Vec<_>>();
+            let a = self.authorize(&challenges)?;
+            *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
+            let mut retry: Vec<(&str, String)> = headers.to_vec();
+            retry.push(("Authorization", a));
+            resp = self.once(method, &url, &retry)?;
+            if resp.head.status == 401 {
+                return Err(RegistryError::Unauthorized);
+            }
+        }
+        let mut hops = 0;
+        while matches!(resp.head.status, 301 | 302 | 303 | 307 | 308) {
+            hops += 1;
+            if hops > 5 {
+                return Err(RegistryError::Redirects(url));
+            }
+            let Some(loc) = resp.head.header("Location").map(String::from) else {
+                break;
+            };
+            let next = if loc.starts_with('/') {
+                format!("{}{loc}", self.base())
+            } else {
+                loc
+            };
+            resp = self.once(method, &next, headers)?;
+        }
+        Ok(resp)
+    }
+
+    /// The `Authorization` value a set of challenges asks for.
+    fn authorize(&self, challenges: &[Challenge]) -> Result<String, RegistryError> {
+        let basic = self.auth.basic().ok().flatten().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        if !self.auth.registry_token.is_empty() {
+            return Ok(format!("Bearer {}", self.auth.registry_token));
+        }
+        for c in challenges {
+            match c {
+                Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                } => {
+                    let scopes: Vec<String> = scope.iter().cloned().collect();
+                    let url = challenge::token_url(realm, service.as_deref(), &scopes);
+                    let headers: Vec<(&str, String)> =
+                        basic.iter().map(|b| ("Authorization", b.clone())).collect();
+                    let resp = self.once("GET", &url, &headers)?;
+                    if resp.head.status != 200 {
+                        return Err(RegistryError::Unauthorized);
+                    }
+                    let body = read_all(resp.body, &url, 1 << 20)?;
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&body).map_err(|_| RegistryError::Unauthorized)?;
+                    let token = v["token"]
+                        .as_str()
+                        .or_else(|| v["access_token"].as_str())
+                        .ok_or(RegistryError::Unauthorized)?;
+                    return Ok(format!("Bearer {token}"));
+                }
+                Challenge::Basic { .. } => {
+                    if let Some(b) = &basic {
+                        return Ok(b.clone());
+                    }
+                }
+            }
+        }
+        Err(RegistryError::Unauthorized)
+    }
+
+    /// `GET /v2/`: whether the registry answers (authorized as it asks).
+    pub fn ping(&self) -> Result<(), RegistryError> {
+        let resp = self.request("GET", "/v2/", &[])?;
+        expect_ok(resp, "/v2/").map(|_| ())
+    }
+
+    /// The manifest or index of `repository` at `reference` (a tag or a digest), with its
+    /// digest and bytes; a digest reference is checked against the bytes.
+    pub fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Fetched, Digest, Vec<u8>), RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let resp = self.request("GET", &path, &[("Accept", manifest::ACCEPT.join(", "))])?;
+        if resp.head.status == 404 {
+            return Err(RegistryError::ManifestUnknown(format!(
+                "{repository}:{reference}"
+            )));
+        }
+        let resp = expect_ok(resp, &path)?;
+        let ct = resp.head.header("Content-Type").unwrap_or("").to_string();
+        let body = read_all(resp.body, &path, manifest::MAX_MANIFEST_BYTES as u64 + 1)?;
+        let got = Digest::of(&body);
+        if let Ok(want) = reference.parse::<Digest>() {
+            if want != got {
+                return Err(RegistryError::ManifestDigest { want, got });
+            }
+        }
+        Ok((manifest::parse(&ct, &body)?, got, body))
+    }
+
+    /// Streams blob `digest` of `repository` into `out` from byte `offset` on (a resumed
+    /// download); returns the bytes written. A registry that ignores the range starts over
+    /// and is read past the first `offset` bytes.
+    pub fn blob_to(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        out: &mut dyn Write,
+    ) -> Result<u64, RegistryError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let headers: Vec<(&str, String)> = if offset > 0 {
+            vec![("Range", format!("bytes={offset}-"))]
+        } else {
+            vec![]
+        };
+        let resp = self.request("GET", &path, &headers)?;
+        if resp.head.status == 404 {
+            return Err(RegistryError::BlobUnknown(*digest));
+        }
+        let partial = resp.head.status == 206;
+        let mut resp = expect_ok(resp, &path)?;
+        let io_err = |source| RegistryError::Io {
+            url: path.clone(),
+            source,
+        };
+        if offset > 0 && !partial {
+            io::copy(&mut (&mut resp.body).take(offset), &mut io::sink()).map_err(io_err)?;
+        }
+        io::copy(&mut resp.body, out).map_err(io_err)
+    }
+}
+
+/// A 2xx response, or its status and body as an error (401 as dockerd's words).
+fn expect_ok(resp: Response, path: &str) -> Result<Response, RegistryError> {
+    match resp.head.status {
+        200..=299 => Ok(resp),
+        401 => Err(RegistryError::Unauthorized),
+        status => {
+            let body = read_all(resp.body, path, 4096).unwrap_or_default();
+            Err(RegistryError::Status {
+                url: path.to_string(),
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            })
+        }
+    }
+}
+
+/// A whole body, refused past `limit` bytes.
+fn read_all(body: Box<dyn Read + Send>, what: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
+    let mut v = Vec::new();
+    body.take(limit)
+        .read_to_end(&mut v)
+        .map_err(|source| RegistryError::Io {
+            url: what.to_string(),
+            source,
+        })?;
+    if v.len() as u64 >= limit && limit > 4096 {
+        return Err(ManifestError::TooLarge.into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("https://registry-1.docker.io/v2/").expect("url");
+        assert!(u.tls && u.host == "registry-1.docker.io" && u.port == 443 && u.target == "/v2/");
+        let u = parse_url("http://127.0.0.1:5000").expect("url");
+        assert!(!u.tls && u.host == "127.0.0.1" && u.port == 5000 && u.target == "/");
+        let u = parse_url("http://[::1]:5000/v2/x?y=1").expect("url");
+        assert!(u.host == "[::1]" && u.port == 5000 && u.target == "/v2/x?y=1");
+        assert!(parse_url("ftp://x").is_none());
+        assert!(parse_url("http:///x").is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! The client against a real registry: Debian's `docker-registry` (distribution 2.8) started
+//! on 127.0.0.1 for the test, an image pushed into it with `skopeo` from a `docker save`
+//! archive built here. Skipped, saying so, where either program is missing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_graph::archive::tar::{Header, Kind, TarWriter};
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::Digest;
+use strata_registry::client::{RegistryClient, RegistryError, Scheme};
+use strata_registry::credentials::AuthConfig;
+use strata_registry::manifest::{Compression, Fetched};
+
+/// A registry process, stopped by PID when dropped.
+struct Registry {
+    child: Child,
+    host: String,
+    root: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn start_registry(dir: &Path) -> Registry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let root = dir.join("data");
+    let cfg = dir.join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let r = Registry {
+        child,
+        host: format!("127.0.0.1:{port}"),
+        root,
+    };
+    let c = RegistryClient::new(&r.host, Scheme::Http, AuthConfig::default());
+    let t = Instant::now();
+    while c.ping().is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r
+}
+
+/// A one-layer `docker save` archive of `name`: (archive, config bytes, layer tar).
+fn image_archive(dir: &Path, name: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let layer = TarBuilder::new()
+        .dir("data")
+        .file_mode("data/payload", &payload, 0o644, 0, 0)
+        .build();
+    let diff = Digest::of(&layer);
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    )
+    .into_bytes();
+    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
+    let manifest =
+        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{name}"],"Layers":["l/layer.tar"]}}]"#);
+    let mut w = TarWriter::new(Vec::new());
+    for (p, data) in [
+        (cfg_name.as_str(), &cfg[..]),
+        ("l/layer.tar", &layer[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let h = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&h, Some(&mut &data[..])).expect("append");
+    }
+    let path = dir.join("image.tar");
+    std::fs::write(&path, w.finish().expect("tar")).expect("write");
+    (path, cfg, layer)
+}
+
+fn push(archive: &Path, dest: &str) {
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn manifests_and_blobs_from_a_real_registry() {
+    if !have("docker-registry") || !have("skopeo") {
+        eprintln!("SKIPPED: needs docker-registry and skopeo (Debian packages)");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let reg = start_registry(t.path());
+    let (archive, cfg, _layer) = image_archive(t.path(), "test/bb:1");
+    push(&archive, &format!("{}/test/bb:1", reg.host));
+    let c = RegistryClient::new(&reg.host, Scheme::Http, AuthConfig::default());
+
+    // By tag, then by the digest it had.
+    let (fetched, digest, bytes) = c.manifest("test/bb", "1").expect("manifest");
+    let Fetched::Manifest(m) = fetched else {
+        panic!("a manifest, not an index");
+    };
+    assert_eq!(Digest::of(&bytes), digest);
+    assert_eq!(m.layers.len(), 1);
+    assert_eq!(m.layers[0].compression().ok(), Some(Compression::Gzip));
+    assert_eq!(
+        m.config.digest,
+        Digest::of(&cfg),
+        "the config is pushed as it was"
+    );
+    let (again, d2, _) = c
+        .manifest("test/bb", &digest.to_string())
+        .expect("by digest");
+    assert_eq!(d2, digest);
+    assert!(matches!(again, Fetched::Manifest(_)));
+
+    // Blobs stream with their digest; a download resumes from an offset.
+    let mut got = Vec::new();
+    c.blob_to("test/bb", &m.config.digest, 0, &mut got)
+        .expect("config blob");
+    assert_eq!(got, cfg);
+    let layer = &m.layers[0];
+    let mut w = strata_graph::digest::DigestWriter::new(Vec::new());
+    let n = c
+        .blob_to("test/bb", &layer.digest, 0, &mut w)
+        .expect("layer blob");
+    assert_eq!((n, w.digest()), (layer.size, layer.digest));
+    let whole = w.into_inner();
+    let mut tail = Vec::new();
+    c.blob_to("test/bb", &layer.digest, 100, &mut tail)
+        .expect("resumed");
+    assert_eq!(tail, whole[100..]);
+
+    // Unknown names say so.
+    assert!(matches!(
+        c.manifest("test/bb", "nope"),
+        Err(RegistryError::ManifestUnknown(_))
+    ));
+    let missing = Digest::of(b"not there");
+    assert!(matches!(
+        c.blob_to("test/bb", &missing, 0, &mut std::io::sink()),
+        Err(RegistryError::BlobUnknown(_))
+    ));
+    let other_digest = "sha256:".to_string() + &"0".repeat(64);
+    assert!(matches!(
+        c.manifest("test/bb", &other_digest),
+        Err(RegistryError::ManifestUnknown(_))
+    ));
+
+    // A blob tampered with in the registry's storage: its bytes no longer hash to the digest
+    // the manifest names, which is what a pull checks while writing.
+    let hex = layer.digest.hex();
+    let data = reg
+        .root
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex)
+        .join("data");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .expect("the blob's file");
+    f.write_all(b"tampered").expect("tamper");
+    drop(f);
+    let mut w = strata_graph::digest::DigestWriter::new(std::io::sink());
+    c.blob_to("test/bb", &layer.digest, 0, &mut w)
+        .expect("served anyway");
+    assert_ne!(
+        w.digest(),
+        layer.digest,
+        "the tampering shows in the digest"
+    );
+}
