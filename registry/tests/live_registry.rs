@@ -34,7 +34,9 @@ fn have(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn start_registry(dir: &Path) -> Registry {
+/// A registry on a free loopback port, storing under `dir`; `extra` is more of its YAML
+/// config (TLS, auth). It is ready when a client with `scheme` and `auth` reaches it.
+fn start_registry_with(dir: &Path, extra: &str, scheme: Scheme, auth: AuthConfig) -> Registry {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -44,7 +46,7 @@ fn start_registry(dir: &Path) -> Registry {
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             root.display()
         ),
     )
@@ -61,7 +63,7 @@ fn start_registry(dir: &Path) -> Registry {
         host: format!("127.0.0.1:{port}"),
         root,
     };
-    let c = RegistryClient::new(&r.host, Scheme::Http, AuthConfig::default());
+    let c = RegistryClient::new(&r.host, scheme, auth);
     let t = Instant::now();
     while c.ping().is_err() {
         assert!(
@@ -71,6 +73,10 @@ fn start_registry(dir: &Path) -> Registry {
         std::thread::sleep(Duration::from_millis(50));
     }
     r
+}
+
+fn start_registry(dir: &Path) -> Registry {
+    start_registry_with(dir, "", Scheme::Http, AuthConfig::default())
 }
 
 /// A one-layer `docker save` archive of `name`: (archive, config bytes, layer tar).
@@ -203,4 +209,177 @@ fn manifests_and_blobs_from_a_real_registry() {
         layer.digest,
         "the tampering shows in the digest"
     );
+}
+
+fn run(cmd: &str, args: &[&str], dir: &Path) {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn make_certs(dir: &Path) {
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=strata-test-ca",
+        ],
+        dir,
+    );
+    run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        dir,
+    );
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+        dir,
+    );
+}
+
+/// A rustls client config trusting the CA at `ca` (none: no roots at all).
+fn tls_config(ca: Option<&Path>) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca.crt") {
+            roots.add(c.expect("a certificate")).expect("a root");
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn ann() -> AuthConfig {
+    AuthConfig {
+        username: "ann".into(),
+        password: "s3cret".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tls_and_basic_auth() {
+    if !["docker-registry", "skopeo", "openssl", "htpasswd"]
+        .iter()
+        .all(|p| have(p))
+    {
+        eprintln!("SKIPPED: needs docker-registry, skopeo, openssl and htpasswd (apache2-utils)");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path();
+    make_certs(dir);
+    run("htpasswd", &["-Bbc", "htpasswd", "ann", "s3cret"], dir);
+    let extra = format!(
+        "  tls:\n    certificate: {d}/srv.crt\n    key: {d}/srv.key\nauth:\n  htpasswd:\n    realm: strata-test\n    path: {d}/htpasswd\n",
+        d = dir.display()
+    );
+    let ca = dir.join("ca.crt");
+    let reg = start_registry_with(dir, &extra, Scheme::Https(tls_config(Some(&ca))), ann());
+    // skopeo pushes with the same credentials and CA (its cert dir holds ca.crt).
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("copy ca");
+    let (archive, cfg, _) = image_archive(dir, "test/auth:1");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-creds", "ann:s3cret"])
+        .arg(format!("--dest-cert-dir={}", certs.display()))
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{}/test/auth:1", reg.host))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let good = RegistryClient::new(&reg.host, Scheme::Https(tls_config(Some(&ca))), ann());
+    let (fetched, _, _) = good.manifest("test/auth", "1").expect("manifest with auth");
+    let Fetched::Manifest(m) = fetched else {
+        panic!("a manifest");
+    };
+    let mut got = Vec::new();
+    good.blob_to("test/auth", &m.config.digest, 0, &mut got)
+        .expect("blob with auth");
+    assert_eq!(got, cfg);
+    // No credentials, or wrong ones: dockerd's words.
+    let anon = RegistryClient::new(
+        &reg.host,
+        Scheme::Https(tls_config(Some(&ca))),
+        AuthConfig::default(),
+    );
+    assert!(matches!(anon.ping(), Err(RegistryError::Unauthorized)));
+    let wrong = AuthConfig {
+        password: "nope".into(),
+        ..ann()
+    };
+    let bad = RegistryClient::new(&reg.host, Scheme::Https(tls_config(Some(&ca))), wrong);
+    assert!(matches!(
+        bad.manifest("test/auth", "1"),
+        Err(RegistryError::Unauthorized)
+    ));
+    // Without the CA the certificate is refused, and the error says why.
+    let untrusting = RegistryClient::new(&reg.host, Scheme::Https(tls_config(None)), ann());
+    match untrusting.ping() {
+        Err(RegistryError::Connect { source, .. }) => {
+            assert!(source.to_string().contains("UnknownIssuer"), "{source}")
+        }
+        other => panic!("expected a certificate error, got {:?}", other.err()),
+    }
 }
