@@ -204,7 +204,6 @@ pub fn start_dockerd_with(dir: &Path, ns: Option<&Path>, args: &[&str]) -> Optio
 /// A one-layer busybox image named `name` as `docker save` writes it, with `extra` files
 /// (path, content) in its layer.
 pub fn busybox_image(dir: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathBuf {
-    use strata_graph::archive::tar::{Header, Kind, TarWriter};
     use strata_graph::graphtest::tars::TarBuilder;
     use strata_graph::Digest;
     let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
@@ -232,20 +231,9 @@ pub fn busybox_image(dir: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathB
         r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"],"Env":["PATH=/bin"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
     )
     .into_bytes();
-    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
-    let manifest =
-        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{name}"],"Layers":["l/layer.tar"]}}]"#);
-    let mut w = TarWriter::new(Vec::new());
-    for (p, data) in [
-        (cfg_name.as_str(), &cfg[..]),
-        ("l/layer.tar", &layer[..]),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let h = Header::new(p, Kind::Regular, data.len() as u64);
-        w.append(&h, Some(&mut &data[..])).expect("append");
-    }
     let path = dir.join("busybox.tar");
-    std::fs::write(&path, w.finish().expect("tar")).expect("write");
+    let archive = strata_graph::graphtest::tars::save_archive(&cfg, &[&layer], &[name]);
+    std::fs::write(&path, archive).expect("write");
     path
 }
 

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use strata_graph::archive::tar::{Header, Kind, TarWriter};
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::Digest;
 use strata_registry::client::{RegistryClient, RegistryError, Scheme};
@@ -91,20 +90,9 @@ fn image_archive(dir: &Path, name: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
         r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
     )
     .into_bytes();
-    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
-    let manifest =
-        format!(r#"[{{"Config":"{cfg_name}","RepoTags":["{name}"],"Layers":["l/layer.tar"]}}]"#);
-    let mut w = TarWriter::new(Vec::new());
-    for (p, data) in [
-        (cfg_name.as_str(), &cfg[..]),
-        ("l/layer.tar", &layer[..]),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let h = Header::new(p, Kind::Regular, data.len() as u64);
-        w.append(&h, Some(&mut &data[..])).expect("append");
-    }
     let path = dir.join("image.tar");
-    std::fs::write(&path, w.finish().expect("tar")).expect("write");
+    let archive = strata_graph::graphtest::tars::save_archive(&cfg, &[&layer], &[name]);
+    std::fs::write(&path, archive).expect("write");
     (path, cfg, layer)
 }
 

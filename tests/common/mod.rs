@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
-use strata_graph::archive::tar::{Header, Kind, TarReader, TarWriter};
+use strata_graph::archive::tar::TarReader;
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::Digest;
 
@@ -477,22 +477,10 @@ pub fn busybox_archive(dir: &Path) -> (PathBuf, Vec<Digest>, Digest) {
     )
     .into_bytes();
     let id = Digest::of(&cfg);
-    let cfg_name = format!("{}.json", id.hex());
-    let manifest = format!(
-        r#"[{{"Config":"{cfg_name}","RepoTags":["test/busybox:1"],"Layers":["a/layer.tar","b/layer.tar"]}}]"#
-    );
-    let mut w = TarWriter::new(Vec::new());
-    for (p, data) in [
-        (cfg_name.as_str(), &cfg[..]),
-        ("a/layer.tar", &l0[..]),
-        ("b/layer.tar", &l1[..]),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let h = Header::new(p, Kind::Regular, data.len() as u64);
-        w.append(&h, Some(&mut &data[..])).expect("append");
-    }
+    let archive =
+        strata_graph::graphtest::tars::save_archive(&cfg, &[&l0, &l1], &["test/busybox:1"]);
     let path = dir.join("busybox.tar");
-    std::fs::write(&path, w.finish().expect("finish")).expect("write");
+    std::fs::write(&path, archive).expect("write");
     (path, diff_ids, id)
 }
 

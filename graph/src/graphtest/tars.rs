@@ -250,3 +250,23 @@ pub fn hostile_cases(escape: &str) -> Vec<Hostile> {
     });
     out
 }
+
+/// A `docker save` archive of one image: its config's bytes (named by their digest), its
+/// layer tars (bottom first, `l0/layer.tar`, ...) and a `manifest.json` giving it `tags`.
+pub fn save_archive(config: &[u8], layers: &[&[u8]], tags: &[&str]) -> Vec<u8> {
+    let cfg_name = format!("{}.json", crate::Digest::of(config).hex());
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("l{i}/layer.tar"))
+        .collect();
+    let manifest =
+        serde_json::json!([{ "Config": cfg_name, "RepoTags": tags, "Layers": names }]).to_string();
+    let mut w = TarWriter::new(Vec::new());
+    let mut entries: Vec<(&str, &[u8])> = vec![(cfg_name.as_str(), config)];
+    entries.extend(names.iter().map(String::as_str).zip(layers.iter().copied()));
+    entries.push(("manifest.json", manifest.as_bytes()));
+    for (p, data) in entries {
+        let hdr = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&hdr, Some(&mut &data[..])).expect("append");
+    }
+    w.finish().expect("finish")
+}
