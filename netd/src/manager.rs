@@ -460,14 +460,17 @@ impl Manager {
 
     /// The address pool of a bridge network.
     fn pool(&self, n: &Network) -> Result<Arc<Pool>, NetError> {
-        if let Some(p) = lock(&self.pools).get(&n.id) {
+        // Opened under the lock: two starts at once must share one pool, or each would
+        // hand out addresses from a state of its own.
+        let mut pools = lock(&self.pools);
+        if let Some(p) = pools.get(&n.id) {
             return Ok(p.clone());
         }
         let c = n
             .ipam_v4()
             .ok_or_else(|| NetError::Invalid(format!("network {} has no address pool", n.name)))?;
         let p = Arc::new(open_pool(&self.pool_file(&n.id), c)?);
-        lock(&self.pools).insert(n.id.clone(), p.clone());
+        pools.insert(n.id.clone(), p.clone());
         Ok(p)
     }
 
@@ -480,11 +483,12 @@ impl Manager {
         let Some(c) = n.ipam_v6() else {
             return Ok(None);
         };
-        if let Some(p) = lock(&self.pools6).get(&n.id) {
+        let mut pools = lock(&self.pools6);
+        if let Some(p) = pools.get(&n.id) {
             return Ok(Some(p.clone()));
         }
         let p = Arc::new(open_pool(&self.pool6_file(&n.id), c)?);
-        lock(&self.pools6).insert(n.id.clone(), p.clone());
+        pools.insert(n.id.clone(), p.clone());
         Ok(Some(p))
     }
 
