@@ -159,6 +159,18 @@ async fn add_address(h: &Handle, idx: u32, ip: IpAddr, prefix: u8) -> Result<(),
     req.execute().await
 }
 
+/// Adds a default `route` via `gw`; one already there is not an error.
+async fn add_route(
+    h: &Handle,
+    route: rtnetlink::packet_route::route::RouteMessage,
+    gw: &dyn std::fmt::Display,
+) -> Result<(), LinkError> {
+    match h.route().add(route).execute().await {
+        Err(e) if !exists_already(&e) => Err(nl(format!("adding the default route via {gw}"))(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Makes the bridge unless it exists, gives it its address unless it has it, and brings it
 /// up. Returns whether it was made here (so that a failed setup removes only what it made).
 pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
@@ -351,26 +363,12 @@ pub fn add_interface(i: &Interface) -> Result<(), LinkError> {
         }
         bring_up(&h, idx, &inside.ifname).await?;
         if let Some(gw) = inside.gateway6 {
-            let route = RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(gw)
-                .output_interface(idx)
-                .build();
-            if let Err(e) = h.route().add(route).execute().await {
-                if !exists_already(&e) {
-                    return Err(nl(format!("adding the IPv6 default route via {gw}"))(e));
-                }
-            }
+            let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw);
+            add_route(&h, route.output_interface(idx).build(), &gw).await?;
         }
         if let Some(gw) = inside.gateway {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gw)
-                .output_interface(idx)
-                .build();
-            if let Err(e) = h.route().add(route).execute().await {
-                if !exists_already(&e) {
-                    return Err(nl(format!("adding the default route via {gw}"))(e));
-                }
-            }
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw);
+            add_route(&h, route.output_interface(idx).build(), &gw).await?;
         }
         Ok(())
     });

@@ -163,6 +163,21 @@ fn open_pool<A: Family>(file: &Path, c: &IpamConfig) -> Result<Pool<A>, NetError
     Ok(Pool::open(file, subnet, range, gw)?)
 }
 
+/// Removes the pool file at `file` unless it holds the pool of `c`'s subnet and gateway
+/// (`None`: the network has no such pool).
+fn drop_stale_pool<A: Family>(file: &Path, c: Option<&IpamConfig>) {
+    let keep = c.is_some_and(|c| {
+        let gateway = c.gateway.parse::<A>().ok();
+        open_pool::<A>(file, c).is_ok_and(|p| {
+            Subnet::parse(&c.subnet).ok() == Some(p.subnet())
+                && gateway.is_none_or(|g| g == p.gateway())
+        })
+    });
+    if !keep {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -416,26 +431,8 @@ impl Manager {
             .set_default_bridge(Some(net))?;
         let net = self.network("bridge")?;
         // A changed subnet starts its pool anew.
-        let pool_file = self.pool_file(&net.id);
-        if let Ok(p) = Pool::open(&pool_file, subnet, range, Some(gateway)) {
-            if p.subnet() != subnet || p.gateway() != gateway {
-                let _ = std::fs::remove_file(&pool_file);
-            }
-        }
-        let pool6_file = self.pool6_file(&net.id);
-        match &v6 {
-            Some(c) => {
-                let keep =
-                    Pool::<Ipv6Addr>::open(&pool6_file, Subnet::parse(&c.subnet)?, None, None)
-                        .is_ok_and(|p| p.subnet().to_string() == c.subnet);
-                if !keep {
-                    let _ = std::fs::remove_file(&pool6_file);
-                }
-            }
-            None => {
-                let _ = std::fs::remove_file(&pool6_file);
-            }
-        }
+        drop_stale_pool::<Ipv4Addr>(&self.pool_file(&net.id), net.ipam_v4());
+        drop_stale_pool::<Ipv6Addr>(&self.pool6_file(&net.id), net.ipam_v6());
         lock(&self.pools).remove(&net.id);
         lock(&self.pools6).remove(&net.id);
         if cfg.bridge != "strata0" && !link::exists(&cfg.bridge)? {
