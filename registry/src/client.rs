@@ -319,6 +319,9 @@ impl RegistryClient {
         let resp = expect_ok(resp, &path)?;
         let ct = resp.head.header("Content-Type").unwrap_or("").to_string();
         let body = read_all(resp.body, &path, manifest::MAX_MANIFEST_BYTES as u64 + 1)?;
+        if body.len() > manifest::MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge.into());
+        }
         let got = Digest::of(&body);
         if let Ok(want) = reference.parse::<Digest>() {
             if want != got {
@@ -377,7 +380,8 @@ fn expect_ok(resp: Response, path: &str) -> Result<Response, RegistryError> {
     }
 }
 
-/// A whole body, refused past `limit` bytes.
+/// A body's first `limit` bytes (callers that must refuse more read one byte past their
+/// limit and check).
 fn read_all(body: Box<dyn Read + Send>, what: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
     let mut v = Vec::new();
     body.take(limit)
@@ -386,9 +390,6 @@ fn read_all(body: Box<dyn Read + Send>, what: &str, limit: u64) -> Result<Vec<u8
             url: what.to_string(),
             source,
         })?;
-    if v.len() as u64 >= limit && limit > 4096 {
-        return Err(ManifestError::TooLarge.into());
-    }
     Ok(v)
 }
 
