@@ -5,7 +5,9 @@ use crate::format::print_rows;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use strata_api::client::{escape, Body, Client};
+use strata_netd::ipam::{Family, Subnet};
 
 /// `network ...`.
 #[derive(Subcommand, Debug)]
@@ -267,31 +269,23 @@ fn kv(items: &[String]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-/// An address or a `ADDR/LEN` network as (bits as u128, bit width, prefix length).
-fn parse_cidr(s: &str) -> Option<(u128, u32, u32)> {
-    let (addr, len) = s.split_once('/').unwrap_or((s, ""));
-    let (bits, width) = match addr.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-        std::net::IpAddr::V6(a) => (u128::from(a), 128),
-    };
-    let len = if len.is_empty() {
-        width
-    } else {
-        len.parse().ok().filter(|l| *l <= width)?
-    };
-    Some((bits, width, len))
-}
-
-/// Whether `addr` (an address or a network) lies within the network `subnet`.
+/// Whether `addr` (an address or a network) lies within the network `subnet`, either family.
 fn subnet_contains(subnet: &str, addr: &str) -> bool {
-    let (Some((net, w, len)), Some((a, aw, alen))) = (parse_cidr(subnet), parse_cidr(addr)) else {
-        return false;
-    };
-    if w != aw || alen < len {
-        return false;
+    fn within<A: Family>(subnet: &str, addr: &str) -> Option<bool> {
+        let s = Subnet::<A>::parse(subnet).ok()?;
+        let a = if addr.contains('/') {
+            Subnet::<A>::parse(addr).ok()?
+        } else {
+            Subnet {
+                addr: addr.parse::<A>().ok()?,
+                prefix: A::BITS,
+            }
+        };
+        Some(a.prefix >= s.prefix && s.contains(a.addr))
     }
-    let shift = w - len;
-    len == 0 || (net >> shift) == (a >> shift)
+    within::<Ipv4Addr>(subnet, addr)
+        .or_else(|| within::<Ipv6Addr>(subnet, addr))
+        .unwrap_or(false)
 }
 
 /// The IPAM `Config` list of `network create`: one entry per subnet, each gateway, range
