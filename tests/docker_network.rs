@@ -17,24 +17,38 @@ fn loaded(extra: &[&str]) -> Daemon {
     d
 }
 
-/// The host's links and firewall rules, to compare before and after.
-fn host_state() -> (String, String) {
-    let links = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            let mut v: Vec<String> = d
-                .flatten()
+/// The links of the caller's network namespace, sorted.
+fn link_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|r| {
+            r.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v.join(" ")
+                .collect()
         })
         .unwrap_or_default();
-    let rules = std::process::Command::new("nft")
-        .args(["list", "ruleset"])
+    v.sort();
+    v
+}
+
+/// What `program args` prints (in the caller's namespace); empty when it cannot run.
+fn output_of(program: &str, args: &[String]) -> String {
+    std::process::Command::new(program)
+        .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    (links, rules)
+        .unwrap_or_default()
+}
+
+/// What `program args` prints inside the namespace at `ns`.
+fn output_in(ns: &std::path::Path, program: &'static str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    in_netns(ns, move || output_of(program, &args))
+}
+
+/// The host's links and firewall rules, to compare before and after.
+fn host_state() -> (String, String) {
+    let rules = output_of("nft", &["list".into(), "ruleset".into()]);
+    (link_names().join(" "), rules)
 }
 
 /// An HTTP GET from inside the daemon's namespace: the body, or the error.
@@ -56,14 +70,7 @@ fn http_get(d: &Daemon, addr: &str) -> Result<String, String> {
 }
 
 fn nft_in(d: &Daemon) -> String {
-    let ns = d.netns();
-    in_netns(&ns, || {
-        std::process::Command::new("nft")
-            .args(["list", "ruleset"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    })
+    output_in(&d.netns(), "nft", &["list", "ruleset"])
 }
 
 /// One ping from a new container of the default network: (answered, output).
@@ -110,17 +117,7 @@ fn dns_over_tcp(name: &str) -> Vec<u8> {
 
 /// The links of the daemon's namespace (its host), sorted.
 fn links_in(d: &Daemon) -> Vec<String> {
-    in_netns(&d.netns(), || {
-        let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    })
+    in_netns(&d.netns(), link_names)
 }
 
 /// A network's `IPAM.Config` as JSON.
@@ -565,13 +562,7 @@ fn strata_cli_network_flags() {
         "eth0",
     ]);
     assert!(first.contains("10.77.0.129/24"), "{first}");
-    let bridge = in_netns(&d.netns(), || {
-        std::process::Command::new("ip")
-            .args(["-br", "addr", "show", "strbr7"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    });
+    let bridge = output_in(&d.netns(), "ip", &["-br", "addr", "show", "strbr7"]);
     assert!(
         bridge.contains("10.77.0.254/24"),
         "-o bridge name: {bridge}"
@@ -987,19 +978,7 @@ fn an_existing_bridge_named_with_b() {
     }
     let mut d = loaded(&[]);
     let ns = d.netns();
-    let ip = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        in_netns(&ns, move || {
-            std::process::Command::new("ip")
-                .args(&args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout).into_owned()
-                        + &String::from_utf8_lossy(&o.stderr)
-                })
-                .unwrap_or_default()
-        })
-    };
+    let ip = |args: &[&str]| output_in(&ns, "ip", args);
     ip(&["link", "add", "extbr", "type", "bridge"]);
     ip(&["addr", "add", "10.66.0.1/24", "dev", "extbr"]);
     ip(&["link", "set", "extbr", "up"]);
@@ -1132,14 +1111,7 @@ fn a_changed_bip_replaces_the_bridge_address() {
     d.ok(&["run", "--rm", IMG, "true"]);
     d.stop();
     d.restart_with(&["--bip", "10.59.0.1/24"]);
-    let ns = d.netns();
-    let addrs = in_netns(&ns, || {
-        std::process::Command::new("ip")
-            .args(["-4", "-o", "addr", "show", "strata0"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    });
+    let addrs = output_in(&d.netns(), "ip", &["-4", "-o", "addr", "show", "strata0"]);
     assert!(
         addrs.contains("10.59.0.1/24") && addrs.matches("inet ").count() == 1,
         "{addrs}"
