@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_netd::store::IpamConfig;
 use strata_netd::Network;
+use strata_runtime::spec::network::NetworkMode;
 
 const BODY_LIMIT: usize = 1 << 20;
 
@@ -46,7 +47,7 @@ fn by_mode(c: &strata_runtime::Container, n: &Network) -> bool {
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
     mode == n.name
         || mode == n.id
-        || (n.name == "bridge" && matches!(mode, "" | "default" | "bridge"))
+        || (n.name == "bridge" && NetworkMode::parse(mode) == NetworkMode::Bridge)
 }
 
 /// Whether `c` was connected to `n` (`network connect`).
@@ -170,7 +171,11 @@ async fn connect(d: &Arc<Daemon>, n: &Network, b: &Value) -> Result<Resp, ApiErr
     let key = b["Container"].as_str().unwrap_or("");
     let c = find(d, key)?;
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
-    if matches!(mode, "host" | "none") || mode.starts_with("container:") || n.driver != "bridge" {
+    let shared = matches!(
+        NetworkMode::parse(mode),
+        NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)
+    );
+    if shared || n.driver != "bridge" {
         return Err(ApiError::bad_request(format!(
             "container cannot be disconnected from host network or connected to host network (network mode {mode}, network {})",
             n.name
