@@ -1020,21 +1020,12 @@ impl Manager {
         }
         let host =
             etc::Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-        let dns: Vec<String> = if req.dns.is_empty() {
-            cfg.dns.clone()
-        } else {
-            req.dns.clone()
-        };
-        let search = if req.dns_search.is_empty() {
-            cfg.dns_search.clone()
-        } else {
-            req.dns_search.clone()
-        };
-        let opts = if req.dns_opt.is_empty() {
-            cfg.dns_opt.clone()
-        } else {
-            req.dns_opt.clone()
-        };
+        // The container's own --dns* settings, else the daemon's.
+        let own_or_daemon =
+            |own: &[String], daemon: &[String]| if own.is_empty() { daemon } else { own }.to_vec();
+        let dns = own_or_daemon(&req.dns, &cfg.dns);
+        let search = own_or_daemon(&req.dns_search, &cfg.dns_search);
+        let opts = own_or_daemon(&req.dns_opt, &cfg.dns_opt);
         let embedded = sb.endpoints.iter().any(|e| e.user_defined);
         let (resolv, upstream) = etc::resolv_conf(&host, &dns, &search, &opts, embedded);
         sb.upstream_dns = upstream;
@@ -1044,14 +1035,7 @@ impl Manager {
         let gw = sb.primary().and_then(|e| e.gateway);
         let extra =
             etc::parse_extra_hosts(&req.extra_hosts, gw).map_err(|e| undo(NetError::Invalid(e)))?;
-        let own: Vec<IpAddr> = sb
-            .primary()
-            .map(|e| {
-                std::iter::once(IpAddr::V4(e.ip))
-                    .chain(e.ip6.map(IpAddr::V6))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let own = sb.primary().map(Endpoint::addresses).unwrap_or_default();
         let hosts = etc::hosts(&etc::HostsInput {
             hostname: &req.hostname,
             domainname: &req.domainname,
@@ -1407,7 +1391,7 @@ impl DnsView {
                     || s.id.get(..12).is_some_and(|short| short == name)
                     || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
                 if hit {
-                    for ip in std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6)) {
+                    for ip in e.addresses() {
                         if !ips.contains(&ip) {
                             ips.push(ip);
                         }

@@ -69,6 +69,15 @@ pub struct Sandbox {
     pub running: bool,
 }
 
+impl Endpoint {
+    /// Its addresses: IPv4, then IPv6 where the network has it.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        std::iter::once(IpAddr::V4(self.ip))
+            .chain(self.ip6.map(IpAddr::V6))
+            .collect()
+    }
+}
+
 impl Sandbox {
     /// The address ports are forwarded to: the first endpoint's.
     pub fn primary(&self) -> Option<&Endpoint> {
