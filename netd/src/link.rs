@@ -121,9 +121,9 @@ pub struct BridgeSpec {
     /// Its IPv6 gateway address, on a network with IPv6.
     pub addr6: Option<(Ipv6Addr, u8)>,
     pub mtu: Option<u32>,
-    /// Strata's own bridge: other (global) addresses it has are removed, so a changed
-    /// `--bip` or `--fixed-cidr-v6` replaces the old address. Not for a `-b` bridge.
-    pub own: bool,
+    /// Other (global) addresses it has are removed, so that a changed `--bip` or
+    /// `--fixed-cidr-v6` replaces the old address. Never for a `-b` bridge (the host's).
+    pub replace_addresses: bool,
 }
 
 /// The global addresses of link `idx` (link-local IPv6 ones left out), with their messages.
@@ -201,7 +201,7 @@ pub fn ensure_bridge(spec: &BridgeSpec) -> Result<bool, LinkError> {
         let v4 = spec.addr.map(|(ip, p)| (IpAddr::V4(ip), p));
         let v6 = spec.addr6.map(|(ip, p)| (IpAddr::V6(ip), p));
         let wanted: Vec<(IpAddr, u8)> = v4.into_iter().chain(v6).collect();
-        if spec.own {
+        if spec.replace_addresses {
             for (ip, prefix, m) in global_addresses(&h, idx).await? {
                 if !wanted.contains(&(ip, prefix)) {
                     h.address()
@@ -458,7 +458,7 @@ mod tests {
                 addr: Some(("10.99.0.1".parse().unwrap(), 24)),
                 addr6: Some(("fd00:99::1".parse().unwrap(), 64)),
                 mtu: Some(1400),
-                own: true,
+                replace_addresses: true,
             };
             assert!(ensure_bridge(&spec)?);
             assert!(!ensure_bridge(&spec)?, "second time: exists");

@@ -268,7 +268,7 @@ impl Manager {
             if n.predefined() {
                 continue;
             }
-            if let Err(e) = m.ensure_link(&n) {
+            if let Err(e) = m.ensure_link(&n, false) {
                 tracing::warn!(network = %n.name, "bringing up its bridge: {e}");
             }
         }
@@ -441,7 +441,8 @@ impl Manager {
                 cfg.bridge
             )));
         }
-        self.ensure_link(&net)?;
+        // A `-b` bridge is the host's: its other addresses stay.
+        self.ensure_link(&net, cfg.bridge == "strata0")?;
         if !cfg.userland_proxy {
             let _ = firewall::sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1");
         }
@@ -498,8 +499,10 @@ impl Manager {
         Ok(())
     }
 
-    /// Makes (or brings up) a bridge network's link with its gateway address.
-    fn ensure_link(&self, n: &Network) -> Result<(), NetError> {
+    /// Makes (or brings up) a bridge network's link with its gateway address. `replace`:
+    /// other addresses it has go (the default bridge at start, after a changed `--bip` or
+    /// `--fixed-cidr-v6`; a network's own addresses never change after that).
+    fn ensure_link(&self, n: &Network, replace: bool) -> Result<(), NetError> {
         let Some(name) = n.bridge_name() else {
             return Ok(());
         };
@@ -520,14 +523,12 @@ impl Manager {
             .get("com.docker.network.driver.mtu")
             .and_then(|m| m.parse().ok())
             .filter(|m| *m != 1500);
-        // A `-b` bridge is the host's: its other addresses stay.
-        let own = !(n.name == "bridge" && self.config().bridge != "strata0");
         link::ensure_bridge(&BridgeSpec {
             name,
             addr,
             addr6,
             mtu,
-            own,
+            replace_addresses: replace,
         })?;
         Ok(())
     }
@@ -657,7 +658,7 @@ impl Manager {
                 .into());
             }
         }
-        self.ensure_link(&n)?;
+        self.ensure_link(&n, false)?;
         if let Err(e) = self
             .store
             .write()
@@ -988,7 +989,7 @@ impl Manager {
         }
         for e in &sb.endpoints {
             if let Ok(n) = self.network(&e.network_id) {
-                self.ensure_link(&n).map_err(&undo)?;
+                self.ensure_link(&n, false).map_err(&undo)?;
             }
             link::add_interface(&self.interface(&sb, e)).map_err(|e| undo(e.into()))?;
         }
@@ -1263,7 +1264,7 @@ impl Manager {
             .into());
         }
         let e = self.endpoint_for(id, req, None, sb.next_ifname())?;
-        self.ensure_link(&n)?;
+        self.ensure_link(&n, false)?;
         let mut with = sb.clone();
         with.endpoints.push(e.clone());
         link::add_interface(&self.interface(&with, &e))?;
