@@ -1,8 +1,9 @@
 //! The embedded DNS server of user-defined networks, as dockerd's: it listens inside each
-//! such container's namespace at 127.0.0.11:53 (UDP and TCP), answers A and AAAA queries for the names of the
-//! containers sharing a network with it (names, aliases, short IDs), and forwards every
-//! other query to the upstream servers (the host's, or `--dns`) from the daemon's own
-//! namespace, so a host resolver on the loopback (systemd-resolved) still works.
+//! such container's namespace at 127.0.0.11:53 (UDP and TCP), answers A and AAAA queries
+//! for the names of the containers sharing a network with it (names, aliases, short IDs),
+//! and forwards every other query to the upstream servers (the host's, or `--dns`) from
+//! the daemon's own namespace, so a host resolver on the loopback (systemd-resolved) still
+//! works.
 //!
 //! Unlike dockerd it binds port 53 itself rather than redirecting with firewall rules inside
 //! the container, so a container of a user-defined network cannot bind 127.0.0.11:53.
