@@ -163,22 +163,9 @@ impl Client {
                 Ok((Box::new(tcp), input))
             }
             Some(cfg) => {
-                let host = hp
-                    .rsplit_once(':')
-                    .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
-                    .unwrap_or(&hp)
-                    .to_string();
-                let name = rustls::pki_types::ServerName::try_from(host)
-                    .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
-                let conn = rustls::ClientConnection::new(cfg.clone(), name)
-                    .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                // Finish the handshake now, so that certificate errors read as connect errors.
-                while s.conn.is_handshaking() {
-                    s.conn
-                        .complete_io(&mut s.sock)
-                        .map_err(|e| connect_err(io::Error::other(e.to_string())))?;
-                }
+                let host = hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(&hp);
+                // The handshake is done here: certificate errors read as connect errors.
+                let s = http1::tls_stream(cfg.clone(), host, tcp).map_err(connect_err)?;
                 Ok((Box::new(s), None))
             }
         }

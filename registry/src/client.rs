@@ -147,18 +147,9 @@ impl RegistryClient {
                 )))
             }
         };
-        let name =
-            rustls::pki_types::ServerName::try_from(url.host.trim_matches(['[', ']']).to_string())
-                .map_err(|e| err(io::Error::other(e.to_string())))?;
-        let conn = rustls::ClientConnection::new(cfg, name)
-            .map_err(|e| err(io::Error::other(e.to_string())))?;
-        let mut s = rustls::StreamOwned::new(conn, tcp);
-        while s.conn.is_handshaking() {
-            s.conn
-                .complete_io(&mut s.sock)
-                .map_err(|e| err(io::Error::other(e.to_string())))?;
-        }
-        Ok(Box::new(s))
+        Ok(Box::new(
+            http1::tls_stream(cfg, &url.host, tcp).map_err(err)?,
+        ))
     }
 
     /// One request to an absolute URL, no retries.

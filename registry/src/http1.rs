@@ -1,8 +1,31 @@
-//! The reading side of HTTP/1.1 responses, blocking: the status line and headers, then the
-//! body as a reader (chunked, sized or to the end). Shared by registry requests and the
-//! Engine API client, which write their requests themselves.
+//! Blocking HTTP/1.1 client pieces shared by registry requests and the Engine API client
+//! (which write their requests themselves): a TLS stream with its handshake done, and the
+//! reading side of responses: the status line and headers, then the body as a reader
+//! (chunked, sized or to the end).
 
 use std::io::{self, BufRead, Read};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+/// A TLS client stream over `tcp` to `host` (a name or an address, brackets allowed), its
+/// handshake finished, so that certificate errors show here rather than at the first read.
+pub fn tls_stream(
+    cfg: Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let conn =
+        rustls::ClientConnection::new(cfg, name).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    Ok(s)
+}
 
 /// A response's status and headers.
 #[derive(Debug, Clone, PartialEq)]
