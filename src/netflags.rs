@@ -186,10 +186,7 @@ pub fn merge(f: &NetFlags, file: &Map<String, Value>) -> anyhow::Result<NetConfi
         }
     }
     if let Some(c) = &cfg.fixed_cidr_v6 {
-        let ok = c.split_once('/').is_some_and(|(a, p)| {
-            a.parse::<std::net::Ipv6Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 128)
-        });
-        if !ok {
+        if strata_netd::ipam::Subnet::<std::net::Ipv6Addr>::parse(c).is_err() {
             bail!("invalid --fixed-cidr-v6 {c}: want an IPv6 subnet such as fd00:1::/64");
         }
     }
