@@ -150,6 +150,28 @@ impl<W: Write> DigestWriter<W> {
     pub fn into_inner(self) -> W {
         self.inner
     }
+    /// A writer that continues after `existing`: its bytes are hashed and counted as if
+    /// written already (a resumed download appending to what it kept).
+    pub fn resume(inner: W, existing: impl Read) -> io::Result<Self> {
+        let mut w = DigestWriter::new(inner);
+        let mut r = existing;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            w.hasher.update(&buf[..n]);
+            w.count += n as u64;
+        }
+        Ok(w)
+    }
+    /// The writer inside.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
 }
 
 impl<W: Write> Write for DigestWriter<W> {

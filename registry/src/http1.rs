@@ -93,9 +93,36 @@ pub fn body<R: BufRead + Send + 'static>(
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok())
     {
-        Box::new(r.take(len))
+        Box::new(Sized {
+            inner: r,
+            left: len,
+        })
     } else {
         Box::new(r)
+    }
+}
+
+/// A body of `Content-Length` bytes: ending before them is an error, not a short body.
+struct Sized<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Sized<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the response ended {} bytes early", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -182,6 +209,8 @@ mod tests {
             false,
         );
         assert!(b.is_err(), "a cut chunk is an error");
+        let (_, b) = read_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", false);
+        assert!(b.is_err(), "a cut sized body is an error");
         let mut bad = io::BufReader::new(&b"garbage\r\n\r\n"[..]);
         assert_eq!(
             read_head(&mut bad).map_err(|e| e.kind()),

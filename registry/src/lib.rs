@@ -18,7 +18,11 @@
 pub mod challenge;
 pub mod client;
 pub mod credentials;
+pub mod endpoints;
 pub mod http1;
 pub mod manifest;
 pub mod platform;
+pub mod progress;
+pub mod tls;
+pub mod transfers;
 pub mod url;
