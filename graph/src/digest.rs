@@ -107,6 +107,10 @@ impl<R: Read> DigestReader<R> {
             count: 0,
         }
     }
+    /// The reader inside.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
     /// Bytes read so far.
     pub fn count(&self) -> u64 {
         self.count

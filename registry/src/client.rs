@@ -44,6 +44,18 @@ pub enum RegistryError {
     Url(String),
     #[error("too many redirects from {0}")]
     Redirects(String),
+    #[error("login attempt to {0} failed with status: 401 Unauthorized")]
+    LoginFailed(String),
+    #[error("proxy {proxy}: {reason}")]
+    Proxy { proxy: String, reason: String },
+}
+
+/// A request body.
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// Sent chunked, as it is read.
+    Chunked(&'a mut dyn Read),
 }
 
 /// `http` or `https` with its TLS settings.
@@ -107,6 +119,7 @@ pub struct RegistryClient {
     /// The Bearer token (or Basic header) that last worked.
     authorization: Mutex<Option<String>>,
     timeout: Duration,
+    proxy: crate::proxy::Proxy,
 }
 
 impl RegistryClient {
@@ -118,7 +131,19 @@ impl RegistryClient {
             auth,
             authorization: Mutex::new(None),
             timeout: Duration::from_secs(60),
+            proxy: Default::default(),
         }
+    }
+
+    /// The same client, its requests going through `proxy` where it applies.
+    pub fn with_proxy(mut self, proxy: crate::proxy::Proxy) -> RegistryClient {
+        self.proxy = proxy;
+        self
+    }
+
+    /// `host[:port]` of the registry.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     fn base(&self) -> String {
@@ -128,16 +153,61 @@ impl RegistryClient {
         }
     }
 
-    fn connect(&self, url: &Url, full: &str) -> Result<Box<dyn Stream>, RegistryError> {
+    /// A connection for `url`: direct, or through the proxy (a `CONNECT` tunnel for TLS;
+    /// for plain HTTP the request then names the absolute URL, which the second value says,
+    /// with the proxy's authorization).
+    fn connect(
+        &self,
+        url: &Url,
+        full: &str,
+    ) -> Result<(Box<dyn Stream>, Option<Option<String>>), RegistryError> {
         let err = |source| RegistryError::Connect {
             url: full.to_string(),
             source,
         };
-        let tcp = TcpStream::connect((url.host.trim_matches(['[', ']']), url.port)).map_err(err)?;
+        let proxy = self.proxy.for_target(url.tls, &url.host, url.port);
+        let tcp = match proxy {
+            Some(p) => TcpStream::connect((p.host.as_str(), p.port)).map_err(|e| {
+                RegistryError::Proxy {
+                    proxy: format!("{}:{}", p.host, p.port),
+                    reason: e.to_string(),
+                }
+            })?,
+            None => TcpStream::connect((url.host.trim_matches(['[', ']']), url.port)).map_err(err)?,
+        };
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(self.timeout)).map_err(err)?;
         if !url.tls {
-            return Ok(Box::new(tcp));
+            let absolute = proxy.map(|p| p.authorization.clone());
+            return Ok((Box::new(tcp), absolute));
+        }
+        let mut tcp = tcp;
+        if let Some(p) = proxy {
+            let target = format!("{}:{}", url.host, url.port);
+            let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+            if let Some(a) = &p.authorization {
+                req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+            }
+            req.push_str("\r\n");
+            let perr = |reason: String| RegistryError::Proxy {
+                proxy: format!("{}:{}", p.host, p.port),
+                reason,
+            };
+            tcp.write_all(req.as_bytes())
+                .map_err(|e| perr(e.to_string()))?;
+            // Read the answer's head byte by byte: what follows belongs to TLS.
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if head.len() > 16 * 1024 || tcp.read(&mut b).map_err(|e| perr(e.to_string()))? == 0 {
+                    return Err(perr("the proxy closed the connection".into()));
+                }
+                head.push(b[0]);
+            }
+            let h = http1::read_head(&mut &head[..]).map_err(|e| perr(e.to_string()))?;
+            if h.status != 200 {
+                return Err(perr(format!("CONNECT {target}: status {}", h.status)));
+            }
         }
         let cfg = match &self.scheme {
             Scheme::Https(c) => c.clone(),
@@ -147,8 +217,9 @@ impl RegistryClient {
                 )))
             }
         };
-        Ok(Box::new(
-            http1::tls_stream(cfg, &url.host, tcp).map_err(err)?,
+        Ok((
+            Box::new(http1::tls_stream(cfg, &url.host, tcp).map_err(err)?),
+            None,
         ))
     }
 
@@ -158,9 +229,10 @@ impl RegistryClient {
         method: &str,
         full: &str,
         headers: &[(&str, String)],
+        body: &mut Body<'_>,
     ) -> Result<Response, RegistryError> {
         let url = parse_url(full).ok_or_else(|| RegistryError::Url(full.to_string()))?;
-        let mut s = self.connect(&url, full)?;
+        let (mut s, absolute) = self.connect(&url, full)?;
         let io_err = |source| RegistryError::Io {
             url: full.to_string(),
             source,
@@ -170,16 +242,50 @@ impl RegistryClient {
         } else {
             format!("{}:{}", url.host, url.port)
         };
+        let target = match &absolute {
+            Some(_) => full.to_string(),
+            None => url.target.clone(),
+        };
         let mut req = format!(
-            "{method} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata/{}\r\nConnection: close\r\n",
-            url.target,
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata/{}\r\nConnection: close\r\n",
             env!("CARGO_PKG_VERSION")
         );
+        if let Some(Some(a)) = &absolute {
+            req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+        }
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
+        match body {
+            Body::Empty if matches!(method, "PUT" | "POST" | "PATCH") => {
+                req.push_str("Content-Length: 0\r\n")
+            }
+            Body::Empty => {}
+            Body::Bytes(b) => req.push_str(&format!("Content-Length: {}\r\n", b.len())),
+            Body::Chunked(_) => req.push_str("Transfer-Encoding: chunked\r\n"),
+        }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).map_err(io_err)?;
+        match body {
+            Body::Empty => {}
+            Body::Bytes(b) => s.write_all(b).map_err(io_err)?,
+            Body::Chunked(r) => {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match r.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(io_err(e)),
+                    };
+                    s.write_all(format!("{n:x}\r\n").as_bytes())
+                        .and_then(|_| s.write_all(&buf[..n]))
+                        .and_then(|_| s.write_all(b"\r\n"))
+                        .map_err(io_err)?;
+                }
+                s.write_all(b"0\r\n\r\n").map_err(io_err)?;
+            }
+        }
         s.flush().map_err(io_err)?;
         let mut r = BufReader::with_capacity(1 << 16, s);
         let head = http1::read_head(&mut r).map_err(io_err)?;
@@ -195,7 +301,24 @@ impl RegistryClient {
         path: &str,
         headers: &[(&str, String)],
     ) -> Result<Response, RegistryError> {
-        let url = format!("{}{path}", self.base());
+        self.send(method, path, headers, Body::Empty)
+    }
+
+    /// A request with a body to `path` on the registry (or to an absolute URL it gave, such
+    /// as an upload's `Location`). A body read as it is sent cannot be sent again: send a
+    /// bodiless request first so that the authorization is known.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        mut body: Body<'_>,
+    ) -> Result<Response, RegistryError> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base())
+        };
         let mut all: Vec<(&str, String)> = headers.to_vec();
         let known = self
             .authorization
@@ -205,8 +328,8 @@ impl RegistryClient {
         if let Some(a) = &known {
             all.push(("Authorization", a.clone()));
         }
-        let mut resp = self.once(method, &url, &all)?;
-        if resp.head.status == 401 {
+        let mut resp = self.once(method, &url, &all, &mut body)?;
+        if resp.head.status == 401 && !matches!(body, Body::Chunked(_)) {
             let challenges = resp
                 .head
                 .headers
@@ -218,13 +341,15 @@ impl RegistryClient {
             *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
             let mut retry: Vec<(&str, String)> = headers.to_vec();
             retry.push(("Authorization", a));
-            resp = self.once(method, &url, &retry)?;
+            resp = self.once(method, &url, &retry, &mut body)?;
             if resp.head.status == 401 {
                 return Err(RegistryError::Unauthorized);
             }
         }
         let mut hops = 0;
-        while matches!(resp.head.status, 301 | 302 | 303 | 307 | 308) {
+        while matches!(method, "GET" | "HEAD")
+            && matches!(resp.head.status, 301 | 302 | 303 | 307 | 308)
+        {
             hops += 1;
             if hops > 5 {
                 return Err(RegistryError::Redirects(url));
@@ -237,7 +362,7 @@ impl RegistryClient {
             } else {
                 loc
             };
-            resp = self.once(method, &next, headers)?;
+            resp = self.once(method, &next, headers, &mut Body::Empty)?;
         }
         Ok(resp)
     }
@@ -264,7 +389,7 @@ impl RegistryClient {
                     let url = challenge::token_url(realm, service.as_deref(), &scopes);
                     let headers: Vec<(&str, String)> =
                         basic.iter().map(|b| ("Authorization", b.clone())).collect();
-                    let resp = self.once("GET", &url, &headers)?;
+                    let resp = self.once("GET", &url, &headers, &mut Body::Empty)?;
                     if resp.head.status != 200 {
                         return Err(RegistryError::Unauthorized);
                     }
@@ -352,6 +477,162 @@ impl RegistryClient {
             io::copy(&mut (&mut resp.body).take(offset), &mut io::sink()).map_err(io_err)?;
         }
         io::copy(&mut resp.body, out).map_err(io_err)
+    }
+}
+
+/// What a cross-repository mount request got.
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// The registry did not mount it and opened an upload instead, at this location.
+    Upload(String),
+}
+
+impl RegistryClient {
+    /// The tags of `repository` (following `Link` pages).
+    pub fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let mut out = Vec::new();
+        let mut path = format!("/v2/{repository}/tags/list");
+        for _ in 0..1000 {
+            let resp = self.request("GET", &path, &[])?;
+            if resp.head.status == 404 {
+                return Err(RegistryError::ManifestUnknown(repository.to_string()));
+            }
+            let resp = expect_ok(resp, &path)?;
+            let next = resp
+                .head
+                .header("Link")
+                .and_then(|l| l.split(';').next())
+                .map(|l| l.trim().trim_matches(['<', '>']).to_string());
+            let body = read_all(resp.body, &path, 16 << 20)?;
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                RegistryError::Status {
+                    url: path.clone(),
+                    status: 200,
+                    body: format!("invalid tag list: {e}"),
+                }
+            })?;
+            out.extend(
+                v["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(String::from)),
+            );
+            match next {
+                Some(n) if !n.is_empty() => path = n,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `repository` has blob `digest`.
+    pub fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let resp = self.request("HEAD", &path, &[])?;
+        match resp.head.status {
+            404 => Ok(false),
+            _ => expect_ok(resp, &path).map(|_| true),
+        }
+    }
+
+    /// The absolute or registry-relative `Location` of an upload answer.
+    fn location(resp: &Response, path: &str) -> Result<String, RegistryError> {
+        resp.head
+            .header("Location")
+            .map(String::from)
+            .ok_or_else(|| RegistryError::Status {
+                url: path.to_string(),
+                status: resp.head.status,
+                body: "no Location in the upload answer".into(),
+            })
+    }
+
+    /// Asks the registry to mount blob `digest` of repository `from` into `repository`.
+    pub fn mount_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Mount, RegistryError> {
+        let path = format!(
+            "/v2/{repository}/blobs/uploads/?mount={}&from={}",
+            crate::url::escape(&digest.to_string()),
+            crate::url::escape(from)
+        );
+        let resp = self.send("POST", &path, &[], Body::Empty)?;
+        match resp.head.status {
+            201 => Ok(Mount::Mounted),
+            202 => Ok(Mount::Upload(Self::location(&resp, &path)?)),
+            _ => expect_ok(resp, &path).map(|_| Mount::Mounted),
+        }
+    }
+
+    /// Opens an upload in `repository`; returns its location.
+    pub fn start_upload(&self, repository: &str) -> Result<String, RegistryError> {
+        let path = format!("/v2/{repository}/blobs/uploads/");
+        let resp = expect_ok(self.send("POST", &path, &[], Body::Empty)?, &path)?;
+        Self::location(&resp, &path)
+    }
+
+    /// Sends the content of an upload as one chunked `PATCH`; returns the next location.
+    pub fn upload_stream(&self, location: &str, data: &mut dyn Read) -> Result<String, RegistryError> {
+        let resp = self.send(
+            "PATCH",
+            location,
+            &[("Content-Type", "application/octet-stream".into())],
+            Body::Chunked(data),
+        )?;
+        let resp = expect_ok(resp, location)?;
+        Self::location(&resp, location)
+    }
+
+    /// Ends an upload as blob `digest`, with `last` as its final bytes (may be empty).
+    pub fn finish_upload(
+        &self,
+        location: &str,
+        digest: &Digest,
+        last: &[u8],
+    ) -> Result<(), RegistryError> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{location}{sep}digest={}",
+            crate::url::escape(&digest.to_string())
+        );
+        let headers = [("Content-Type", "application/octet-stream".to_string())];
+        let resp = self.send("PUT", &url, &headers, Body::Bytes(last))?;
+        expect_ok(resp, location).map(|_| ())
+    }
+
+    /// Uploads a small blob in one request.
+    pub fn upload_bytes(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        data: &[u8],
+    ) -> Result<(), RegistryError> {
+        let loc = self.start_upload(repository)?;
+        self.finish_upload(&loc, digest, data)
+    }
+
+    /// Puts a manifest under `reference` (a tag or its digest); returns its digest.
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let resp = self.send(
+            "PUT",
+            &path,
+            &[("Content-Type", media_type.to_string())],
+            Body::Bytes(bytes),
+        )?;
+        expect_ok(resp, &path)?;
+        Ok(Digest::of(bytes))
     }
 }
 
