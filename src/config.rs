@@ -27,6 +27,10 @@ const KEYS: &[&str] = &[
     "runtimes",
     "default-runtime",
     "default-ulimits",
+    "insecure-registries",
+    "registry-mirrors",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
 ];
 
 /// Whether daemon.json may hold `key`.
@@ -61,6 +65,14 @@ pub struct Flags {
     pub default_runtime: Option<String>,
     /// `--default-ulimit NAME=SOFT[:HARD]`.
     pub default_ulimits: Vec<String>,
+    /// `--insecure-registry`.
+    pub insecure_registries: Vec<String>,
+    /// `--registry-mirror`.
+    pub registry_mirrors: Vec<String>,
+    pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
+    /// Where per-registry certificates are (`/etc/strata/certs.d`).
+    pub registry_certs_dir: Option<PathBuf>,
     /// `-b`, `--bip`, `--icc`, ...
     pub net: crate::netflags::NetFlags,
 }
@@ -97,6 +109,8 @@ pub struct Config {
     pub default_runtime: String,
     /// HostConfig `Ulimits` entries (reloadable).
     pub default_ulimits: Vec<serde_json::Value>,
+    /// Registries: insecure ones, mirrors, certs.d; download and upload limits (reloadable).
+    pub distribution: strata_registry::service::Settings,
     /// The network settings.
     pub net: strata_netd::NetConfig,
 }
@@ -129,6 +143,50 @@ fn string(v: &serde_json::Value, key: &str) -> anyhow::Result<String> {
     v.as_str()
         .map(String::from)
         .with_context(|| format!("daemon.json: {key} must be a string"))
+}
+
+/// The registry settings of flags or file (dockerd's defaults: 3 downloads, 5 uploads).
+fn distribution(
+    flags: &Flags,
+    file: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<strata_registry::service::Settings> {
+    let list = |k: &str, flag: &Vec<String>| -> anyhow::Result<Vec<String>> {
+        match file.get(k) {
+            Some(v) => strings(v, k),
+            None => Ok(flag.clone()),
+        }
+    };
+    let count = |k: &str, flag: Option<usize>, default: usize| -> anyhow::Result<usize> {
+        let n = match file.get(k) {
+            Some(v) => v
+                .as_u64()
+                .with_context(|| format!("daemon.json: {k} must be a positive integer"))?
+                as usize,
+            None => flag.unwrap_or(default),
+        };
+        if n == 0 {
+            bail!("invalid {}: 0 (it must be at least 1)", k.replace('-', " "));
+        }
+        Ok(n)
+    };
+    let certs = flags
+        .registry_certs_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/strata/certs.d"));
+    let registries = strata_registry::endpoints::RegistryConfig::new(
+        &list("insecure-registries", &flags.insecure_registries)?,
+        &list("registry-mirrors", &flags.registry_mirrors)?,
+        &certs,
+    )?;
+    Ok(strata_registry::service::Settings {
+        registries,
+        max_downloads: count(
+            "max-concurrent-downloads",
+            flags.max_concurrent_downloads,
+            3,
+        )?,
+        max_uploads: count("max-concurrent-uploads", flags.max_concurrent_uploads, 5)?,
+    })
 }
 
 /// Reads daemon.json; a missing file is an empty one unless `required`.
@@ -201,6 +259,26 @@ pub fn merge(
             "default-ulimits",
             !flags.default_ulimits.is_empty(),
             format!("{:?}", flags.default_ulimits),
+        ),
+        (
+            "insecure-registries",
+            !flags.insecure_registries.is_empty(),
+            format!("{:?}", flags.insecure_registries),
+        ),
+        (
+            "registry-mirrors",
+            !flags.registry_mirrors.is_empty(),
+            format!("{:?}", flags.registry_mirrors),
+        ),
+        (
+            "max-concurrent-downloads",
+            flags.max_concurrent_downloads.is_some(),
+            format!("{:?}", flags.max_concurrent_downloads),
+        ),
+        (
+            "max-concurrent-uploads",
+            flags.max_concurrent_uploads.is_some(),
+            format!("{:?}", flags.max_concurrent_uploads),
         ),
         ("tls", flags.tls, "true".into()),
         ("tlsverify", flags.tlsverify, "true".into()),
@@ -394,6 +472,7 @@ pub fn merge(
             Some(v) => boolean(v, "live-restore")?,
             None => flags.live_restore,
         },
+        distribution: distribution(flags, file)?,
         net: crate::netflags::merge(&flags.net, file)?,
         hosts: match get("hosts") {
             Some(v) => strings(v, "hosts")?,

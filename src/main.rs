@@ -100,6 +100,23 @@ struct DaemonArgs {
     default_ulimit: Vec<String>,
     #[command(flatten)]
     net: netflags::NetFlags,
+    /// A registry reached over plain HTTP or unverified TLS (HOST[:PORT] or CIDR;
+    /// repeatable). 127.0.0.0/8 always is.
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// A mirror of Docker Hub, tried first for its images (URL; repeatable).
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
+    /// Layers downloaded at once per daemon [default: 3].
+    #[arg(long = "max-concurrent-downloads")]
+    max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push [default: 5].
+    #[arg(long = "max-concurrent-uploads")]
+    max_concurrent_uploads: Option<usize>,
+    /// Per-registry certificates: HOST[:PORT]/{*.crt, client.cert, client.key}
+    /// [default: /etc/strata/certs.d].
+    #[arg(long = "registry-certs-dir")]
+    registry_certs_dir: Option<PathBuf>,
     /// Use TLS on TCP sockets; implied by --tlsverify.
     #[arg(long)]
     tls: bool,
@@ -204,6 +221,11 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         add_runtimes: args.add_runtime.clone(),
         default_runtime: args.default_runtime.clone(),
         default_ulimits: args.default_ulimit.clone(),
+        insecure_registries: args.insecure_registry.clone(),
+        registry_mirrors: args.registry_mirror.clone(),
+        max_concurrent_downloads: args.max_concurrent_downloads,
+        max_concurrent_uploads: args.max_concurrent_uploads,
+        registry_certs_dir: args.registry_certs_dir.clone(),
         net: args.net.clone(),
     };
     let config_path = args
@@ -290,8 +312,18 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let images = Arc::new(images);
+    let distribution = Arc::new(
+        strata_registry::service::Distribution::open(
+            &cfg.data_root.join("distribution"),
+            images.clone(),
+            cfg.distribution.clone(),
+        )
+        .context("opening the distribution state")?,
+    );
     let daemon = Arc::new(strata_api::Daemon {
-        images: Arc::new(images),
+        distribution,
+        images,
         layers: layers.clone(),
         containers: Arc::new(containers),
         data_root: cfg.data_root.clone(),
@@ -388,6 +420,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                             if new.default_ulimits != current.default_ulimits {
                                 tracing::info!("reloaded the default ulimits (for the next starts)");
                                 *daemon.default_ulimits.write().unwrap_or_else(|p| p.into_inner()) = new.default_ulimits.clone();
+                            }
+                            if new.distribution != current.distribution {
+                                tracing::info!(registries = ?new.distribution, "reloaded the registry settings");
+                                daemon.distribution.reload(&new.distribution);
                             }
                             if new.debug != current.debug || new.log_level != current.log_level {
                                 tracing::info!(debug = new.debug, log_level = %new.log_level, "reloaded logging");

@@ -47,6 +47,17 @@ fn tags_of(refs: &[Reference]) -> Vec<String> {
     v
 }
 
+/// The digest references among `refs`, familiar and sorted (`RepoDigests`).
+fn digests_of(refs: &[Reference]) -> Vec<String> {
+    let mut v: Vec<String> = refs
+        .iter()
+        .filter(|r| r.digest.is_some() && r.tag.is_none())
+        .map(|r| r.familiar())
+        .collect();
+    v.sort();
+    v
+}
+
 /// `path.Match`-style glob: `*` and `?` do not cross `/`.
 fn glob(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.first(), name.first()) {
@@ -144,7 +155,8 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
     for img in imgs {
         let refs = d.images.references(&img.id);
         let tags = tags_of(&refs);
-        if dangling.is_some_and(|want| want != tags.is_empty()) {
+        let digests = digests_of(&refs);
+        if dangling.is_some_and(|want| want != (tags.is_empty() && digests.is_empty())) {
             continue;
         }
         let t = created_secs(&img);
@@ -176,6 +188,7 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
                 .collect()
         };
         let mut v = summary(d, &img, tags);
+        v["RepoDigests"] = serde_json::json!(digests);
         v["Containers"] = serde_json::json!(used.get(&img.id.to_string()).copied().unwrap_or(0));
         out.push(v);
     }
@@ -238,11 +251,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
                 "importing from a URL is not supported yet; use fromSrc=-",
             ))
         }
-        None => {
-            return Err(ApiError::internal(
-                "pulling images is not implemented yet (issue #7)",
-            ))
-        }
+        None => return Err(ApiError::bad_request("fromSrc or fromImage is required")),
     }
     // `--change` instructions make the image's config, as dockerd applies them on import.
     let mut image_cfg = strata_runtime::ContainerConfig::default();
@@ -324,7 +333,7 @@ fn inspect(d: &Daemon, img: &Image) -> serde_json::Value {
     serde_json::json!({
         "Id": img.id.to_string(),
         "RepoTags": repo_tags(d, img),
-        "RepoDigests": [],
+        "RepoDigests": digests_of(&d.images.references(&img.id)),
         "Parent": "",
         "Comment": cfg["comment"].as_str().unwrap_or(""),
         "Created": img.head.created.clone().unwrap_or_default(),
@@ -468,8 +477,11 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
         Ok(())
     };
     let by_reference = !strata_graph::image::store::is_id_name(name, &img.id);
+    // As dockerd: a tag and the digests of the same repository count as one reference.
+    let repos: std::collections::BTreeSet<String> = refs.iter().map(|r| r.name()).collect();
+    let single = repos.len() <= 1;
     if let Some(running) = users.iter().find(|c| c.state.running) {
-        if !by_reference || refs.len() <= 1 {
+        if !by_reference || single {
             return Err(ApiError::conflict(format!(
                 "conflict: unable to delete {id12} (cannot be forced) - image is being used by running container {}",
                 &running.id[..12]
@@ -487,12 +499,25 @@ async fn remove(d: &Arc<Daemon>, name: &str, force: bool) -> Result<Resp, ApiErr
             }
         }
         untag(&r)?;
-        if refs.len() > 1 {
+        // A tag gone and no other tag of its repository left: its digests go too.
+        if r.tag.is_some() {
+            let rest = d.images.references(&img.id);
+            let tag_left = rest.iter().any(|x| x.tag.is_some() && x.name() == r.name());
+            if !tag_left {
+                for x in rest
+                    .iter()
+                    .filter(|x| x.digest.is_some() && x.tag.is_none() && x.name() == r.name())
+                {
+                    untag(x)?;
+                }
+            }
+        }
+        if !d.images.references(&img.id).is_empty() {
             return Ok(json(StatusCode::OK, &serde_json::Value::Array(out)));
         }
     } else {
         if !force {
-            if refs.len() > 1 {
+            if !single {
                 return Err(ApiError::conflict(format!(
                     "conflict: unable to delete {id12} (must be forced) - image is referenced in multiple repositories"
                 )));
@@ -615,7 +640,7 @@ pub async fn prune(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
 }
 
 /// A text progress bar as dockerd's JSON messages carry one (`[====>    ] 1.2MB/3MB`).
-fn progress_bar(current: u64, total: u64) -> String {
+pub(crate) fn progress_bar(current: u64, total: u64) -> String {
     let width = 50u64;
     let filled = (current.min(total) * width)
         .checked_div(total)

@@ -9,6 +9,7 @@ pub mod attach;
 mod body;
 pub mod client;
 mod containers;
+pub mod distribution;
 mod error;
 pub mod events;
 pub mod exec;
@@ -76,6 +77,8 @@ pub struct Daemon {
     pub net: Arc<strata_netd::Manager>,
     /// Named and anonymous volumes.
     pub volumes: Arc<strata_runtime::volume::VolumeStore>,
+    /// Pull, push, login, search.
+    pub distribution: Arc<strata_registry::service::Distribution>,
 }
 
 /// A parsed `-H` address.
@@ -369,7 +372,12 @@ async fn route(
         (&Method::GET, "/info") => system::info(&d).await,
         (&Method::GET, "/images/json") => images::list(&d, &q).await,
         (&Method::POST, "/images/load") => images::load(&d, req, &q).await,
+        (&Method::POST, "/images/create") if q.get("fromImage").is_some() => {
+            distribution::pull(&d, req, &q).await
+        }
         (&Method::POST, "/images/create") => images::create(&d, req, &q).await,
+        (&Method::GET, "/images/search") => distribution::search(&d, req, &q).await,
+        (&Method::POST, "/auth") => distribution::login(&d, req).await,
         (&Method::GET, "/system/df") => images::system_df(&d).await,
         (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
@@ -398,6 +406,10 @@ async fn route(
                 return volumes::route_named(&d, method, name, &q).await;
             }
             if let Some(rest) = path.strip_prefix("/images/") {
+                if let (&Method::POST, Some(name)) = (method, rest.strip_suffix("/push")) {
+                    let name = body::decode_path(name);
+                    return distribution::push(&d, req, &name, &q).await;
+                }
                 return images::route_named(d, method, rest, &q).await;
             }
             Err(ApiError::not_found("page not found"))

@@ -168,7 +168,7 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
             "OSType": "linux",
             "Architecture": machine,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": null,
+            "RegistryConfig": d.distribution.registries().info(),
             "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "MemTotal": mem_total(),
             "DockerRootDir": d.data_root.display().to_string(),

@@ -167,13 +167,15 @@ impl RegistryClient {
         };
         let proxy = self.proxy.for_target(url.tls, &url.host, url.port);
         let tcp = match proxy {
-            Some(p) => TcpStream::connect((p.host.as_str(), p.port)).map_err(|e| {
-                RegistryError::Proxy {
+            Some(p) => {
+                TcpStream::connect((p.host.as_str(), p.port)).map_err(|e| RegistryError::Proxy {
                     proxy: format!("{}:{}", p.host, p.port),
                     reason: e.to_string(),
-                }
-            })?,
-            None => TcpStream::connect((url.host.trim_matches(['[', ']']), url.port)).map_err(err)?,
+                })?
+            }
+            None => {
+                TcpStream::connect((url.host.trim_matches(['[', ']']), url.port)).map_err(err)?
+            }
         };
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(self.timeout)).map_err(err)?;
@@ -199,7 +201,8 @@ impl RegistryClient {
             let mut head = Vec::new();
             let mut b = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") {
-                if head.len() > 16 * 1024 || tcp.read(&mut b).map_err(|e| perr(e.to_string()))? == 0 {
+                if head.len() > 16 * 1024 || tcp.read(&mut b).map_err(|e| perr(e.to_string()))? == 0
+                {
                     return Err(perr("the proxy closed the connection".into()));
                 }
                 head.push(b[0]);
@@ -505,13 +508,12 @@ impl RegistryClient {
                 .and_then(|l| l.split(';').next())
                 .map(|l| l.trim().trim_matches(['<', '>']).to_string());
             let body = read_all(resp.body, &path, 16 << 20)?;
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                RegistryError::Status {
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Status {
                     url: path.clone(),
                     status: 200,
                     body: format!("invalid tag list: {e}"),
-                }
-            })?;
+                })?;
             out.extend(
                 v["tags"]
                     .as_array()
@@ -577,7 +579,11 @@ impl RegistryClient {
     }
 
     /// Sends the content of an upload as one chunked `PATCH`; returns the next location.
-    pub fn upload_stream(&self, location: &str, data: &mut dyn Read) -> Result<String, RegistryError> {
+    pub fn upload_stream(
+        &self,
+        location: &str,
+        data: &mut dyn Read,
+    ) -> Result<String, RegistryError> {
         let resp = self.send(
             "PATCH",
             location,

@@ -140,7 +140,9 @@ mod tests {
             Some("proxy.local:3129"),
             Some("internal.example, .corp, 10.0.0.0/8, 192.168.1.2, reg.example:5000"),
         );
-        let s = p.for_target(false, "registry.example", 80).expect("proxied");
+        let s = p
+            .for_target(false, "registry.example", 80)
+            .expect("proxied");
         assert_eq!((s.host.as_str(), s.port), ("proxy.local", 3128));
         assert_eq!(s.authorization.as_deref(), Some("Basic dXNlcjpwdw=="));
         assert_eq!(

@@ -50,10 +50,7 @@ impl BlobSource for RegistrySource {
         self.client
             .blob_to(&self.repository, digest, offset, out)
             .map_err(|e| FetchError {
-                retryable: matches!(
-                    e,
-                    RegistryError::Io { .. } | RegistryError::Connect { .. }
-                ),
+                retryable: matches!(e, RegistryError::Io { .. } | RegistryError::Connect { .. }),
                 message: e.to_string(),
             })
     }
@@ -140,9 +137,7 @@ impl Distribution {
                 .manifest(&r.path, tag_or_digest)
                 .map_err(|e| match e {
                     RegistryError::ManifestUnknown(_) => DistributionError::NotFound(r.familiar()),
-                    RegistryError::Unauthorized => {
-                        DistributionError::PullDenied(r.familiar_name())
-                    }
+                    RegistryError::Unauthorized => DistributionError::PullDenied(r.familiar_name()),
                     other => other.into(),
                 })?;
         let want = platform.cloned().unwrap_or_else(Platform::host);
@@ -222,7 +217,10 @@ impl Distribution {
         progress(Progress::line(format!("Digest: {digest}")));
         let reference = Reference::parse(&named).map_err(strata_graph::image::ImageError::from)?;
         progress(Progress::line(if changed {
-            format!("Status: Downloaded newer image for {}", reference.familiar())
+            format!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            )
         } else {
             format!("Status: Image is up to date for {}", reference.familiar())
         }));
@@ -298,9 +296,7 @@ impl Distribution {
                 missing_from = Some(i);
             }
             progress(Progress::of(&short(&desc.digest), "Pulling fs layer"));
-            let (h, _) = self
-                .transfers
-                .join(&desc.digest, desc.size, source.clone());
+            let (h, _) = self.transfers.join(&desc.digest, desc.size, source.clone());
             plan.push((chain, Some(h)));
         }
         let stop = AtomicBool::new(false);

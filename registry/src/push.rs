@@ -180,7 +180,9 @@ impl Distribution {
             records.push(p.record().clone());
         }
         // The config, as stored (its digest is the image ID).
-        let oci = records.iter().any(|b| b.media_type.starts_with("application/vnd.oci."));
+        let oci = records
+            .iter()
+            .any(|b| b.media_type.starts_with("application/vnd.oci."));
         if !client.blob_exists(&r.path, &img.id)? {
             client.upload_bytes(&r.path, &img.id, &img.config)?;
         }
@@ -256,10 +258,7 @@ impl Distribution {
                         ..b.clone()
                     };
                     self.remember(diff, &rec);
-                    progress(Progress::of(
-                        &id,
-                        format!("Mounted from {}", b.repository),
-                    ));
+                    progress(Progress::of(&id, format!("Mounted from {}", b.repository)));
                     return Ok(Placed::Mounted(rec));
                 }
                 Mount::Upload(loc) => {

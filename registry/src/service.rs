@@ -183,9 +183,9 @@ impl Distribution {
             })
         })
         .map_err(|e| match e {
-            DistributionError::Registry(RegistryError::Status { url, status: 401, .. }) => {
-                DistributionError::Registry(RegistryError::LoginFailed(url))
-            }
+            DistributionError::Registry(RegistryError::Status {
+                url, status: 401, ..
+            }) => DistributionError::Registry(RegistryError::LoginFailed(url)),
             other => other,
         })?;
         Ok("Login Succeeded".to_string())
@@ -216,10 +216,7 @@ mod tests {
             super::login_domain("https://index.docker.io/v1/"),
             "docker.io"
         );
-        assert_eq!(
-            super::login_domain("127.0.0.1:5000"),
-            "127.0.0.1:5000"
-        );
+        assert_eq!(super::login_domain("127.0.0.1:5000"), "127.0.0.1:5000");
         assert_eq!(
             super::login_domain("https://127.0.0.1:5000/v2/"),
             "127.0.0.1:5000"

@@ -2,6 +2,8 @@
 //! PID, also when a test fails), the docker CLI, and a busybox image built offline.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
