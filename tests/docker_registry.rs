@@ -7,7 +7,7 @@ mod common;
 use common::registry::{have, make_certs, registry_available, run, Registry};
 use common::Daemon;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -297,4 +297,527 @@ fn a_mirror_serves_docker_hub_images() {
         "{out}"
     );
     assert_eq!(inspect(&d, "busybox:1", "{{.Id}}"), id);
+}
+
+/// The default bridge's gateway: an address of the daemon's namespace that is not loopback,
+/// so a registry there is not insecure by default.
+fn bridge_ip(d: &Daemon) -> String {
+    ok(
+        d,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn tls_client_certificates_and_login() {
+    if !registry_available() || !have("openssl") || !have("htpasswd") {
+        eprintln!("SKIPPED: needs openssl and htpasswd (apache2-utils) too");
+        return;
+    }
+    let certs_d = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start_with(
+        "overlay2",
+        &[
+            "--registry-certs-dir",
+            certs_d.path().to_str().expect("utf-8"),
+        ],
+    );
+    let ip = bridge_ip(&d);
+    let rdir = d.dir.path().join("registry");
+    std::fs::create_dir_all(&rdir).expect("dir");
+    make_certs(&rdir, &ip);
+    run("htpasswd", &["-Bbc", "htpasswd", "ann", "s3cret"], &rdir);
+    let extra = format!(
+        "  tls:\n    certificate: {d}/srv.crt\n    key: {d}/srv.key\n    clientcas:\n      - {d}/ca.crt\nauth:\n  htpasswd:\n    realm: strata-test\n    path: {d}/htpasswd\n",
+        d = rdir.display()
+    );
+    let reg = Registry::start(&d.netns(), &rdir, &ip, &extra);
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let name = format!("{}/test/busybox:1", reg.host);
+    ok(&d, &["tag", "test/busybox:1", &name]);
+    let login = |pw: &str| docker(&d, &["login", "-u", "ann", "-p", pw, &reg.host]);
+
+    // Not insecure: the certificate must be trusted.
+    let o = login("s3cret");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    // The CA in certs.d; the registry also wants a client certificate.
+    let host_dir = certs_d.path().join(&reg.host);
+    std::fs::create_dir_all(&host_dir).expect("certs.d");
+    std::fs::copy(rdir.join("ca.crt"), host_dir.join("ca.crt")).expect("ca");
+    let o = login("s3cret");
+    assert!(!o.status.success(), "no client certificate yet");
+    std::fs::copy(rdir.join("client.cert"), host_dir.join("client.cert")).expect("cert");
+    std::fs::copy(rdir.join("client.key"), host_dir.join("client.key")).expect("key");
+
+    // Wrong password, as dockerd says it; then the right one.
+    let o = login("wrong");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "login attempt to https://{}/v2/ failed with status: 401 Unauthorized",
+            reg.host
+        )),
+        "{err}"
+    );
+    let o = login("s3cret");
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Login Succeeded"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cfg = std::fs::read_to_string(d.dir.path().join("docker-config/config.json"))
+        .expect("the CLI stored the credentials");
+    assert!(cfg.contains(&reg.host), "{cfg}");
+
+    // The CLI sends them with push and pull.
+    ok(&d, &["push", &name]);
+    ok(&d, &["rmi", &name, "test/busybox:1"]);
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id);
+    ok(&d, &["logout", &reg.host]);
+    ok(&d, &["rmi", &name]);
+    let err = fails(&d, &["pull", &name]);
+    assert!(err.contains("no basic auth credentials"), "{err}");
+    assert!(ok(&d, &["images", "-q"]).trim().is_empty());
+}
+
+/// The layer blobs of `repo:tag` in the registry (bottom first), read from inside the
+/// daemon's namespace.
+fn layer_blobs(d: &Daemon, reg: &Registry, repo: &str, tag: &str) -> Vec<(Digest, u64)> {
+    let c = reg.client();
+    let (repo, tag) = (repo.to_string(), tag.to_string());
+    common::in_netns(&d.netns(), move || {
+        match c.manifest(&repo, &tag).expect("manifest").0 {
+            strata_registry::manifest::Fetched::Manifest(m) => {
+                m.layers.iter().map(|l| (l.digest, l.size)).collect()
+            }
+            _ => panic!("a manifest"),
+        }
+    })
+}
+
+#[test]
+fn a_tampered_or_missing_blob_is_refused_and_nothing_is_left() {
+    if !registry_available() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let name = format!("{}/test/busybox:1", reg.host);
+    ok(&d, &["tag", "test/busybox:1", &name]);
+    ok(&d, &["push", &name]);
+    ok(&d, &["rmi", &name, "test/busybox:1"]);
+    assert_eq!(layer_count(&d), 0);
+    let blobs = layer_blobs(&d, &reg, "test/busybox", "1");
+    let (big, _) = *blobs.iter().max_by_key(|b| b.1).expect("layers");
+    let path = reg.blob_path(&big);
+    let original = std::fs::read(&path).expect("blob");
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&path, &bad).expect("tamper");
+
+    let err = fails(&d, &["pull", &name]);
+    assert!(
+        err.contains(&format!(
+            "filesystem layer verification failed for digest {big}"
+        )),
+        "{err}"
+    );
+    assert!(
+        ok(&d, &["images", "-q"]).trim().is_empty(),
+        "no partial image"
+    );
+    assert_eq!(layer_count(&d), 0, "no layer left behind");
+
+    // Missing: the manifest names a blob the registry does not have.
+    std::fs::remove_file(&path).expect("remove blob");
+    let err = fails(&d, &["pull", &name]);
+    assert!(err.contains(&big.to_string()), "{err}");
+    assert_eq!(layer_count(&d), 0);
+
+    // Put back, the next pull succeeds.
+    std::fs::write(&path, &original).expect("restore");
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id);
+}
+
+#[test]
+fn concurrent_pulls_download_and_extract_shared_layers_once() {
+    if !registry_available() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    let base = layer("base", &noise(24 << 20, 7));
+    let a_top = layer("a", b"first image\n");
+    let b_top = layer("b", b"second image\n");
+    let a = load_image(&d, &[&base, &a_top], "amd64", "test/a:1");
+    let b = load_image(&d, &[&base, &b_top], "amd64", "test/b:1");
+    let (na, nb) = (
+        format!("{}/test/a:1", reg.host),
+        format!("{}/test/b:1", reg.host),
+    );
+    ok(&d, &["tag", "test/a:1", &na]);
+    ok(&d, &["tag", "test/b:1", &nb]);
+    ok(&d, &["push", &na]);
+    let out = ok(&d, &["push", &nb]);
+    assert!(
+        out.contains("Mounted from test/a"),
+        "the shared layer is mounted: {out}"
+    );
+    ok(&d, &["rmi", &na, &nb, "test/a:1", "test/b:1"]);
+    assert_eq!(layer_count(&d), 0);
+    let log_before = daemon_log(&d).len();
+
+    let pulls: Vec<_> = [na.clone(), nb.clone()]
+        .into_iter()
+        .map(|n| {
+            let sock = d.sock.clone();
+            std::thread::spawn(move || {
+                Command::new("docker")
+                    .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                    .args(["pull", &n])
+                    .output()
+                    .expect("docker pull")
+            })
+        })
+        .collect();
+    for p in pulls {
+        let o = p.join().expect("pull thread");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(inspect(&d, &na, "{{.Id}}"), a.to_string());
+    assert_eq!(inspect(&d, &nb, "{{.Id}}"), b.to_string());
+    let log = daemon_log(&d)[log_before..].to_string();
+    let base_diff = Digest::of(&base).to_string();
+    let extracted = log
+        .lines()
+        .filter(|l| l.contains("layer registered") && l.contains(&base_diff))
+        .count();
+    assert_eq!(extracted, 1, "the shared layer is extracted once:\n{log}");
+    let blobs = layer_blobs(&d, &reg, "test/a", "1");
+    let downloads = log
+        .lines()
+        .filter(|l| l.contains("starting a download") && l.contains(&blobs[0].0.to_string()))
+        .count();
+    assert_eq!(downloads, 1, "the shared blob is downloaded once:\n{log}");
+    // 3 layers in all (the base and two tops).
+    assert_eq!(layer_count(&d), 3);
+}
+
+/// A TCP relay inside the daemon's namespace from `127.0.0.1:port` to `upstream`; it cuts
+/// the first response longer than `cut_after` bytes at that point (when set), and records
+/// every request head.
+struct Relay {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<String>>>,
+    relayed: Arc<AtomicU64>,
+}
+
+impl Relay {
+    fn start(d: &Daemon, upstream: String, port: u16, cut_after: Option<u64>) -> Relay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let relayed = Arc::new(AtomicU64::new(0));
+        let (s, h, r) = (stop.clone(), heads.clone(), relayed.clone());
+        let port = common::in_netns(&d.netns(), move || {
+            let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind relay");
+            let port = l.local_addr().expect("addr").port();
+            // Threads started here stay in the namespace.
+            std::thread::spawn(move || {
+                let cut_done = Arc::new(AtomicBool::new(cut_after.is_none()));
+                for c in l.incoming() {
+                    if s.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut down) = c else { continue };
+                    let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    let (h, r, s, cut_done) = (h.clone(), r.clone(), s.clone(), cut_done.clone());
+                    std::thread::spawn(move || {
+                        let mut d2 = down.try_clone().expect("clone");
+                        let mut u2 = up.try_clone().expect("clone");
+                        let heads = h.clone();
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 65536];
+                            while let Ok(n) = d2.read(&mut buf) {
+                                if n == 0 || u2.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                                if let Ok(mut v) = heads.lock() {
+                                    v.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                                }
+                            }
+                            let _ = u2.shutdown(std::net::Shutdown::Write);
+                        });
+                        let mut buf = [0u8; 65536];
+                        let mut n_conn = 0u64;
+                        while let Ok(n) = up.read(&mut buf) {
+                            if n == 0 || s.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            n_conn += n as u64;
+                            if let Some(limit) = cut_after {
+                                if n_conn > limit && !cut_done.swap(true, Ordering::SeqCst) {
+                                    break;
+                                }
+                            }
+                            if down.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            r.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        let _ = down.shutdown(std::net::Shutdown::Both);
+                        let _ = up.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            });
+            port
+        });
+        Relay {
+            port,
+            stop,
+            heads,
+            relayed,
+        }
+    }
+
+    /// Stops accepting and cuts every connection (the registry "goes away").
+    fn stop(&self, d: &Daemon) {
+        self.stop.store(true, Ordering::SeqCst);
+        let port = self.port;
+        common::in_netns(&d.netns(), move || {
+            let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+        });
+    }
+}
+
+#[test]
+fn an_interrupted_pull_resumes() {
+    if !registry_available() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    let big = layer("big", &noise(32 << 20, 11));
+    let id = load_image(&d, &[&big], "amd64", "test/big:1");
+    ok(
+        &d,
+        &["tag", "test/big:1", &format!("{}/test/big:1", reg.host)],
+    );
+    ok(&d, &["push", &format!("{}/test/big:1", reg.host)]);
+    ok(
+        &d,
+        &["rmi", &format!("{}/test/big:1", reg.host), "test/big:1"],
+    );
+    let (blob, size) = layer_blobs(&d, &reg, "test/big", "1")[0];
+
+    // A connection cut mid-blob: the pull itself carries on from where it was (Range).
+    let relay = Relay::start(&d, reg.host.clone(), 0, Some(8 << 20));
+    let name = format!("127.0.0.1:{}/test/big:1", relay.port);
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id.to_string());
+    let heads = relay.heads.lock().expect("heads").join("\n");
+    assert!(
+        heads.contains("Range: bytes="),
+        "the retry asked for the rest: {heads}"
+    );
+    relay.stop(&d);
+    ok(&d, &["rmi", &name]);
+
+    // The registry goes away mid-pull: a clear error, no image; the partial download stays
+    // and the next pull only fetches the rest.
+    let relay = Relay::start(&d, reg.host.clone(), 0, None);
+    let name = format!("127.0.0.1:{}/test/big:1", relay.port);
+    let port = relay.port;
+    let partial = d
+        .root()
+        .join(format!("distribution/downloads/{}.partial", blob.hex()));
+    let sock = d.sock.clone();
+    let pulling = std::thread::spawn(move || {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args(["pull", &name])
+            .output()
+            .expect("docker pull")
+    });
+    let t = std::time::Instant::now();
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (4 << 20) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the download did not start"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    relay.stop(&d);
+    let o = pulling.join().expect("pull");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() {
+        eprintln!("the download finished before the relay stopped; nothing to resume");
+        return;
+    }
+    assert!(!err.is_empty(), "a clear error");
+    let kept = std::fs::metadata(&partial)
+        .expect("the partial download is kept")
+        .len();
+    assert!(kept > 0 && kept < size, "{kept} of {size}");
+    let name = format!("127.0.0.1:{port}/test/big:1");
+    assert!(
+        ok(&d, &["images", "-q"]).trim().is_empty(),
+        "no partial image"
+    );
+    let relay = Relay::start(&d, reg.host.clone(), port, None);
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id.to_string());
+    let heads = relay.heads.lock().expect("heads").join("\n");
+    assert!(
+        heads.contains(&format!("Range: bytes={kept}-")),
+        "resumed at {kept}: {heads}"
+    );
+    assert!(
+        relay.relayed.load(Ordering::SeqCst) < size,
+        "only the rest was fetched"
+    );
+    assert!(!partial.exists(), "the finished download is cleaned up");
+    relay.stop(&d);
+}
+
+#[test]
+fn a_multi_platform_index_gives_the_right_image() {
+    if !registry_available() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    let amd = load_image(&d, &[&layer("arch", b"amd64\n")], "amd64", "test/amd:1");
+    let arm = load_image(&d, &[&layer("arch", b"arm64\n")], "arm64", "test/arm:1");
+    let mut entries = Vec::new();
+    for (local, arch) in [("test/amd:1", "amd64"), ("test/arm:1", "arm64")] {
+        let name = format!("{}/test/multi:{arch}", reg.host);
+        ok(&d, &["tag", local, &name]);
+        let out = ok(&d, &["push", &name]);
+        let digest = pushed_digest(&out, arch);
+        let size: u64 = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{arch}: digest:")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|s| s.parse().ok())
+            .expect("size");
+        entries.push(format!(
+            r#"{{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":{size},"digest":"{digest}","platform":{{"architecture":"{arch}","os":"linux"}}}}"#
+        ));
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    let c = reg.client();
+    common::in_netns(&d.netns(), move || {
+        c.put_manifest(
+            "test/multi",
+            "all",
+            strata_registry::manifest::DOCKER_LIST,
+            index.as_bytes(),
+        )
+        .expect("put the index")
+    });
+    ok(&d, &["rmi", "-f", &amd.to_string(), &arm.to_string()]);
+    let name = format!("{}/test/multi:all", reg.host);
+    let host = ok(&d, &["version", "-f", "{{.Server.Arch}}"])
+        .trim()
+        .to_string();
+    ok(&d, &["pull", &name]);
+    let want = if host == "arm64" { arm } else { amd };
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), want.to_string());
+    ok(&d, &["pull", "--platform", "linux/arm64", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), arm.to_string());
+    assert_eq!(inspect(&d, &name, "{{.Architecture}}"), "arm64");
+    let err = fails(&d, &["pull", "--platform", "linux/s390x", &name]);
+    assert!(
+        err.contains("no matching manifest for linux/s390x in the manifest list entries"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zstd_layers_pull_and_push_back_without_recompression() {
+    if !registry_available() || !have("skopeo") || !have("nsenter") {
+        eprintln!("SKIPPED: needs skopeo and nsenter too");
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    let (archive, _, _) = d.busybox();
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", d.netns().display()))
+        .args([
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            "zstd",
+        ])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{}/test/zs:1", reg.host))
+        .output()
+        .expect("skopeo");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = reg.client();
+    let m = common::in_netns(&d.netns(), move || {
+        match c.manifest("test/zs", "1").expect("manifest").0 {
+            strata_registry::manifest::Fetched::Manifest(m) => m,
+            _ => panic!("a manifest"),
+        }
+    });
+    assert!(
+        m.layers.iter().all(|l| l.media_type.ends_with("+zstd")),
+        "skopeo pushed zstd layers: {m:?}"
+    );
+    let name = format!("{}/test/zs:1", reg.host);
+    ok(&d, &["pull", &name]);
+    // skopeo wrote an OCI config for the OCI manifest zstd needs: that is the image ID.
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), m.config.digest.to_string());
+    if common::runc_available() {
+        assert_eq!(
+            ok(&d, &["run", "--rm", &name, "cat", "/etc/motd"]),
+            "hello from strata\n"
+        );
+    }
+    // Pushed to another repository of the registry: the zstd blobs are mounted as they are.
+    let copy = format!("{}/test/zs-copy:1", reg.host);
+    ok(&d, &["tag", &name, &copy]);
+    let out = ok(&d, &["push", &copy]);
+    assert!(out.contains("Mounted from test/zs"), "{out}");
+    assert!(!out.contains("Pushed"), "nothing compressed again: {out}");
+    let c = reg.client();
+    let m2 = common::in_netns(&d.netns(), move || {
+        match c.manifest("test/zs-copy", "1").expect("manifest").0 {
+            strata_registry::manifest::Fetched::Manifest(m) => m,
+            _ => panic!("a manifest"),
+        }
+    });
+    let digests = |m: &strata_registry::manifest::Manifest| {
+        m.layers.iter().map(|l| l.digest).collect::<Vec<_>>()
+    };
+    assert_eq!(digests(&m2), digests(&m), "the same blobs");
+    assert_eq!(m2.config.digest, m.config.digest);
 }

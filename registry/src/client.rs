@@ -26,6 +26,8 @@ pub enum RegistryError {
     Io { url: String, source: io::Error },
     #[error("unauthorized: authentication required")]
     Unauthorized,
+    #[error("no basic auth credentials")]
+    NoBasicCredentials,
     #[error("manifest unknown: {0}")]
     ManifestUnknown(String),
     #[error("blob unknown: {0}")]
@@ -405,11 +407,10 @@ impl RegistryClient {
                         .ok_or(RegistryError::Unauthorized)?;
                     return Ok(format!("Bearer {token}"));
                 }
-                Challenge::Basic { .. } => {
-                    if let Some(b) = &basic {
-                        return Ok(b.clone());
-                    }
-                }
+                Challenge::Basic { .. } => match &basic {
+                    Some(b) => return Ok(b.clone()),
+                    None => return Err(RegistryError::NoBasicCredentials),
+                },
             }
         }
         Err(RegistryError::Unauthorized)

@@ -390,11 +390,13 @@ impl Distribution {
     }
 }
 
-/// A layer error, or the download's own error when that is why the layer failed.
+/// A layer error, or the download's own error when that is why the layer failed (a
+/// corrupt blob fails to decompress before its digest can be checked: wait for the check,
+/// which says what was wrong).
 fn blob_error(h: &Handle, e: strata_graph::LayerError) -> DistributionError {
-    match h.snapshot().phase {
-        Phase::Failed(m) => DistributionError::Blob(m),
-        _ => e.into(),
+    match h.wait() {
+        Err(m) => DistributionError::Blob(m),
+        Ok(()) => e.into(),
     }
 }
 

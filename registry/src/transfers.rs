@@ -206,6 +206,7 @@ impl Transfers {
         });
         map.insert(*digest, t.clone());
         drop(map);
+        tracing::info!(blob = %digest, size, "starting a download");
         let me = self.clone();
         let tt = t.clone();
         let spawned = std::thread::Builder::new()

@@ -352,7 +352,10 @@ fn tls_and_basic_auth() {
         Scheme::Https(tls_config(Some(&ca))),
         AuthConfig::default(),
     );
-    assert!(matches!(anon.ping(), Err(RegistryError::Unauthorized)));
+    assert!(matches!(
+        anon.ping(),
+        Err(RegistryError::NoBasicCredentials)
+    ));
     let wrong = AuthConfig {
         password: "nope".into(),
         ..ann()

@@ -174,6 +174,8 @@ pub fn run(cmd: &str, args: &[&str], dir: &Path) {
 /// with openssl in `dir`.
 pub fn make_certs(dir: &Path, ip: &str) {
     std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).expect("ext");
+    // A v3 certificate (webpki refuses v1 ones).
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
     let days = ["-days", "1"];
     run(
         "openssl",
@@ -189,7 +191,7 @@ pub fn make_certs(dir: &Path, ip: &str) {
     );
     for (name, subj, ext) in [
         ("srv", "/CN=strata-test-registry", Some("san.ext")),
-        ("client", "/CN=strata-test-client", None),
+        ("client", "/CN=strata-test-client", Some("client.ext")),
     ] {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
