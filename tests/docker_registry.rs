@@ -821,3 +821,104 @@ fn zstd_layers_pull_and_push_back_without_recompression() {
     assert_eq!(digests(&m2), digests(&m), "the same blobs");
     assert_eq!(m2.config.digest, m.config.digest);
 }
+
+/// The strata CLI with its own credentials file.
+fn strata(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_HOST", format!("unix://{}", d.sock.display()))
+        .env("STRATA_CONFIG", d.dir.path().join("strata-config"))
+        .env_remove("DOCKER_HOST")
+        .args(args)
+        .output()
+        .expect("run strata")
+}
+
+fn strata_ok(d: &Daemon, args: &[&str]) -> String {
+    let o = strata(d, args);
+    assert!(
+        o.status.success(),
+        "strata {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_strata_cli_logs_in_pushes_pulls_and_searches() {
+    if !registry_available() || !have("htpasswd") {
+        eprintln!("SKIPPED: needs htpasswd (apache2-utils) too");
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let rdir = d.dir.path().join("registry");
+    std::fs::create_dir_all(&rdir).expect("dir");
+    run("htpasswd", &["-Bbc", "htpasswd", "bob", "pw123"], &rdir);
+    let reg = Registry::start(
+        &d.netns(),
+        &rdir,
+        "127.0.0.1",
+        &format!(
+            "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}/htpasswd\n",
+            rdir.display()
+        ),
+    );
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let name = format!("{}/test/busybox:1", reg.host);
+    strata_ok(&d, &["tag", "test/busybox:1", &name]);
+
+    let o = strata(&d, &["push", &name]);
+    assert!(!o.status.success(), "no credentials yet");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no basic auth credentials"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = strata(&d, &["login", "-u", "bob", "-p", "nope", &reg.host]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("401 Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = strata_ok(&d, &["login", "-u", "bob", "-p", "pw123", &reg.host]);
+    assert_eq!(out, "Login Succeeded\n");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.dir.path().join("strata-config/config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        cfg["auths"][&reg.host]["auth"], "Ym9iOnB3MTIz",
+        "docker's layout"
+    );
+
+    let out = strata_ok(&d, &["push", &name]);
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    strata_ok(&d, &["rmi", &name, "test/busybox:1"]);
+    let out = strata_ok(&d, &["pull", &name]);
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id);
+    let out = strata_ok(&d, &["pull", "-q", &name]);
+    assert_eq!(out.trim(), name);
+    let out = strata_ok(
+        &d,
+        &[
+            "search",
+            "--format",
+            "{{.Name}}",
+            &format!("{}/test", reg.host),
+        ],
+    );
+    assert_eq!(out.trim(), "test/busybox");
+    let out = strata_ok(&d, &["logout", &reg.host]);
+    assert_eq!(
+        out.trim(),
+        format!("Removing login credentials for {}", reg.host)
+    );
+    strata_ok(&d, &["rmi", &name]);
+    let o = strata(&d, &["pull", &name]);
+    assert!(!o.status.success(), "logged out");
+}

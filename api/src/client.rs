@@ -62,6 +62,8 @@ impl Input for TcpStream {
 pub struct Client {
     addr: String,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Sent with every request (`X-Registry-Auth`).
+    headers: Vec<(String, String)>,
 }
 
 /// A request body.
@@ -120,7 +122,15 @@ impl Client {
         Ok(Client {
             addr: host.to_string(),
             tls,
+            headers: Vec::new(),
         })
+    }
+
+    /// The same client, sending `name: value` with each request.
+    pub fn with_header(&self, name: &str, value: &str) -> Client {
+        let mut c = self.clone();
+        c.headers.push((name.to_string(), value.to_string()));
+        c
     }
 
     /// The address this client talks to.
@@ -227,6 +237,9 @@ impl Client {
             "{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata-cli/{}\r\n{connection}\r\n",
             env!("CARGO_PKG_VERSION")
         );
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
         let io = self.io();
         match body {
             Body::None => {

@@ -114,6 +114,16 @@ pub enum ClientCommand {
     History(commands::images::HistoryArgs),
     /// Load an image from a tar archive or STDIN.
     Load(commands::images::LoadArgs),
+    /// Download an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::registry::PushArgs),
+    /// Log in to a registry.
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::registry::LogoutArgs),
+    /// Search Docker Hub (or a registry) for images.
+    Search(commands::registry::SearchArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default).
     Save(commands::images::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image.
@@ -195,6 +205,11 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Tag(a) => im::tag(&c, a),
         ClientCommand::History(a) => im::history(&c, a),
         ClientCommand::Load(a) => im::load(&c, a),
+        ClientCommand::Pull(a) => commands::registry::pull(&c, a),
+        ClientCommand::Push(a) => commands::registry::push(&c, a),
+        ClientCommand::Login(a) => commands::registry::login(&c, a),
+        ClientCommand::Logout(a) => commands::registry::logout(a),
+        ClientCommand::Search(a) => commands::registry::search(&c, a),
         ClientCommand::Save(a) => im::save(&c, a),
         ClientCommand::Import(a) => im::import(&c, a),
         ClientCommand::Create(a) => ct::create(&c, *a),

@@ -106,6 +106,10 @@ fn parse_url(u: &str) -> Option<Url> {
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// A connection, and whether requests on it name absolute URLs (plain HTTP through a
+/// proxy), with the proxy's authorization if it has one.
+type Connection = (Box<dyn Stream>, Option<Option<String>>);
+
 /// A response: its head and its body as a reader.
 pub struct Response {
     pub head: Head,
@@ -158,11 +162,7 @@ impl RegistryClient {
     /// A connection for `url`: direct, or through the proxy (a `CONNECT` tunnel for TLS;
     /// for plain HTTP the request then names the absolute URL, which the second value says,
     /// with the proxy's authorization).
-    fn connect(
-        &self,
-        url: &Url,
-        full: &str,
-    ) -> Result<(Box<dyn Stream>, Option<Option<String>>), RegistryError> {
+    fn connect(&self, url: &Url, full: &str) -> Result<Connection, RegistryError> {
         let err = |source| RegistryError::Connect {
             url: full.to_string(),
             source,
@@ -383,8 +383,10 @@ impl RegistryClient {
         if !self.auth.registry_token.is_empty() {
             return Ok(format!("Bearer {}", self.auth.registry_token));
         }
-        for c in challenges {
-            match c {
+        // The first challenge the registry gives is the one answered.
+        match challenges.first() {
+            None => Err(RegistryError::Unauthorized),
+            Some(c) => match c {
                 Challenge::Bearer {
                     realm,
                     service,
@@ -405,15 +407,11 @@ impl RegistryClient {
                         .as_str()
                         .or_else(|| v["access_token"].as_str())
                         .ok_or(RegistryError::Unauthorized)?;
-                    return Ok(format!("Bearer {token}"));
+                    Ok(format!("Bearer {token}"))
                 }
-                Challenge::Basic { .. } => match &basic {
-                    Some(b) => return Ok(b.clone()),
-                    None => return Err(RegistryError::NoBasicCredentials),
-                },
-            }
+                Challenge::Basic { .. } => basic.ok_or(RegistryError::NoBasicCredentials),
+            },
         }
-        Err(RegistryError::Unauthorized)
     }
 
     /// `GET /v2/`: whether the registry answers (authorized as it asks).

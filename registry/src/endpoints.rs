@@ -203,17 +203,15 @@ impl RegistryConfig {
                         }
                         client_certs.push((p, key));
                     }
-                    Some("key") => {
-                        if !p.with_extension("cert").exists() {
-                            return Err(ConfigError::CertsDir {
-                                host: host.into(),
-                                reason: format!(
-                                    "missing client certificate {} for key {}",
-                                    p.with_extension("cert").display(),
-                                    p.display()
-                                ),
-                            });
-                        }
+                    Some("key") if !p.with_extension("cert").exists() => {
+                        return Err(ConfigError::CertsDir {
+                            host: host.into(),
+                            reason: format!(
+                                "missing client certificate {} for key {}",
+                                p.with_extension("cert").display(),
+                                p.display()
+                            ),
+                        });
                     }
                     _ => {}
                 }

@@ -245,7 +245,7 @@ pub fn ls(c: &Client, a: LsArgs) -> Result<(), CliError> {
     print_rows(a.format.as_deref(), default, IMAGE_HEADERS, &rows)
 }
 
-fn path_of(name: &str) -> String {
+pub(crate) fn path_of(name: &str) -> String {
     escape(name)
 }
 

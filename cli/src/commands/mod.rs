@@ -6,6 +6,7 @@ pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod ports;
+pub mod registry;
 pub mod run;
 pub mod session;
 pub mod system;
