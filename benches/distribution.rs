@@ -40,7 +40,9 @@ fn content(layer: usize, file: usize) -> Vec<u8> {
         let mut n = 0u64;
         while v.len() < FILE_BYTES {
             n += 1;
-            v.extend_from_slice(format!("line {n} of file {file} in layer {layer}: some text\n").as_bytes());
+            v.extend_from_slice(
+                format!("line {n} of file {file} in layer {layer}: some text\n").as_bytes(),
+            );
         }
     }
     v.truncate(FILE_BYTES);
@@ -118,7 +120,10 @@ fn registry(ns: &Netns, dir: &Path, port: u16) -> Registry {
         if up {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "registry did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "registry did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Registry { child, host }
@@ -191,7 +196,8 @@ fn serial_baseline(ns: &Netns, host: &str, dir: &Path) -> (Duration, Duration) {
         for l in &m.layers {
             let p = b.join(l.digest.hex());
             let mut out = std::fs::File::create(&p).expect("blob file");
-            c.blob_to("bench/big", &l.digest, 0, &mut out).expect("blob");
+            c.blob_to("bench/big", &l.digest, 0, &mut out)
+                .expect("blob");
             files.push(p);
         }
         (t.elapsed(), files)
@@ -255,14 +261,15 @@ fn main() {
         .output()
         .expect("skopeo");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let compressed: u64 = std::fs::read_dir(dir.path().join("reg/data/docker/registry/v2/blobs/sha256"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .filter_map(|b| std::fs::metadata(b.path().join("data")).ok())
-        .map(|m| m.len())
-        .sum();
+    let compressed: u64 =
+        std::fs::read_dir(dir.path().join("reg/data/docker/registry/v2/blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter_map(|b| std::fs::metadata(b.path().join("data")).ok())
+            .map(|m| m.len())
+            .sum();
     eprintln!(
         "image: {LAYERS} layers, {:.0} MB uncompressed, {:.0} MB in the registry",
         total as f64 / 1e6,
@@ -299,7 +306,9 @@ fn main() {
     let reg_s = registry(&ns, &dir.path().join("reg-s"), port + 1);
     let reg_d = registry(&ns, &dir.path().join("reg-d"), port + 2);
     let push_s = push_time(&strata, &reg.host, &reg_s.host);
-    let push_d = docker.as_ref().map(|e| push_time(e, &reg.host, &reg_d.host));
+    let push_d = docker
+        .as_ref()
+        .map(|e| push_time(e, &reg.host, &reg_d.host));
     drop(strata);
     drop(docker);
     let secs = |x: Duration| format!("{:.2} s", x.as_secs_f64());

@@ -922,3 +922,181 @@ fn the_strata_cli_logs_in_pushes_pulls_and_searches() {
     let o = strata(&d, &["pull", &name]);
     assert!(!o.status.success(), "logged out");
 }
+
+/// An HTTP proxy inside the daemon's namespace that knows one name: every target it is asked
+/// for (`CONNECT host:port`, or an absolute `http://host:port/...` URL) is reached at
+/// `upstream`. Records the request lines it served.
+struct Proxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn read_head(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    Some(head)
+}
+
+fn pipe(mut a: std::net::TcpStream, mut b: std::net::TcpStream) {
+    let (mut a2, mut b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+    let t = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a2, &mut b2);
+        let _ = b2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut b, &mut a);
+    let _ = a.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+}
+
+impl Proxy {
+    fn start_on(d: &Daemon, upstream: String, port: u16) -> Proxy {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let port = common::in_netns(&d.netns(), move || {
+            let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind proxy");
+            let port = l.local_addr().expect("addr").port();
+            std::thread::spawn(move || {
+                for c in l.incoming() {
+                    let Ok(mut c) = c else { continue };
+                    let (s, upstream) = (s.clone(), upstream.clone());
+                    std::thread::spawn(move || {
+                        let Some(head) = read_head(&mut c) else {
+                            return;
+                        };
+                        let text = String::from_utf8_lossy(&head).into_owned();
+                        let line = text.lines().next().unwrap_or("").to_string();
+                        s.lock().expect("lock").push(line.clone());
+                        let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                            return;
+                        };
+                        if line.starts_with("CONNECT ") {
+                            let _ = c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                        } else {
+                            // Absolute form to origin form.
+                            let mut parts = line.splitn(3, ' ');
+                            let (m, url, v) = (
+                                parts.next().unwrap_or(""),
+                                parts.next().unwrap_or(""),
+                                parts.next().unwrap_or(""),
+                            );
+                            let path = url
+                                .strip_prefix("http://")
+                                .and_then(|r| r.find('/').map(|i| &r[i..]))
+                                .unwrap_or("/");
+                            let rest = &text[line.len()..];
+                            let _ = up.write_all(format!("{m} {path} {v}{rest}").as_bytes());
+                        }
+                        pipe(c, up);
+                    });
+                }
+            });
+            port
+        });
+        Proxy { port, seen }
+    }
+}
+
+#[test]
+fn registries_are_reached_through_the_daemons_proxy() {
+    if !registry_available() {
+        return;
+    }
+    // The daemon's namespace is new, so the proxy's port there is free whatever it is.
+    let proxy_url = "http://127.0.0.1:3128";
+    // A name only the proxy knows (127.0.0.1 and localhost are never proxied, as Go decides
+    // for dockerd); the proxy sends every request to the registry.
+    let host = "registry.strata.test:5000";
+    let d = Daemon::start_with_env(
+        "overlay2",
+        &["--insecure-registry", host],
+        &[
+            ("HTTP_PROXY", proxy_url),
+            ("HTTPS_PROXY", proxy_url),
+            ("NO_PROXY", "example.internal"),
+        ],
+    );
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    let proxy = Proxy::start_on(&d, reg.host.clone(), 3128);
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let name = format!("{host}/test/busybox:1");
+    ok(&d, &["tag", "test/busybox:1", &name]);
+    ok(&d, &["push", &name]);
+    ok(&d, &["rmi", &name, "test/busybox:1"]);
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id);
+    let seen = proxy.seen.lock().expect("lock").join("\n");
+    // TLS first through a tunnel (an insecure registry), then plain HTTP by absolute URL.
+    assert!(seen.contains(&format!("CONNECT {host} HTTP/1.1")), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "GET http://{host}/v2/test/busybox/manifests/1 HTTP/1.1"
+        )),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("PUT http://{host}/v2/test/busybox/manifests/1")),
+        "{seen}"
+    );
+    // Loopback registries are reached directly.
+    let before = proxy.seen.lock().expect("lock").len();
+    let direct = format!("{}/test/busybox:1", reg.host);
+    ok(&d, &["tag", &name, &direct]);
+    ok(&d, &["push", &direct]);
+    assert_eq!(
+        proxy.seen.lock().expect("lock").len(),
+        before,
+        "not proxied"
+    );
+}
+
+#[test]
+fn registry_settings_reload_on_sighup() {
+    if !registry_available() {
+        return;
+    }
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("daemon.json");
+    std::fs::write(&cfg, r#"{"max-concurrent-downloads": 2}"#).expect("write");
+    let d = Daemon::start_with("overlay2", &["--config-file", cfg.to_str().expect("utf-8")]);
+    let info = |f: &str| ok(&d, &["info", "--format", f]).trim().to_string();
+    assert_eq!(info("{{json .RegistryConfig.Mirrors}}"), "[]");
+    std::fs::write(
+        &cfg,
+        r#"{"registry-mirrors": ["https://mirror.example:5000"], "insecure-registries": ["10.9.0.0/16", "myreg.example:5000"], "max-concurrent-downloads": 4}"#,
+    )
+    .expect("write");
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(d.child.pid() as i32, libc::SIGHUP) };
+    let t = std::time::Instant::now();
+    while info("{{json .RegistryConfig.Mirrors}}") == "[]" {
+        assert!(t.elapsed() < Duration::from_secs(10), "not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        info("{{json .RegistryConfig.Mirrors}}"),
+        "[\"https://mirror.example:5000/\"]"
+    );
+    let cidrs = info("{{json .RegistryConfig.InsecureRegistryCIDRs}}");
+    assert!(
+        cidrs.contains("10.9.0.0/16") && cidrs.contains("127.0.0.0/8"),
+        "{cidrs}"
+    );
+    assert!(
+        info("{{json .RegistryConfig.IndexConfigs}}").contains("myreg.example:5000"),
+        "named insecure registries are listed"
+    );
+    // A bad value is refused and the settings stay.
+    std::fs::write(&cfg, r#"{"insecure-registries": ["http://bad"]}"#).expect("write");
+    // SAFETY: as above.
+    unsafe { libc::kill(d.child.pid() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(info("{{json .RegistryConfig.Mirrors}}").contains("mirror.example"));
+    assert!(daemon_log(&d).contains("insecure registry http://bad is not valid"));
+}

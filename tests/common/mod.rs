@@ -61,6 +61,11 @@ impl Daemon {
 
     /// As `start`, with more daemon flags.
     pub fn start_with(driver: &str, extra: &[&str]) -> Daemon {
+        Self::start_with_env(driver, extra, &[])
+    }
+
+    /// As `start_with`, with these environment variables too (not kept by `restart`).
+    pub fn start_with_env(driver: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("strata-daemon-")
             .tempdir()
@@ -74,7 +79,7 @@ impl Daemon {
         // firewall table never meet the host's or another test's.
         let netns = netns_of(&sock);
         make_netns(&netns).unwrap_or_else(|e| panic!("no network namespace: {e}"));
-        let child = spawn_in(Some(&netns), &root, &pid, &sock, &args)
+        let child = spawn_in_env(Some(&netns), &root, &pid, &sock, &args, env)
             .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         Daemon {
             child,
@@ -353,6 +358,18 @@ pub fn spawn_in(
     sock: &Path,
     extra: &[&str],
 ) -> Result<Running, String> {
+    spawn_in_env(netns, root, pid, sock, extra, &[])
+}
+
+/// As `spawn_in`, with environment variables for the daemon.
+pub fn spawn_in_env(
+    netns: Option<&Path>,
+    root: &Path,
+    pid: &Path,
+    sock: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Running, String> {
     let log = sock.with_extension("log");
     // A socket left by a killed daemon must not look like a ready one.
     let _ = std::fs::remove_file(sock);
@@ -383,6 +400,7 @@ pub fn spawn_in(
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
