@@ -29,7 +29,7 @@ const RUNS: usize = 3;
 fn content(layer: usize, file: usize) -> Vec<u8> {
     let mut x = (layer as u64 * 1_000_003 + file as u64) | 1;
     let mut v = Vec::with_capacity(FILE_BYTES + 8);
-    if file % 2 == 0 {
+    if file.is_multiple_of(2) {
         while v.len() < FILE_BYTES {
             x ^= x << 13;
             x ^= x >> 7;

@@ -927,7 +927,6 @@ fn the_strata_cli_logs_in_pushes_pulls_and_searches() {
 /// for (`CONNECT host:port`, or an absolute `http://host:port/...` URL) is reached at
 /// `upstream`. Records the request lines it served.
 struct Proxy {
-    port: u16,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -958,9 +957,8 @@ impl Proxy {
     fn start_on(d: &Daemon, upstream: String, port: u16) -> Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let port = common::in_netns(&d.netns(), move || {
+        common::in_netns(&d.netns(), move || {
             let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind proxy");
-            let port = l.local_addr().expect("addr").port();
             std::thread::spawn(move || {
                 for c in l.incoming() {
                     let Ok(mut c) = c else { continue };
@@ -996,9 +994,8 @@ impl Proxy {
                     });
                 }
             });
-            port
         });
-        Proxy { port, seen }
+        Proxy { seen }
     }
 }
 
