@@ -28,6 +28,9 @@ pub enum RegistryError {
     Unauthorized,
     #[error("no basic auth credentials")]
     NoBasicCredentials,
+    /// As dockerd words it: `Get "URL": no basic auth credentials`.
+    #[error("{method} \"{url}\": no basic auth credentials")]
+    NoBasicCredentialsFor { method: String, url: String },
     #[error("manifest unknown: {0}")]
     ManifestUnknown(String),
     #[error("blob unknown: {0}")]
@@ -342,7 +345,13 @@ impl RegistryClient {
                 .filter(|(k, _)| k.eq_ignore_ascii_case("WWW-Authenticate"))
                 .flat_map(|(_, v)| challenge::parse(v))
                 .collect::<Vec<_>>();
-            let a = self.authorize(&challenges)?;
+            let a = self.authorize(&challenges).map_err(|e| match e {
+                RegistryError::NoBasicCredentials => RegistryError::NoBasicCredentialsFor {
+                    method: go_method(method),
+                    url: url.clone(),
+                },
+                other => other,
+            })?;
             *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
             let mut retry: Vec<(&str, String)> = headers.to_vec();
             retry.push(("Authorization", a));
@@ -479,6 +488,18 @@ impl RegistryClient {
             io::copy(&mut (&mut resp.body).take(offset), &mut io::sink()).map_err(io_err)?;
         }
         io::copy(&mut resp.body, out).map_err(io_err)
+    }
+}
+
+/// A method as Go's HTTP client names it in errors (`Get`, `Head`).
+fn go_method(m: &str) -> String {
+    let mut c = m.chars();
+    match c.next() {
+        Some(f) => f
+            .to_uppercase()
+            .chain(c.flat_map(|x| x.to_lowercase()))
+            .collect(),
+        None => String::new(),
     }
 }
 

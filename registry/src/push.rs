@@ -84,7 +84,7 @@ impl Distribution {
                 let img = self
                     .images
                     .get(&full)
-                    .map_err(|_| DistributionError::NoLocalImage(reference.familiar()))?;
+                    .map_err(|_| DistributionError::NoLocalImage(reference.familiar_name()))?;
                 tags.push((t.clone(), img));
             }
             None => {
