@@ -7,7 +7,7 @@ mod common;
 use common::registry::{have, make_certs, registry_available, run, Registry};
 use common::Daemon;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -257,6 +257,19 @@ fn push_rmi_pull_gives_the_same_image() {
     assert!(
         err.contains("127.0.0.1:1") && err.contains("refused"),
         "{err}"
+    );
+
+    // A push without X-Registry-Auth and without a body: dockerd 20.10's 400.
+    let o = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "--unix-socket"])
+        .arg(&d.sock)
+        .arg(format!("http://strata/images/{name}/push?tag=1"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Bad parameters and missing X-Registry-Auth: EOF") && text.ends_with("400"),
+        "{text}"
     );
 
     let events = d.events_so_far("type=image", "{{.Action}} {{.Actor.ID}}");
@@ -1109,4 +1122,192 @@ fn registry_settings_reload_on_sighup() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(info("{{json .RegistryConfig.Mirrors}}").contains("mirror.example"));
     assert!(daemon_log(&d).contains("insecure registry http://bad is not valid"));
+}
+
+/// Base64 (`url`: the URL-safe alphabet without padding, as JWTs use).
+fn b64(data: &[u8], url: bool) -> String {
+    let abc: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(abc[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            for _ in c.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A token server (the distribution spec's Bearer flow) inside the daemon's namespace: it
+/// checks Basic credentials `user:password` and answers a JWT (RS256, signed with openssl,
+/// the certificate in `x5c`) granting the scopes asked for. Counts the tokens it gave.
+fn token_server(d: &Daemon, dir: &Path, user_password: &str) -> (u16, Arc<AtomicU64>) {
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=strata-test-token",
+        ],
+        dir,
+    );
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            "token.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "token.der",
+        ],
+        dir,
+    );
+    let der = std::fs::read(dir.join("token.der")).expect("der");
+    let header = b64(
+        format!(
+            r#"{{"alg":"RS256","typ":"JWT","x5c":["{}"]}}"#,
+            b64(&der, false)
+        )
+        .as_bytes(),
+        true,
+    );
+    let want = format!("Basic {}", b64(user_password.as_bytes(), false));
+    let given = Arc::new(AtomicU64::new(0));
+    let (dir, g) = (dir.to_path_buf(), given.clone());
+    let port = common::in_netns(&d.netns(), move || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind token server");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for (n, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { continue };
+                let Some(head) = read_head(&mut c) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let authorized = text.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == want
+                });
+                if !authorized {
+                    let _ = c.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let target = text.split_whitespace().nth(1).unwrap_or("");
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(scope) = kv.strip_prefix("scope=") {
+                        let scope = scope
+                            .replace("%3A", ":")
+                            .replace("%2C", ",")
+                            .replace("%2F", "/");
+                        let mut p = scope.splitn(3, ':');
+                        let (t, name, actions) = (
+                            p.next().unwrap_or(""),
+                            p.next().unwrap_or(""),
+                            p.next().unwrap_or(""),
+                        );
+                        let acts: Vec<String> =
+                            actions.split(',').map(|a| format!("\"{a}\"")).collect();
+                        access.push(format!(
+                            r#"{{"type":"{t}","name":"{name}","actions":[{}]}}"#,
+                            acts.join(",")
+                        ));
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("time")
+                    .as_secs();
+                let claims = format!(
+                    r#"{{"iss":"strata-test-issuer","sub":"ann","aud":"strata-registry","exp":{},"nbf":{},"iat":{now},"jti":"t{n}","access":[{}]}}"#,
+                    now + 600,
+                    now - 10,
+                    access.join(",")
+                );
+                let input = format!("{header}.{}", b64(claims.as_bytes(), true));
+                let ipath = dir.join(format!("input-{n}"));
+                std::fs::write(&ipath, &input).expect("input");
+                let sig = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(dir.join("token.key"))
+                    .arg(&ipath)
+                    .output()
+                    .expect("openssl dgst");
+                let token = format!("{input}.{}", b64(&sig.stdout, true));
+                let body = format!(r#"{{"token":"{token}","expires_in":600}}"#);
+                g.fetch_add(1, Ordering::SeqCst);
+                let _ = c.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        port
+    });
+    (port, given)
+}
+
+#[test]
+fn bearer_token_auth() {
+    if !registry_available() || !have("openssl") {
+        eprintln!("SKIPPED: needs openssl too");
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    let rdir = d.dir.path().join("registry");
+    std::fs::create_dir_all(&rdir).expect("dir");
+    let (tport, given) = token_server(&d, &rdir, "ann:s3cret");
+    let reg = Registry::start(
+        &d.netns(),
+        &rdir,
+        "127.0.0.1",
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: strata-registry\n    issuer: strata-test-issuer\n    rootcertbundle: {}/token.crt\n",
+            rdir.display()
+        ),
+    );
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let name = format!("{}/test/busybox:1", reg.host);
+    ok(&d, &["tag", "test/busybox:1", &name]);
+    let err = fails(&d, &["login", "-u", "ann", "-p", "wrong", &reg.host]);
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    let out = ok(&d, &["login", "-u", "ann", "-p", "s3cret", &reg.host]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    ok(&d, &["push", &name]);
+    ok(&d, &["rmi", &name, "test/busybox:1"]);
+    ok(&d, &["pull", &name]);
+    assert_eq!(inspect(&d, &name, "{{.Id}}"), id);
+    assert!(
+        given.load(Ordering::SeqCst) >= 3,
+        "tokens were asked for and used"
+    );
+    ok(&d, &["logout", &reg.host]);
+    ok(&d, &["rmi", &name]);
+    fails(&d, &["pull", &name]);
 }

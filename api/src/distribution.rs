@@ -167,7 +167,21 @@ pub async fn push(
         r = Reference::parse(&format!("{}:{t}", r.name()))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    let auth = auth_of(&req);
+    // As dockerd: without the header, the credentials are read from the body (the old way),
+    // and an empty body is refused.
+    let auth = match req.headers().get("X-Registry-Auth") {
+        Some(_) => auth_of(&req),
+        None => {
+            let v = body::read_json(req.into_body(), 1 << 20)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request("Bad parameters and missing X-Registry-Auth: EOF")
+                })?;
+            serde_json::from_value(v).map_err(|e| {
+                ApiError::bad_request(format!("Bad parameters and missing X-Registry-Auth: {e}"))
+            })?
+        }
+    };
     let dist = d.distribution.clone();
     let daemon = d.clone();
     let repo = r.familiar_name();
@@ -209,7 +223,11 @@ pub async fn search(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         None => 25,
         Some(l) => match l.parse() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(ApiError::bad_request("limit must be in the range [1, 100]")),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Limit {l} is outside the range of [1, 100]"
+                )))
+            }
         },
     };
     let filters = crate::events::parse_filters(q.get("filters"))?;

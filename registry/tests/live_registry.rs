@@ -354,7 +354,7 @@ fn tls_and_basic_auth() {
     );
     assert!(matches!(
         anon.ping(),
-        Err(RegistryError::NoBasicCredentials)
+        Err(RegistryError::NoBasicCredentialsFor { .. })
     ));
     let wrong = AuthConfig {
         password: "nope".into(),
