@@ -108,7 +108,11 @@ fn registry(ns: &Netns, dir: &Path, port: u16) -> Registry {
         .stderr(Stdio::null())
         .spawn()
         .expect("docker-registry");
-    let host = format!("127.0.0.1:{port}");
+    // Stopped by PID when dropped, also if it never answers.
+    let reg = Registry {
+        child,
+        host: format!("127.0.0.1:{port}"),
+    };
     let t = Instant::now();
     loop {
         let up = ns
