@@ -130,7 +130,7 @@ fn registry(ns: &Netns, dir: &Path, port: u16) -> Registry {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Registry { child, host }
+    reg
 }
 
 /// A streamed API call read to its end; panics on an error in the stream.

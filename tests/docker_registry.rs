@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::registry::{have, make_certs, registry_available, run, Registry};
+use common::certs::{make_certs, run};
+use common::registry::{have, registry_available, Registry};
 use common::Daemon;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,12 +18,10 @@ use strata_graph::Digest;
 
 /// docker with this test's own client configuration (credentials of `docker login`).
 fn docker(d: &Daemon, args: &[&str]) -> Output {
-    Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .args(args)
-        .output()
-        .expect("run docker")
+    d.docker_env(
+        args,
+        &[("DOCKER_CONFIG", &d.dir.path().join("docker-config"))],
+    )
 }
 
 fn ok(d: &Daemon, args: &[&str]) -> String {
@@ -947,6 +946,17 @@ fn the_strata_cli_logs_in_pushes_pulls_and_searches() {
     strata_ok(&d, &["rmi", &name]);
     let o = strata(&d, &["pull", &name]);
     assert!(!o.status.success(), "logged out");
+    // --config names another directory.
+    let other = d.dir.path().join("other-config");
+    let other_s = other.to_str().expect("utf-8");
+    strata_ok(
+        &d,
+        &[
+            "--config", other_s, "login", "-u", "bob", "-p", "pw123", &reg.host,
+        ],
+    );
+    assert!(other.join("config.json").exists());
+    strata_ok(&d, &["--config", other_s, "pull", &name]);
 }
 
 /// An HTTP proxy inside the daemon's namespace that knows one name: every target it is asked

@@ -58,6 +58,10 @@ pub struct ClientOpts {
     /// Client key [default: ~/.docker/key.pem].
     #[arg(long)]
     pub tlskey: Option<PathBuf>,
+    /// Location of client config files (credentials) [env: STRATA_CONFIG; default:
+    /// ~/.strata].
+    #[arg(long = "config")]
+    pub config: Option<PathBuf>,
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -196,6 +200,10 @@ pub enum ClientCommand {
 
 /// Runs a client command.
 pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
+    if let Some(dir) = &opts.config {
+        // Read by the commands that keep credentials; set before any thread starts.
+        std::env::set_var("STRATA_CONFIG", dir);
+    }
     let c = opts.client()?;
     use commands::{containers as ct, images as im, system as sy};
     match cmd {

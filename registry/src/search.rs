@@ -41,6 +41,23 @@ pub fn split_term(term: &str) -> (String, String) {
     }
 }
 
+/// A JSON answer of at most 16 MiB.
+fn json_body(
+    resp: crate::client::Response,
+    url: &str,
+    what: &str,
+) -> Result<serde_json::Value, DistributionError> {
+    let mut body = Vec::new();
+    resp.body
+        .take(16 << 20)
+        .read_to_end(&mut body)
+        .map_err(|source| RegistryError::Io {
+            url: url.to_string(),
+            source,
+        })?;
+    serde_json::from_slice(&body).map_err(|e| DistributionError::Invalid(format!("{what}: {e}")))
+}
+
 impl Distribution {
     /// Searches the registry the term names for at most `limit` repositories.
     pub fn search(
@@ -57,16 +74,7 @@ impl Distribution {
             let path = format!("/v1/search?q={}&n={limit}", crate::url::escape(&query));
             let resp = client.request("GET", &path, &[])?;
             if resp.head.status == 200 {
-                let mut body = Vec::new();
-                resp.body
-                    .take(16 << 20)
-                    .read_to_end(&mut body)
-                    .map_err(|source| RegistryError::Io {
-                        url: path.clone(),
-                        source,
-                    })?;
-                let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| DistributionError::Invalid(format!("search answer: {e}")))?;
+                let v = json_body(resp, &path, "search answer")?;
                 let mut out: Vec<SearchResult> =
                     serde_json::from_value(v["results"].clone()).unwrap_or_default();
                 out.truncate(limit);
@@ -89,16 +97,7 @@ impl Distribution {
                     .and_then(|l| l.split(';').next())
                     .map(|l| l.trim().trim_matches(['<', '>']).to_string())
                     .filter(|l| !l.is_empty());
-                let mut body = Vec::new();
-                resp.body
-                    .take(16 << 20)
-                    .read_to_end(&mut body)
-                    .map_err(|source| RegistryError::Io {
-                        url: p.clone(),
-                        source,
-                    })?;
-                let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| DistributionError::Invalid(format!("catalog answer: {e}")))?;
+                let v = json_body(resp, &p, "catalog answer")?;
                 for name in v["repositories"].as_array().into_iter().flatten() {
                     let Some(name) = name.as_str() else { continue };
                     if name.contains(query.as_str()) && out.len() < limit {

@@ -2,6 +2,9 @@
 //! on 127.0.0.1 for the test, an image pushed into it with `skopeo` from a `docker save`
 //! archive built here. Skipped, saying so, where either program is missing.
 
+#[path = "../../tests/common/certs.rs"]
+mod certs;
+use certs::{make_certs, run};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -199,80 +202,6 @@ fn manifests_and_blobs_from_a_real_registry() {
     );
 }
 
-fn run(cmd: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
-fn make_certs(dir: &Path) {
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=strata-test-ca",
-        ],
-        dir,
-    );
-    run(
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        dir,
-    );
-    run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-        ],
-        dir,
-    );
-}
-
 /// A rustls client config trusting the CA at `ca` (none: no roots at all).
 fn tls_config(ca: Option<&Path>) -> std::sync::Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
@@ -311,7 +240,7 @@ fn tls_and_basic_auth() {
     }
     let t = tempfile::tempdir().expect("tempdir");
     let dir = t.path();
-    make_certs(dir);
+    make_certs(dir, "127.0.0.1");
     run("htpasswd", &["-Bbc", "htpasswd", "ann", "s3cret"], dir);
     let extra = format!(
         "  tls:\n    certificate: {d}/srv.crt\n    key: {d}/srv.key\nauth:\n  htpasswd:\n    realm: strata-test\n    path: {d}/htpasswd\n",

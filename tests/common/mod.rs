@@ -2,6 +2,7 @@
 //! PID, also when a test fails), the docker CLI, and a busybox image built offline.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -255,8 +256,14 @@ impl Daemon {
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_env(args, &[])
+    }
+
+    /// Runs docker with more environment variables (`DOCKER_CONFIG`).
+    pub fn docker_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         Command::new("docker")
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .expect("run docker")
@@ -349,6 +356,25 @@ pub fn make_netns(ns: &Path) -> Result<(), String> {
     strata_netd::link::loopback_up(ns).map_err(|e| e.to_string())
 }
 
+/// Makes `cmd` enter the network namespace at `ns` before it runs.
+pub fn enter_netns(cmd: &mut Command, ns: &Path) -> Result<(), String> {
+    let ns_file = std::fs::File::open(ns).map_err(|e| format!("{}: {e}", ns.display()))?;
+    // SAFETY: setns is async-signal-safe; the closure owns the (close-on-exec) fd.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setns(
+                std::os::fd::AsRawFd::as_raw_fd(&ns_file),
+                libc::CLONE_NEWNET,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Starts `strata daemon` inside the network namespace at `netns` (`None`: ours); returns
 /// once its socket exists, or its error output if it exits.
 pub fn spawn_in(
@@ -375,20 +401,7 @@ pub fn spawn_in_env(
     let _ = std::fs::remove_file(sock);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     if let Some(ns) = netns {
-        let ns_file = std::fs::File::open(ns).map_err(|e| e.to_string())?;
-        // SAFETY: setns is async-signal-safe; the closure owns the (close-on-exec) fd.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                if libc::setns(
-                    std::os::fd::AsRawFd::as_raw_fd(&ns_file),
-                    libc::CLONE_NEWNET,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        enter_netns(&mut cmd, ns)?;
     }
     let mut child = cmd
         .args(["daemon", "--data-root"])

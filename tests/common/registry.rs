@@ -55,21 +55,8 @@ fn free_port(netns: &Path) -> u16 {
 }
 
 fn spawn(netns: &Path, config: &Path) -> Child {
-    let ns_file = std::fs::File::open(netns).expect("netns");
     let mut cmd = Command::new("docker-registry");
-    // SAFETY: setns is async-signal-safe; the closure owns the (close-on-exec) fd.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::setns(
-                std::os::fd::AsRawFd::as_raw_fd(&ns_file),
-                libc::CLONE_NEWNET,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    super::enter_netns(&mut cmd, netns).expect("the daemon's namespace");
     cmd.arg("serve")
         .arg(config)
         .stdout(Stdio::null())
@@ -152,80 +139,5 @@ impl Registry {
     /// A client of it, used from inside the namespace (see [`super::in_netns`]).
     pub fn client(&self) -> RegistryClient {
         RegistryClient::new(&self.host, Scheme::Http, AuthConfig::default())
-    }
-}
-
-/// Runs a command; fails the test with its error output.
-pub fn run(cmd: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for `ip` signed by it (`ca.crt`, `srv.crt`,
-/// `srv.key`), and a client certificate signed by it (`client.cert`, `client.key`), made
-/// with openssl in `dir`.
-pub fn make_certs(dir: &Path, ip: &str) {
-    std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).expect("ext");
-    // A v3 certificate (webpki refuses v1 ones).
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-    let days = ["-days", "1"];
-    run(
-        "openssl",
-        &[
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            ][..],
-            &["-out", "ca.crt", "-subj", "/CN=strata-test-ca"],
-            &days,
-        ]
-        .concat(),
-        dir,
-    );
-    for (name, subj, ext) in [
-        ("srv", "/CN=strata-test-registry", Some("san.ext")),
-        ("client", "/CN=strata-test-client", Some("client.ext")),
-    ] {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        run(
-            "openssl",
-            &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
-                subj,
-            ],
-            dir,
-        );
-        let out = if name == "srv" {
-            "srv.crt".to_string()
-        } else {
-            "client.cert".to_string()
-        };
-        let mut args = vec![
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &out,
-            "-days",
-            "1",
-        ];
-        if let Some(e) = ext {
-            args.extend(["-extfile", e]);
-        }
-        run("openssl", &args, dir);
     }
 }

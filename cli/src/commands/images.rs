@@ -5,7 +5,7 @@ use crate::format::{ago, ellipsis, go_time, human_size, print_rows, short_id};
 use crate::CliError;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use std::io::{BufRead, Read};
+use std::io::Read;
 use strata_api::client::{escape, Body, Client};
 
 #[derive(Args, Debug)]
@@ -405,15 +405,8 @@ fn json_messages(r: &mut dyn Read, quiet: bool) -> Result<Vec<Value>, CliError> 
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(2) } == 1;
     let mut progress_shown = false;
-    for line in std::io::BufReader::new(r).lines() {
-        let line = line.map_err(|e| CliError::Io {
-            context: "reading the daemon's answer".into(),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    for v in super::json_lines(r) {
+        let v = v?;
         if let Some(e) = v["error"].as_str() {
             return Err(CliError::Usage(e.to_string()));
         }

@@ -15,6 +15,26 @@ pub mod volumes;
 use crate::CliError;
 use std::io::Write;
 
+/// The messages of a JSON message stream (load, import, pull, push), one per non-empty line;
+/// a line that is not JSON reads as `null`.
+pub fn json_lines(
+    r: &mut dyn std::io::Read,
+) -> impl Iterator<Item = Result<serde_json::Value, CliError>> + '_ {
+    use std::io::BufRead;
+    std::io::BufReader::new(r)
+        .lines()
+        .filter_map(|line| match line {
+            Err(e) => Some(Err(CliError::Io {
+                context: "reading the daemon's answer".into(),
+                source: e,
+            })),
+            Ok(l) if l.trim().is_empty() => None,
+            Ok(l) => Some(Ok(
+                serde_json::from_str(&l).unwrap_or(serde_json::Value::Null)
+            )),
+        })
+}
+
 /// `--filter k=v` flags as the API's `filters` JSON (`{"k": {"v": true}}`).
 pub fn filters_json(filters: &[String]) -> Result<Option<String>, CliError> {
     if filters.is_empty() {

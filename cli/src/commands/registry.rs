@@ -1,6 +1,6 @@
 //! `pull`, `push`, `login`, `logout`, `search`. Credentials are kept as the docker CLI keeps
-//! them (`{"auths": {"HOST": {"auth": base64("user:password")}}}`), in
-//! `$STRATA_CONFIG/config.json`, else `~/.strata/config.json`, and sent to the daemon as
+//! them (`{"auths": {"HOST": {"auth": base64("user:password")}}}`), in `config.json` of
+//! `--config DIR` or `$STRATA_CONFIG`, else `~/.strata/config.json`, and sent to the daemon as
 //! `X-Registry-Auth` for the registry an image names. Pull and push progress is drawn with
 //! one bar per layer on a terminal, and as status lines otherwise.
 
@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use strata_api::client::{Body, Client};
 use strata_graph::image::Reference;
@@ -173,15 +173,8 @@ fn show_progress(r: &mut dyn Read, quiet: bool) -> Result<Vec<Value>, CliError> 
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut all = Vec::new();
-    for line in std::io::BufReader::new(r).lines() {
-        let line = line.map_err(|e| CliError::Io {
-            context: "reading the daemon's answer".into(),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    for v in super::json_lines(r) {
+        let v = v?;
         if let Some(e) = v["error"].as_str() {
             for b in bars.values() {
                 b.abandon();
