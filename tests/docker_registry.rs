@@ -25,14 +25,7 @@ fn docker(d: &Daemon, args: &[&str]) -> Output {
 }
 
 fn ok(d: &Daemon, args: &[&str]) -> String {
-    let o = docker(d, args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::succeeded(docker(d, args), "docker", args)
 }
 
 fn fails(d: &Daemon, args: &[&str]) -> String {
@@ -125,15 +118,22 @@ impl Layers for Daemon {
     }
 }
 
+/// A daemon with a plain registry in its namespace and the busybox test image loaded;
+/// returns them with the image's ID.
+fn daemon_with_registry() -> (Daemon, Registry, String) {
+    let d = Daemon::start("overlay2");
+    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
+    d.load_busybox();
+    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    (d, reg, id)
+}
+
 #[test]
 fn push_rmi_pull_gives_the_same_image() {
     if !registry_available() {
         return;
     }
-    let d = Daemon::start("overlay2");
-    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
-    d.load_busybox();
-    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let (d, reg, id) = daemon_with_registry();
     let name = format!("{}/test/busybox", reg.host);
     ok(&d, &["tag", "test/busybox:1", &format!("{name}:1")]);
     ok(&d, &["tag", "test/busybox:1", &format!("{name}:2")]);
@@ -281,10 +281,7 @@ fn a_mirror_serves_docker_hub_images() {
     if !registry_available() {
         return;
     }
-    let mut d = Daemon::start("overlay2");
-    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
-    d.load_busybox();
-    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let (mut d, reg, id) = daemon_with_registry();
     ok(
         &d,
         &[
@@ -434,10 +431,7 @@ fn a_tampered_or_missing_blob_is_refused_and_nothing_is_left() {
     if !registry_available() {
         return;
     }
-    let d = Daemon::start("overlay2");
-    let reg = Registry::plain(&d.netns(), &d.dir.path().join("registry"));
-    d.load_busybox();
-    let id = inspect(&d, "test/busybox:1", "{{.Id}}");
+    let (d, reg, id) = daemon_with_registry();
     let name = format!("{}/test/busybox:1", reg.host);
     ok(&d, &["tag", "test/busybox:1", &name]);
     ok(&d, &["push", &name]);
@@ -859,14 +853,7 @@ fn strata(d: &Daemon, args: &[&str]) -> Output {
 }
 
 fn strata_ok(d: &Daemon, args: &[&str]) -> String {
-    let o = strata(d, args);
-    assert!(
-        o.status.success(),
-        "strata {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::succeeded(strata(d, args), "strata", args)
 }
 
 #[test]

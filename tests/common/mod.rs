@@ -271,14 +271,7 @@ impl Daemon {
 
     /// Runs docker and returns stdout, failing the test with stderr on error.
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.docker(args);
-        assert!(
-            o.status.success(),
-            "docker {args:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        succeeded(self.docker(args), "docker", args)
     }
 
     pub fn stop(&mut self) -> std::process::ExitStatus {
@@ -328,6 +321,18 @@ impl Drop for Daemon {
         // Its network namespace (bridges, veths, rules) ends with its last user.
         strata_netd::netns::remove(&netns_of(&self.sock));
     }
+}
+
+/// The standard output of a command that must have succeeded; else the test fails with
+/// both outputs.
+pub fn succeeded(o: Output, program: &str, args: &[&str]) -> String {
+    assert!(
+        o.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The network namespace file of the test daemon listening on `sock`.
