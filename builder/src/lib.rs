@@ -1,0 +1,16 @@
+//! Image builds from a Dockerfile (issue #8), as dockerd's classic builder does them.
+//!
+//! Its own crate because the Dockerfile language (parsing, word expansion), `.dockerignore`
+//! matching and the build cache's rules are independent of the HTTP server and of the
+//! stores; the daemon wires the steps to the runtime and the image store.
+//!
+//! So far, the language parts:
+//! - [`parser`]: a Dockerfile into instructions with their line numbers: parser directives
+//!   (`# escape=`, `# syntax=`), comments, line continuations, JSON (exec) and shell forms,
+//!   `--flag=value` options, errors naming file and line;
+//! - [`words`]: variable substitution and quoting as Docker's shell lexer does it (`$VAR`,
+//!   `${VAR}`, `${VAR:-default}`, `${VAR:+alt}`, `-`, `+`, `?` forms, quotes, escapes);
+//! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
+//!   pattern matching a parent directory).
+
+pub mod words;
