@@ -13,4 +13,5 @@
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
+pub mod parser;
 pub mod words;

@@ -27,7 +27,10 @@ pub trait Env {
 impl Env for [(String, String)] {
     fn get(&self, name: &str) -> Option<String> {
         // The last definition wins.
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
