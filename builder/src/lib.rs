@@ -13,5 +13,6 @@
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
+pub mod ignore;
 pub mod parser;
 pub mod words;
