@@ -10,9 +10,12 @@
 //!   `--flag=value` options, errors naming file and line;
 //! - [`words`]: variable substitution and quoting as Docker's shell lexer does it (`$VAR`,
 //!   `${VAR}`, `${VAR:-default}`, `${VAR:+alt}`, `-`, `+`, `?` forms, quotes, escapes);
+//! - [`instructions`]: nodes into typed instructions, checked (argument counts, flags, JSON
+//!   form, ONBUILD triggers, FROM first) before anything runs;
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
 pub mod ignore;
+pub mod instructions;
 pub mod parser;
 pub mod words;
