@@ -12,10 +12,13 @@
 //!   `${VAR}`, `${VAR:-default}`, `${VAR:+alt}`, `-`, `+`, `?` forms, quotes, escapes);
 //! - [`instructions`]: nodes into typed instructions, checked (argument counts, flags, JSON
 //!   form, ONBUILD triggers, FROM first) before anything runs;
+//! - [`plan`]: stages, their bases (image, earlier stage, scratch), ARGs before the first
+//!   FROM, and the stages a target needs (others are skipped); unused build args;
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
 pub mod ignore;
 pub mod instructions;
 pub mod parser;
+pub mod plan;
 pub mod words;
