@@ -14,9 +14,13 @@
 //!   form, ONBUILD triggers, FROM first) before anything runs;
 //! - [`plan`]: stages, their bases (image, earlier stage, scratch), ARGs before the first
 //!   FROM, and the stages a target needs (others are skipped); unused build args;
+//! - [`context`]: COPY/ADD sources resolved in the context with `openat2(RESOLVE_IN_ROOT)`
+//!   (wildcards, `..` refused past the root, symlinks kept inside), and the content checksum
+//!   the cache keys them by;
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
+pub mod context;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;
