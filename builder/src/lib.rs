@@ -14,12 +14,15 @@
 //!   form, ONBUILD triggers, FROM first) before anything runs;
 //! - [`plan`]: stages, their bases (image, earlier stage, scratch), ARGs before the first
 //!   FROM, and the stages a target needs (others are skipped); unused build args;
+//! - [`cache`]: step keys (parent image, expanded instruction, source checksum or build
+//!   args) to the images they made, persisted;
 //! - [`context`]: COPY/ADD sources resolved in the context with `openat2(RESOLVE_IN_ROOT)`
 //!   (wildcards, `..` refused past the root, symlinks kept inside), and the content checksum
 //!   the cache keys them by;
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
+pub mod cache;
 pub mod context;
 pub mod ignore;
 pub mod instructions;
