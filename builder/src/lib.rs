@@ -19,6 +19,9 @@
 //! - [`context`]: COPY/ADD sources resolved in the context with `openat2(RESOLVE_IN_ROOT)`
 //!   (wildcards, `..` refused past the root, symlinks kept inside), and the content checksum
 //!   the cache keys them by;
+//! - [`state`]: what each instruction does to a stage (its config, the build args in scope)
+//!   and the work left for the daemon (RUN's argv and env, COPY/ADD's expanded operands);
+//!   the image config and history a step leaves;
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
@@ -28,4 +31,5 @@ pub mod ignore;
 pub mod instructions;
 pub mod parser;
 pub mod plan;
+pub mod state;
 pub mod words;
