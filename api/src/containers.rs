@@ -187,11 +187,26 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     let body = read_json(req.into_body(), BODY_LIMIT)
         .await?
         .ok_or_else(|| ApiError::bad_request("invalid JSON: got EOF while reading request body"))?;
-    let Value::Object(mut body) = body else {
+    let Value::Object(body) = body else {
         return Err(ApiError::bad_request(
             "invalid JSON: the container config must be an object",
         ));
     };
+    let (id, warnings) = create_from(d, body, q.get("name").filter(|n| !n.is_empty())).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &j!({ "Id": id, "Warnings": warnings }),
+    ))
+}
+
+/// Creates a container from a create request's body (its config with `HostConfig` and
+/// `NetworkingConfig`), named `name` or not; returns its ID and the warnings. The builder's
+/// RUN steps create their containers through here too.
+pub(crate) async fn create_from(
+    d: &Arc<Daemon>,
+    mut body: serde_json::Map<String, Value>,
+    name: Option<&str>,
+) -> Result<(String, Vec<String>), ApiError> {
     let host_config = match body.remove("HostConfig") {
         None | Some(Value::Null) => j!({}),
         Some(v @ Value::Object(_)) => v,
@@ -275,7 +290,6 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     };
     let storage_opt =
         StorageOpts::parse(&storage_opt).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let name = q.get("name").filter(|n| !n.is_empty());
     let r = d.containers.reserve(name)?;
     if config.hostname.is_empty() {
         config.hostname = hostname_for.unwrap_or_else(|| r.id[..12].to_string());
@@ -347,10 +361,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
     .await?;
     crate::volumes::created(d, &res?);
     emit(d, &c, "create", &[]);
-    Ok(json(
-        StatusCode::CREATED,
-        &j!({ "Id": c.id, "Warnings": warnings }),
-    ))
+    Ok((c.id, warnings))
 }
 
 /// Checks the network mode as far as dockerd does at create; the host name a container gets when
@@ -543,36 +554,7 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
                 &c2.id[..12]
             )));
         }
-        let empty = layers.rw_changes(c2.layer_name())?.is_empty();
-        let layer = if empty {
-            None
-        } else {
-            let (mut rd, wr) = std::io::pipe()
-                .map_err(|e| ApiError::internal(format!("creating a pipe: {e}")))?;
-            let name = c2.layer_name().to_string();
-            let layers2 = layers.clone();
-            let writer = std::thread::spawn(move || {
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, wr);
-                layers2.rw_diff(&name, &mut w)?;
-                use std::io::Write;
-                w.flush()
-                    .map_err(|e| strata_graph::LayerError::Io {
-                        context: "writing a container diff".into(),
-                        source: e,
-                    })
-            });
-            let reg = layers.register(rw.parent.as_ref(), &mut rd, Default::default());
-            drop(rd);
-            let wres = writer
-                .join()
-                .map_err(|_| ApiError::internal("the diff writer panicked"))?;
-            let layer = reg?;
-            if let Err(e) = wres {
-                let _ = layers.release(&layer.chain_id);
-                return Err(e.into());
-            }
-            Some(layer)
-        };
+        let layer = diff_layer(layers, &c2)?;
         let cfg = image_config(
             &parent_cfg,
             CommitSpec {
@@ -607,6 +589,44 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Resul
         &[("comment", q.get("comment").unwrap_or("").to_string())],
     );
     Ok(json(StatusCode::CREATED, &j!({ "Id": id.to_string() })))
+}
+
+/// Registers what a container changed as a layer on its image's (blocking); `None` when it
+/// changed nothing. The returned layer carries a reference the caller releases.
+pub(crate) fn diff_layer(
+    layers: &Arc<LayerStore>,
+    c: &Container,
+) -> Result<Option<strata_graph::Layer>, ApiError> {
+    let rw = layers
+        .get_rw(c.layer_name())
+        .ok_or_else(|| ApiError::internal(format!("container {} has no layer", c.id)))?;
+    if layers.rw_changes(c.layer_name())?.is_empty() {
+        return Ok(None);
+    }
+    let (mut rd, wr) =
+        std::io::pipe().map_err(|e| ApiError::internal(format!("creating a pipe: {e}")))?;
+    let name = c.layer_name().to_string();
+    let layers2 = layers.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, wr);
+        layers2.rw_diff(&name, &mut w)?;
+        use std::io::Write;
+        w.flush().map_err(|e| strata_graph::LayerError::Io {
+            context: "writing a container diff".into(),
+            source: e,
+        })
+    });
+    let reg = layers.register(rw.parent.as_ref(), &mut rd, Default::default());
+    drop(rd);
+    let wres = writer
+        .join()
+        .map_err(|_| ApiError::internal("the diff writer panicked"))?;
+    let layer = reg?;
+    if let Err(e) = wres {
+        let _ = layers.release(&layer.chain_id);
+        return Err(e.into());
+    }
+    Ok(Some(layer))
 }
 
 /// `POST /containers/prune`.
