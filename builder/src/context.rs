@@ -32,6 +32,11 @@ impl Entry {
         self.st.st_mode & libc::S_IFMT == libc::S_IFLNK
     }
 
+    /// The entry's `O_PATH` descriptor.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// `/proc/self/fd/N`: the entry reopened (files, directories).
     pub fn proc_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))

@@ -22,11 +22,14 @@
 //! - [`state`]: what each instruction does to a stage (its config, the build args in scope)
 //!   and the work left for the daemon (RUN's argv and env, COPY/ADD's expanded operands);
 //!   the image config and history a step leaves;
+//! - [`copy`]: a COPY as a tar stream of what lands in the image (directory contents, file
+//!   names, root ownership unless `--chown`, `--chmod`, missing parents first);
 //! - [`ignore`]: `.dockerignore` patterns with Docker's semantics (`**`, `!` exceptions, a
 //!   pattern matching a parent directory).
 
 pub mod cache;
 pub mod context;
+pub mod copy;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;
