@@ -7,6 +7,7 @@
 
 pub mod attach;
 mod body;
+mod build;
 pub mod client;
 mod containers;
 pub mod distribution;
@@ -378,6 +379,7 @@ async fn route(
         (&Method::POST, "/images/create") => images::create(&d, req, &q).await,
         (&Method::GET, "/images/search") => distribution::search(&d, req, &q).await,
         (&Method::POST, "/auth") => distribution::login(&d, req).await,
+        (&Method::POST, "/build") => build::build(&d, req, &q).await,
         (&Method::GET, "/system/df") => images::system_df(&d).await,
         (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,

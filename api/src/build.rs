@@ -1,0 +1,955 @@
+//! `POST /build`: dockerd's classic builder over the `strata-builder` crate. The context
+//! (a tar, plain or compressed) is unpacked under the data root, `.dockerignore` applied, the
+//! Dockerfile parsed and planned before anything runs (an error then is the request's 400);
+//! then each needed stage runs step by step with the JSON stream the docker CLI prints:
+//! config-only steps make images without layers, RUN runs a container of the current image
+//! and commits what it changed, COPY/ADD unpack into a container's layer and commit it. A
+//! step whose cache key (parent image, expanded instruction, sources' checksum or build
+//! args) is known reuses the image it made.
+
+use crate::body::{stream, BodyReader, Query, Resp};
+use crate::{ApiError, Daemon};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata_builder::cache::{self, Cache};
+use strata_builder::context::Context;
+use strata_builder::copy::{copy_tar, parse_mode, CopyOpts};
+use strata_builder::instructions::Instruction;
+use strata_builder::plan::{copy_source, Base, Plan, Source};
+use strata_builder::state::{created_by, next_image, State, Work};
+use strata_graph::image::Reference;
+
+/// The request's options.
+#[derive(Debug, Clone)]
+struct Opts {
+    dockerfile: String,
+    tags: Vec<String>,
+    build_args: BTreeMap<String, Option<String>>,
+    labels: BTreeMap<String, String>,
+    target: Option<String>,
+    nocache: bool,
+    pull: bool,
+    rm: bool,
+    forcerm: bool,
+    quiet: bool,
+    network: String,
+}
+
+fn json_map<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> Result<T, ApiError> {
+    match q.get(k).filter(|v| !v.is_empty()) {
+        None => Ok(T::default()),
+        Some(v) => {
+            serde_json::from_str(v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))
+        }
+    }
+}
+
+impl Opts {
+    fn parse(q: &Query) -> Result<Opts, ApiError> {
+        let tags = q.all("t");
+        for t in &tags {
+            Reference::parse_tagged(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+        let flag = |k: &str, default: bool| match q.get(k) {
+            None | Some("") => default,
+            Some(v) => v == "1" || v.eq_ignore_ascii_case("true"),
+        };
+        Ok(Opts {
+            dockerfile: q
+                .get("dockerfile")
+                .filter(|d| !d.is_empty())
+                .unwrap_or("Dockerfile")
+                .to_string(),
+            tags,
+            build_args: json_map(q, "buildargs")?,
+            labels: json_map(q, "labels")?,
+            target: q.get("target").filter(|t| !t.is_empty()).map(String::from),
+            nocache: flag("nocache", false),
+            pull: flag("pull", false),
+            rm: flag("rm", true),
+            forcerm: flag("forcerm", false),
+            quiet: flag("q", false),
+            network: match q.get("networkmode").filter(|n| !n.is_empty()) {
+                None | Some("default") => "bridge".to_string(),
+                Some(n) => n.to_string(),
+            },
+        })
+    }
+}
+
+/// Removes what `.dockerignore` excludes from the unpacked context (the docker CLI does it
+/// before sending; a context sent otherwise gets the same treatment).
+fn apply_dockerignore(dir: &Path) -> Result<(), ApiError> {
+    let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(t) => t,
+        Err(_) => return Ok(()),
+    };
+    let ig = strata_builder::ignore::Ignore::parse(&text)
+        .map_err(|e| ApiError::bad_request(format!("invalid .dockerignore: {e}")))?;
+    fn walk(root: &Path, rel: &str, ig: &strata_builder::ignore::Ignore) -> std::io::Result<()> {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            // Docker keeps the Dockerfile and .dockerignore for the builder itself.
+            if r == ".dockerignore" {
+                continue;
+            }
+            let is_dir = e.file_type()?.is_dir();
+            if ig.excludes(&r) {
+                if is_dir && ig.has_exceptions() {
+                    walk(root, &r, ig)?;
+                    continue;
+                }
+                if is_dir {
+                    strata_graph::fsutil::remove_tree(&e.path())?;
+                } else {
+                    std::fs::remove_file(e.path())?;
+                }
+            } else if is_dir {
+                walk(root, &r, ig)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, "", &ig).map_err(|e| ApiError::internal(format!("applying .dockerignore: {e}")))
+}
+
+/// The build's output stream.
+struct Out {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    quiet: bool,
+}
+
+impl Out {
+    async fn json(&self, v: Value) {
+        let _ = self.tx.send(Ok(Bytes::from(format!("{v}\n")))).await;
+    }
+    async fn line(&self, s: impl Into<String>) {
+        if !self.quiet {
+            self.json(json!({ "stream": s.into() })).await;
+        }
+    }
+}
+
+/// A build error for the stream (a RUN's exit code goes with it).
+struct Failed {
+    message: String,
+    code: Option<i64>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Self {
+        Failed {
+            message: e.message,
+            code: None,
+        }
+    }
+}
+
+fn failed(m: impl Into<String>) -> Failed {
+    Failed {
+        message: m.into(),
+        code: None,
+    }
+}
+
+fn short(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+/// `POST /build`.
+pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result<Resp, ApiError> {
+    let opts = Opts::parse(q)?;
+    let auths: BTreeMap<String, strata_registry::credentials::AuthConfig> = req
+        .headers()
+        .get("X-Registry-Config")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE
+                .decode(v.trim())
+                .or_else(|_| base64::engine::general_purpose::STANDARD.decode(v.trim()))
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let dir = d
+        .data_root
+        .join("builder/contexts")
+        .join(strata_graph::fsutil::random_id(8));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("creating the build context directory: {e}")))?;
+    let reader = BodyReader::new(req.into_body());
+    let ctx_dir = dir.clone();
+    let dockerfile = opts.dockerfile.clone();
+    let prepared = tokio::task::spawn_blocking(move || -> Result<(strata_builder::parser::Dockerfile, Vec<strata_builder::instructions::Step>), ApiError> {
+        strata_runtime::copy::extract_local(&ctx_dir, reader).map_err(|e| {
+            ApiError::bad_request(format!("failed to read the build context: {e}"))
+        })?;
+        apply_dockerignore(&ctx_dir)?;
+        let ctx = Context::open(&ctx_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        let rel = strata_builder::context::inside(&dockerfile)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let entry = ctx
+            .entry(&rel)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Cannot locate specified Dockerfile: {}",
+                    rel.display()
+                ))
+            })?;
+        let text = std::fs::read_to_string(entry.proc_path())
+            .map_err(|e| ApiError::bad_request(format!("reading the Dockerfile: {e}")))?;
+        let df = strata_builder::parser::parse(&text)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let steps = strata_builder::instructions::steps(&df)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok((df, steps))
+    });
+    let (df, steps) = match prepared.await? {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = strata_graph::fsutil::remove_tree(&dir);
+            return Err(e);
+        }
+    };
+    let plan = match strata_builder::plan::plan(
+        &steps,
+        &opts.build_args,
+        opts.target.as_deref(),
+        df.escape,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = strata_graph::fsutil::remove_tree(&dir);
+            return Err(ApiError::bad_request(e.to_string()));
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let daemon = d.clone();
+    tokio::spawn(async move {
+        let out = Out {
+            tx,
+            quiet: opts.quiet,
+        };
+        for w in &df.warnings {
+            out.line(format!("[Warning] {w}\n")).await;
+        }
+        let res = run_build(&daemon, &dir, &plan, &opts, &auths, df.escape, &out).await;
+        match res {
+            Ok(id) => {
+                out.json(json!({ "aux": { "ID": id } })).await;
+                if opts.quiet {
+                    out.json(json!({ "stream": format!("{id}\n") })).await;
+                }
+                out.line(format!("Successfully built {}\n", short(&id)))
+                    .await;
+                for t in &opts.tags {
+                    let name = Reference::parse_tagged(t)
+                        .map(|r| r.familiar())
+                        .unwrap_or(t.clone());
+                    out.line(format!("Successfully tagged {name}\n")).await;
+                }
+            }
+            Err(f) => {
+                tracing::warn!("build: {}", f.message);
+                let mut detail = json!({ "message": f.message });
+                if let Some(c) = f.code {
+                    detail["code"] = json!(c);
+                }
+                out.json(json!({ "errorDetail": detail, "error": f.message }))
+                    .await;
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || strata_graph::fsutil::remove_tree(&dir)).await;
+    });
+    Ok(stream(StatusCode::OK, "application/json", rx))
+}
+
+/// The image of a stage's base: local, else pulled (always pulled with `pull`).
+async fn base_image(
+    d: &Arc<Daemon>,
+    name: &str,
+    opts: &Opts,
+    auths: &BTreeMap<String, strata_registry::credentials::AuthConfig>,
+    out: &Out,
+) -> Result<strata_graph::image::Image, Failed> {
+    if !opts.pull {
+        if let Ok(img) = d.images.get(name) {
+            return Ok(img);
+        }
+    }
+    let r = Reference::parse_tagged(name).map_err(|e| failed(e.to_string()))?;
+    let auth = auths
+        .get(&r.domain)
+        .or_else(|| auths.get(&strata_registry::service::login_domain(&r.domain)))
+        .cloned()
+        .unwrap_or_default();
+    let dist = d.distribution.clone();
+    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let r2 = r.clone();
+    let pulling = tokio::task::spawn_blocking(move || {
+        let sink = |p: strata_registry::progress::Progress| {
+            let _ = ptx.send(crate::distribution::progress_json(&p));
+        };
+        dist.pull(&r2, None, &auth, &sink)
+    });
+    while let Some(v) = prx.recv().await {
+        if !out.quiet {
+            out.json(v).await;
+        }
+    }
+    let pulled = pulling
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?;
+    d.images
+        .get(&pulled.id.to_string())
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// A scratch stage's starting image: no layers, an empty config.
+fn scratch_image(d: &Daemon) -> Result<strata_graph::image::Image, Failed> {
+    let cfg = json!({
+        "architecture": strata_runtime::commit::go_arch(),
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [] },
+    });
+    let bytes = serde_json::to_vec(&cfg).map_err(|e| failed(e.to_string()))?;
+    d.images.create(&bytes).map_err(|e| failed(e.to_string()))
+}
+
+fn full_config(img: &strata_graph::image::Image) -> Value {
+    serde_json::from_slice(&img.config).unwrap_or(Value::Null)
+}
+
+async fn run_build(
+    d: &Arc<Daemon>,
+    ctx_dir: &Path,
+    plan: &Plan,
+    opts: &Opts,
+    auths: &BTreeMap<String, strata_registry::credentials::AuthConfig>,
+    escape: char,
+    out: &Out,
+) -> Result<String, Failed> {
+    let cache = Cache::open(&d.data_root.join("builder/cache.json"));
+    let total: usize = plan
+        .needed
+        .iter()
+        .map(|i| plan.stages[*i].steps.len() + 1)
+        .sum();
+    let mut n = 0;
+    let mut results: BTreeMap<usize, strata_graph::image::Image> = BTreeMap::new();
+    for &si in &plan.needed {
+        let stage = &plan.stages[si];
+        n += 1;
+        out.line(format!("Step {n}/{total} : {}\n", stage.from.original))
+            .await;
+        let mut img = match &stage.base {
+            Base::Scratch => scratch_image(d)?,
+            Base::Stage(j) => results
+                .get(j)
+                .cloned()
+                .ok_or_else(|| failed(format!("stage {j} was not built")))?,
+            Base::Image(name) => base_image(d, name, opts, auths, out).await?,
+        };
+        out.line(format!(" ---> {}\n", short(&img.id.to_string())))
+            .await;
+        let mut state = State::new(&full_config(&img)["config"], escape);
+        let last_stage = Some(&si) == plan.needed.last();
+        let n_steps = stage.steps.len();
+        for (k, step) in stage.steps.iter().enumerate() {
+            n += 1;
+            out.line(format!("Step {n}/{total} : {}\n", step.original))
+                .await;
+            let work = state
+                .apply(step, &plan.meta_args, &opts.build_args)
+                .map_err(|e| failed(e.to_string()))?;
+            // Labels of the request go on the final image with its last step.
+            if last_stage && k + 1 == n_steps && !opts.labels.is_empty() {
+                for (lk, lv) in &opts.labels {
+                    if !state.config["Labels"].is_object() {
+                        state.config["Labels"] = json!({});
+                    }
+                    state.config["Labels"][lk] = json!(lv);
+                }
+            }
+            if matches!(step.instruction, Instruction::Arg(_)) {
+                out.line(format!(" ---> {}\n", short(&img.id.to_string())))
+                    .await;
+                continue;
+            }
+            let by = created_by(step, &work);
+            let parent_id = img.id.to_string();
+            img = match work {
+                Work::Config => {
+                    let key = cache::key(&parent_id, &by, &[&state.config.to_string()]);
+                    match cached(d, &cache, &key, opts, out).await {
+                        Some(i) => i,
+                        None => {
+                            let cfg = next_image(
+                                &full_config(&img),
+                                &state.config,
+                                None,
+                                &by,
+                                &strata_graph::time::rfc3339_now(),
+                                strata_runtime::commit::go_arch(),
+                            );
+                            let new = create_image(d, &cfg)?;
+                            let _ = cache.put(&key, &new.id.to_string());
+                            new
+                        }
+                    }
+                }
+                Work::Run { argv, env } => {
+                    let args: Vec<String> =
+                        state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let key = cache::key(
+                        &parent_id,
+                        &by,
+                        &[&args.join("\n"), &state.config.to_string()],
+                    );
+                    match cached(d, &cache, &key, opts, out).await {
+                        Some(i) => i,
+                        None => {
+                            let new =
+                                run_step(d, &img, &state, &argv, &env, &by, opts, out).await?;
+                            let _ = cache.put(&key, &new.id.to_string());
+                            new
+                        }
+                    }
+                }
+                Work::Copy {
+                    sources,
+                    dest,
+                    from,
+                    chown,
+                    chmod,
+                    add,
+                } => {
+                    let src_root = match &from {
+                        None => SourceRoot::Context(ctx_dir.to_path_buf()),
+                        Some(f) => match copy_source(&plan.stages, f, si) {
+                            Source::Stage(j) => SourceRoot::Image(
+                                results
+                                    .get(&j)
+                                    .cloned()
+                                    .ok_or_else(|| failed(format!("stage {f} was not built")))?,
+                            ),
+                            Source::Image(name) => {
+                                SourceRoot::Image(base_image(d, &name, opts, auths, out).await?)
+                            }
+                        },
+                    };
+                    let new = copy_step(
+                        d,
+                        &cache,
+                        &img,
+                        &state,
+                        src_root,
+                        &sources,
+                        &dest,
+                        chown.as_deref(),
+                        chmod.as_deref(),
+                        add,
+                        &by,
+                        opts,
+                        out,
+                    )
+                    .await?;
+                    new
+                }
+            };
+            out.line(format!(" ---> {}\n", short(&img.id.to_string())))
+                .await;
+        }
+        results.insert(si, img);
+    }
+    let last = plan
+        .needed
+        .last()
+        .and_then(|i| results.get(i))
+        .ok_or_else(|| failed("nothing was built"))?;
+    for t in &opts.tags {
+        d.images
+            .tag(&last.id, t)
+            .map_err(|e| failed(e.to_string()))?;
+        let name = Reference::parse_tagged(t)
+            .map(|r| r.familiar())
+            .unwrap_or(t.clone());
+        d.events.emit(
+            "image",
+            "tag",
+            &last.id.to_string(),
+            json!({ "name": name }),
+        );
+    }
+    Ok(last.id.to_string())
+}
+
+fn create_image(d: &Daemon, cfg: &Value) -> Result<strata_graph::image::Image, Failed> {
+    let bytes = serde_json::to_vec(cfg).map_err(|e| failed(e.to_string()))?;
+    d.images.create(&bytes).map_err(|e| failed(e.to_string()))
+}
+
+/// The cached image of `key`, unless `--no-cache` or gone.
+async fn cached(
+    d: &Daemon,
+    cache: &Cache,
+    key: &str,
+    opts: &Opts,
+    out: &Out,
+) -> Option<strata_graph::image::Image> {
+    if opts.nocache {
+        return None;
+    }
+    let id = cache.get(key)?;
+    let img = d.images.get(&id).ok()?;
+    out.line(" ---> Using cache\n").await;
+    Some(img)
+}
+
+/// Where COPY takes its files from.
+enum SourceRoot {
+    Context(PathBuf),
+    Image(strata_graph::image::Image),
+}
+
+/// A container of `img` that is never started: its layer is where files go (or come from).
+async fn scratch_container(
+    d: &Arc<Daemon>,
+    img: &strata_graph::image::Image,
+    state: &State,
+) -> Result<strata_runtime::Container, Failed> {
+    let body = json!({
+        "Image": img.id.to_string(),
+        "Cmd": ["/bin/sh", "-c", "#(nop)"],
+        "Entrypoint": [],
+        "WorkingDir": state.config["WorkingDir"].as_str().unwrap_or(""),
+        "Labels": { "com.strata.build": "intermediate" },
+        "HostConfig": { "NetworkMode": "none" },
+    });
+    let Value::Object(m) = body else {
+        return Err(failed("internal: a container body"));
+    };
+    let (id, _) = crate::containers::create_from(d, m, None).await?;
+    crate::containers::find(d, &id).map_err(Failed::from)
+}
+
+async fn remove(d: &Arc<Daemon>, c: &strata_runtime::Container) {
+    if let Err(e) = crate::containers::remove_container(d, c, true).await {
+        tracing::warn!(container = %c.id, "removing a build container: {}", e.message);
+    }
+}
+
+/// Commits what container `c` changed on top of `img` with the stage's config.
+async fn commit(
+    d: &Arc<Daemon>,
+    c: &strata_runtime::Container,
+    img: &strata_graph::image::Image,
+    state: &State,
+    by: &str,
+) -> Result<strata_graph::image::Image, Failed> {
+    let daemon = d.clone();
+    let c2 = c.clone();
+    let parent = full_config(img);
+    let config = state.config.clone();
+    let by = by.to_string();
+    tokio::task::spawn_blocking(move || -> Result<strata_graph::image::Image, Failed> {
+        let layer = crate::containers::diff_layer(&daemon.layers, &c2)?;
+        let diff = layer.as_ref().map(|l| l.diff_id.to_string());
+        let cfg = next_image(
+            &parent,
+            &config,
+            diff.as_deref(),
+            &by,
+            &strata_graph::time::rfc3339_now(),
+            strata_runtime::commit::go_arch(),
+        );
+        let created = create_image(&daemon, &cfg);
+        if let Some(l) = &layer {
+            let _ = daemon.layers.release(&l.chain_id);
+        }
+        created
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    d: &Arc<Daemon>,
+    img: &strata_graph::image::Image,
+    state: &State,
+    argv: &[String],
+    env: &[String],
+    by: &str,
+    opts: &Opts,
+    out: &Out,
+) -> Result<strata_graph::image::Image, Failed> {
+    let body = json!({
+        "Image": img.id.to_string(),
+        "Cmd": argv,
+        "Entrypoint": [],
+        "Env": env,
+        "WorkingDir": state.config["WorkingDir"].as_str().unwrap_or(""),
+        "User": state.config["User"].as_str().unwrap_or(""),
+        "Labels": { "com.strata.build": "intermediate" },
+        "HostConfig": { "NetworkMode": opts.network },
+    });
+    let Value::Object(m) = body else {
+        return Err(failed("internal: a container body"));
+    };
+    let (id, _) = crate::containers::create_from(d, m, None).await?;
+    let c = crate::containers::find(d, &id)?;
+    out.line(format!(" ---> Running in {}\n", &id[..12])).await;
+    let mut changes = d.changes.subscribe();
+    let started = crate::run::start_with(d, &id, false).await;
+    if let Err(e) = started {
+        remove(d, &c).await;
+        return Err(e.into());
+    }
+    let code = loop {
+        match changes.recv().await {
+            Ok(ch) if ch.id == id && ch.what == "die" => break ch.code,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                if let Ok(c) = crate::containers::find(d, &id) {
+                    if !c.state.running {
+                        break c.state.exit_code;
+                    }
+                }
+            }
+            Err(_) => break -1,
+        }
+    };
+    // The step's output, as it was logged.
+    if let Ok(mut rx) =
+        crate::run::log_reader(d, &c, &crate::body::query(Some("stdout=1&stderr=1")))
+    {
+        while let Some(frame) = rx.recv().await {
+            let mut rest: &[u8] = &frame;
+            while rest.len() >= 8 {
+                let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+                let end = (8 + len).min(rest.len());
+                out.line(String::from_utf8_lossy(&rest[8..end]).into_owned())
+                    .await;
+                rest = &rest[end..];
+            }
+        }
+    }
+    let c = crate::containers::find(d, &id)?;
+    if code != 0 {
+        if opts.rm || opts.forcerm {
+            remove(d, &c).await;
+        }
+        return Err(Failed {
+            message: format!(
+                "The command '{}' returned a non-zero code: {code}",
+                argv.join(" ")
+            ),
+            code: Some(code),
+        });
+    }
+    let res = commit(d, &c, img, state, by).await;
+    if opts.rm || opts.forcerm {
+        out.line(format!("Removing intermediate container {}\n", &id[..12]))
+            .await;
+        remove(d, &c).await;
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_step(
+    d: &Arc<Daemon>,
+    cache: &Cache,
+    img: &strata_graph::image::Image,
+    state: &State,
+    src: SourceRoot,
+    sources: &[String],
+    dest: &str,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    add: bool,
+    by: &str,
+    opts: &Opts,
+    out: &Out,
+) -> Result<strata_graph::image::Image, Failed> {
+    // Files from an image come out of a container of it, mounted.
+    let src_container = match &src {
+        SourceRoot::Context(_) => None,
+        SourceRoot::Image(i) => Some(scratch_container(d, i, state).await?),
+    };
+    let src_dir = match (&src, &src_container) {
+        (SourceRoot::Context(p), _) => p.clone(),
+        (_, Some(c)) => d
+            .layers
+            .mount_rw(c.layer_name(), "")
+            .map_err(|e| failed(e.to_string()))?,
+        _ => return Err(failed("internal: no copy source")),
+    };
+    let result = copy_into(
+        d, cache, img, state, &src_dir, sources, dest, chown, chmod, add, by, opts, out,
+    )
+    .await;
+    if let Some(c) = &src_container {
+        let _ = d.layers.unmount_rw(c.layer_name());
+        remove(d, c).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_into(
+    d: &Arc<Daemon>,
+    cache: &Cache,
+    img: &strata_graph::image::Image,
+    state: &State,
+    src_dir: &Path,
+    sources: &[String],
+    dest: &str,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    add: bool,
+    by: &str,
+    opts: &Opts,
+    out: &Out,
+) -> Result<strata_graph::image::Image, Failed> {
+    let mode = chmod
+        .map(parse_mode)
+        .transpose()
+        .map_err(|e| failed(e.to_string()))?;
+    let (resolved, sum) = {
+        let dir = src_dir.to_path_buf();
+        let srcs = sources.to_vec();
+        tokio::task::spawn_blocking(move || -> Result<(Vec<PathBuf>, String), Failed> {
+            let ctx = Context::open(&dir).map_err(|e| failed(e.to_string()))?;
+            let mut all = Vec::new();
+            for s in &srcs {
+                if s.starts_with("http://") || s.starts_with("https://") {
+                    return Err(failed(format!("ADD from a URL ({s}) is not supported yet")));
+                }
+                all.extend(
+                    strata_builder::context::resolve(&ctx, s).map_err(|e| failed(e.to_string()))?,
+                );
+            }
+            let sum = strata_builder::context::checksum(&ctx, &srcs)
+                .map_err(|e| failed(e.to_string()))?;
+            Ok((all, sum))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))??
+    };
+    let key = cache::key(
+        &img.id.to_string(),
+        by,
+        &[
+            &sum,
+            chown.unwrap_or(""),
+            chmod.unwrap_or(""),
+            dest,
+            &state.config.to_string(),
+        ],
+    );
+    if let Some(i) = cached(d, cache, &key, opts, out).await {
+        return Ok(i);
+    }
+    let c = scratch_container(d, img, state).await?;
+    let rootfs = match d.layers.mount_rw(c.layer_name(), "") {
+        Ok(p) => p,
+        Err(e) => {
+            remove(d, &c).await;
+            return Err(failed(e.to_string()));
+        }
+    };
+    let several = sources.len() > 1
+        || resolved.len() > 1
+        || sources.iter().any(|s| s.contains(['*', '?', '[']));
+    let copied = {
+        let (src_dir, rootfs, dest, cid) = (
+            src_dir.to_path_buf(),
+            rootfs.clone(),
+            dest.to_string(),
+            c.id.clone(),
+        );
+        let chown = chown.map(String::from);
+        tokio::task::spawn_blocking(move || -> Result<(), Failed> {
+            let owner = match &chown {
+                None => None,
+                Some(spec) => {
+                    let spec = if spec.contains(':') {
+                        spec.clone()
+                    } else {
+                        format!("{spec}:{spec}")
+                    };
+                    let u =
+                        strata_runtime::spec::user::resolve_user(&rootfs, &spec).map_err(|e| {
+                            failed(format!(
+                                "unable to convert uid/gid chown string to host mapping: {e}"
+                            ))
+                        })?;
+                    Some((u.uid, u.gid))
+                }
+            };
+            let ctx = Context::open(&src_dir).map_err(|e| failed(e.to_string()))?;
+            let image_ctx = Context::open(&rootfs).map_err(|e| failed(e.to_string()))?;
+            let exists_dir = |p: &str| {
+                image_ctx
+                    .entry(Path::new(p.trim_start_matches('/')))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|e| e.is_dir())
+            };
+            if add {
+                // ADD unpacks local archives into the destination directory.
+                for r in &resolved {
+                    if let Some(e) = ctx.entry(r).map_err(|e| failed(e.to_string()))? {
+                        if !e.is_dir() && !e.is_symlink() && is_archive(&e.proc_path()) {
+                            let f = std::fs::File::open(e.proc_path())
+                                .map_err(|e| failed(e.to_string()))?;
+                            let d = dest.trim_end_matches('/');
+                            mkdir_in(&rootfs, d)?;
+                            strata_runtime::copy::extract(
+                                &rootfs,
+                                if d.is_empty() { "/" } else { d },
+                                &cid,
+                                f,
+                                false,
+                            )
+                            .map_err(|e| failed(e.to_string()))?;
+                            continue;
+                        }
+                    }
+                    write_copy(
+                        &ctx,
+                        std::slice::from_ref(r),
+                        several,
+                        &dest,
+                        &CopyOpts { owner, mode },
+                        &exists_dir,
+                        &rootfs,
+                        &cid,
+                    )?;
+                }
+                return Ok(());
+            }
+            write_copy(
+                &ctx,
+                &resolved,
+                several,
+                &dest,
+                &CopyOpts { owner, mode },
+                &exists_dir,
+                &rootfs,
+                &cid,
+            )
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+    };
+    let _ = d.layers.unmount_rw(c.layer_name());
+    let res = match copied {
+        Ok(()) => commit(d, &c, img, state, by).await,
+        Err(e) => Err(e),
+    };
+    remove(d, &c).await;
+    if let Ok(i) = &res {
+        let _ = cache.put(&key, &i.id.to_string());
+    }
+    res
+}
+
+/// Creates the directory `dir` (absolute) in the root if missing (root-owned, 0755).
+fn mkdir_in(rootfs: &Path, dir: &str) -> Result<(), Failed> {
+    let mut tar = strata_graph::archive::tar::TarWriter::new(Vec::new());
+    let mut cur = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        if !cur.is_empty() {
+            cur.push('/');
+        }
+        cur.push_str(part);
+        if !rootfs.join(&cur).is_dir() {
+            let h = strata_graph::archive::tar::Header::new(
+                cur.clone().into_bytes(),
+                strata_graph::archive::tar::Kind::Dir,
+                0,
+            );
+            tar.append(&h, None).map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    let data = tar.finish().map_err(|e| failed(e.to_string()))?;
+    strata_runtime::copy::extract(rootfs, "/", "build", &data[..], false)
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// Whether a file starts as a tar archive does (plain, or compressed in a way the layer
+/// code reads).
+fn is_archive(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    if n >= 262 && &head[257..262] == b"ustar" {
+        return true;
+    }
+    !matches!(
+        strata_graph::archive::Compression::detect(&head[..n]),
+        strata_graph::archive::Compression::None
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_copy(
+    ctx: &Context,
+    sources: &[PathBuf],
+    several: bool,
+    dest: &str,
+    opts: &CopyOpts,
+    exists_dir: &dyn Fn(&str) -> bool,
+    rootfs: &Path,
+    cid: &str,
+) -> Result<(), Failed> {
+    let (mut rd, wr) = std::io::pipe().map_err(|e| failed(e.to_string()))?;
+    let extract = {
+        let rootfs = rootfs.to_path_buf();
+        let cid = cid.to_string();
+        std::thread::spawn(move || {
+            strata_runtime::copy::extract(&rootfs, "/", &cid, &mut rd, false)
+        })
+    };
+    let written = copy_tar(
+        ctx,
+        sources,
+        several,
+        dest,
+        opts,
+        exists_dir,
+        std::io::BufWriter::new(wr),
+    )
+    .and_then(|w| w.into_inner().map_err(|e| e.into_error().into()).map(drop));
+    let extracted = extract
+        .join()
+        .map_err(|_| failed("the copy's extraction panicked"))?;
+    written.map_err(|e| failed(e.to_string()))?;
+    extracted.map_err(|e| failed(e.to_string()))
+}

@@ -1,0 +1,238 @@
+//! `docker build` (the classic builder: `DOCKER_BUILDKIT=0`, and what `/_ping` advertises)
+//! against Strata: instructions, stages, the cache, `.dockerignore`, build args, errors.
+
+mod common;
+
+use common::Daemon;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn build(d: &Daemon, args: &[&str]) -> Output {
+    Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .arg("build")
+        .args(args)
+        .output()
+        .expect("docker build")
+}
+
+fn built(d: &Daemon, args: &[&str]) -> String {
+    let o = build(d, args);
+    assert!(
+        o.status.success(),
+        "docker build {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("dirs");
+    }
+    std::fs::write(p, text).expect("write");
+}
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=test/busybox:1
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP=/app \
+    GREETING=$GREETING
+WORKDIR $APP
+COPY files/ ./
+COPY --chmod=0755 run.sh /usr/local/bin/
+RUN echo "$GREETING from build" > /app/built.txt && cat /app/built.txt
+LABEL org.test.built=yes
+EXPOSE 8080
+VOLUME /data
+USER nobody
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s CMD true
+CMD ["cat", "/app/built.txt"]
+
+FROM base AS unused
+RUN exit 1
+
+FROM test/busybox:1
+COPY --from=base /app/built.txt /copied.txt
+COPY --from=base /app/ /app-copy/
+"#;
+
+#[test]
+fn a_dockerfile_builds_caches_and_invalidates_from_the_right_step() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    let ctx = d.dir.path().join("ctx");
+    write(&ctx, "Dockerfile", DOCKERFILE);
+    write(&ctx, "files/a.txt", "a\n");
+    write(&ctx, "files/sub/b.txt", "b\n");
+    write(&ctx, "files/skip.log", "excluded\n");
+    write(&ctx, "files/keep.log", "re-included\n");
+    write(&ctx, "run.sh", "#!/bin/sh\necho run\n");
+    write(&ctx, ".dockerignore", "**/*.log\n!files/keep.log\n");
+    let c = ctx.to_str().expect("utf-8");
+
+    let out = built(&d, &["-t", "built:1", "--build-arg", "GREETING=hi", c]);
+    assert!(out.contains("Step 1/"), "{out}");
+    assert!(out.contains("hi from build"), "RUN output is shown: {out}");
+    assert!(out.contains("Successfully tagged built:1"), "{out}");
+    assert!(
+        !out.contains("exit 1"),
+        "the unused stage is skipped: {out}"
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "built:1", "cat", "/copied.txt"]),
+        "hi from build\n"
+    );
+    let files = d.ok(&["run", "--rm", "built:1", "ls", "/app-copy"]);
+    assert_eq!(
+        files.split_whitespace().collect::<Vec<_>>(),
+        ["a.txt", "built.txt", "keep.log", "sub"]
+    );
+
+    // The first stage's image carries the config.
+    let base = built(
+        &d,
+        &[
+            "-q",
+            "--target",
+            "base",
+            "-t",
+            "built:base",
+            "--build-arg",
+            "GREETING=hi",
+            c,
+        ],
+    );
+    assert!(base.trim().starts_with("sha256:"), "{base}");
+    let cfg = d.ok(&["image", "inspect", "-f", "{{json .Config}}", "built:base"]);
+    let v: serde_json::Value = serde_json::from_str(&cfg).expect("config");
+    assert_eq!(v["WorkingDir"], "/app");
+    assert_eq!(v["User"], "nobody");
+    assert_eq!(v["Labels"]["org.test.built"], "yes");
+    assert!(v["ExposedPorts"]["8080/tcp"].is_object());
+    assert!(v["Volumes"]["/data"].is_object());
+    assert_eq!(v["StopSignal"], "SIGINT");
+    assert_eq!(v["Cmd"], serde_json::json!(["cat", "/app/built.txt"]));
+    assert!(v["Env"].to_string().contains("GREETING=hi"));
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--user",
+            "0",
+            "built:base",
+            "stat",
+            "-c",
+            "%a %u",
+            "/usr/local/bin/run.sh",
+            "/app/a.txt"
+        ]),
+        "755 0\n644 0\n"
+    );
+
+    // Unchanged: every step from cache.
+    let again = built(&d, &["-t", "built:1", "--build-arg", "GREETING=hi", c]);
+    let steps = again.matches("Step ").count();
+    let cached = again.matches("Using cache").count();
+    let from_steps = again.matches(" : FROM ").count();
+    // ARG changes no image: it shows the image it stays on.
+    let arg_steps = again.matches(" : ARG ").count();
+    assert_eq!(
+        cached,
+        steps - from_steps - arg_steps,
+        "every other step cached: {again}"
+    );
+    // One file changed: the COPY of files/ and what follows run again, not what precedes.
+    write(&ctx, "files/a.txt", "changed\n");
+    let changed = built(&d, &["-t", "built:1", "--build-arg", "GREETING=hi", c]);
+    let lines: Vec<&str> = changed.lines().collect();
+    let copy_at = lines
+        .iter()
+        .position(|l| l.contains("COPY files/ ./"))
+        .expect("the COPY step");
+    assert!(
+        lines[..copy_at].iter().any(|l| l.contains("Using cache")),
+        "WORKDIR came from cache: {changed}"
+    );
+    assert!(
+        !lines[copy_at + 1].contains("Using cache"),
+        "the COPY ran again: {changed}"
+    );
+    // Another build arg: the RUN that sees it runs again.
+    let other = built(&d, &["-t", "built:2", "--build-arg", "GREETING=ho", c]);
+    assert!(other.contains("ho from build"), "{other}");
+    assert_eq!(
+        d.ok(&["run", "--rm", "built:2", "cat", "/copied.txt"]),
+        "ho from build\n"
+    );
+    // --no-cache runs everything.
+    let fresh = built(&d, &["--no-cache", "--build-arg", "GREETING=hi", c]);
+    assert!(!fresh.contains("Using cache"), "{fresh}");
+    // No build container is left behind.
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
+fn build_errors_are_clear_and_leave_nothing() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    let ctx = d.dir.path().join("ctx");
+    let c = ctx.to_str().expect("utf-8").to_string();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nRUN true\nFOO bar\n",
+    );
+    let o = build(&d, &[&c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("dockerfile parse error line 3: unknown instruction: FOO"),
+        "{err}"
+    );
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nRUN echo before && exit 3\n",
+    );
+    let o = build(&d, &[&c]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("The command '/bin/sh -c echo before && exit 3' returned a non-zero code: 3"),
+        "{all}"
+    );
+    assert!(
+        d.ok(&["ps", "-aq"]).trim().is_empty(),
+        "no dangling container"
+    );
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nCOPY ../outside /x\n",
+    );
+    let o = build(&d, &[&c]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden path outside the build context"));
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nCOPY nothing-here /x\n",
+    );
+    let o = build(&d, &[&c]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing-here"));
+}
