@@ -236,3 +236,105 @@ fn build_errors_are_clear_and_leave_nothing() {
     let o = build(&d, &[&c]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing-here"));
 }
+
+#[test]
+fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    let ctx = d.dir.path().join("ctx");
+    // A tar ADD unpacks, made with tar(1) here.
+    write(&ctx, "payload/inner.txt", "from the archive\n");
+    let o = Command::new("tar")
+        .args(["-C"])
+        .arg(&ctx)
+        .args(["-czf", "bundle.tar.gz", "payload"])
+        .current_dir(&ctx)
+        .output()
+        .expect("tar");
+    assert!(o.status.success());
+    std::fs::remove_dir_all(ctx.join("payload")).expect("rm");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nADD bundle.tar.gz /opt/\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nARG WHO\nRUN echo \"hello ${WHO:-nobody}\" > /hello\nCOPY secret* /\n",
+    );
+    write(&ctx, "secret.txt", "should not be sent\n");
+    write(&ctx, ".dockerignore", "secret.txt\n");
+    let c = ctx.to_str().expect("utf-8");
+    let o = d.strata(&["build", "-t", "sb:1", "--build-arg", "WHO=strata", c]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The only COPY source is excluded, so the COPY finds nothing: dockerd's error.
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains("secret*"), "{text}");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nADD bundle.tar.gz /opt/\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nARG WHO\nRUN echo \"hello ${WHO:-nobody}\" > /hello\n",
+    );
+    let o = d.strata(&["build", "-t", "sb:1", "--build-arg", "WHO=strata", c]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("Successfully tagged sb:1"), "{text}");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "sb:1",
+            "cat",
+            "/opt/payload/inner.txt",
+            "/hello"
+        ]),
+        "from the archive\nhello strata\n"
+    );
+    let shell = d.ok(&["image", "inspect", "-f", "{{json .Config.Shell}}", "sb:1"]);
+    assert_eq!(shell.trim(), r#"["/bin/sh","-e","-c"]"#);
+    // The default of the build arg; a failing RUN's code comes back as strata's.
+    let o = d.strata(&["build", "-q", c]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(
+        d.ok(&["run", "--rm", &id, "cat", "/hello"]),
+        "hello nobody\n"
+    );
+    write(&ctx, "Dockerfile", "FROM test/busybox:1\nRUN exit 7\n");
+    assert_eq!(d.strata(&["build", c]).status.code(), Some(7));
+
+    // A gzip context straight to the API.
+    write(&ctx, "Dockerfile", "FROM test/busybox:1\nCOPY note /note\n");
+    write(&ctx, "note", "zipped\n");
+    let tgz = d.dir.path().join("ctx.tgz");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .arg("-czf")
+        .arg(&tgz)
+        .args(["Dockerfile", "note"])
+        .output()
+        .expect("tar");
+    assert!(o.status.success());
+    let o = Command::new("curl")
+        .args(["-s", "-X", "POST", "--data-binary"])
+        .arg(format!("@{}", tgz.display()))
+        .args(["-H", "Content-Type: application/x-tar", "--unix-socket"])
+        .arg(&d.sock)
+        .arg("http://strata/build?t=zipped:1")
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Successfully tagged zipped:1"), "{text}");
+    assert_eq!(
+        d.ok(&["run", "--rm", "zipped:1", "cat", "/note"]),
+        "zipped\n"
+    );
+}

@@ -118,6 +118,8 @@ pub enum ClientCommand {
     History(commands::images::HistoryArgs),
     /// Load an image from a tar archive or STDIN.
     Load(commands::images::LoadArgs),
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Download an image from a registry.
     Pull(commands::registry::PullArgs),
     /// Upload an image to a registry.
@@ -213,6 +215,7 @@ pub fn run(opts: &ClientOpts, cmd: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Tag(a) => im::tag(&c, a),
         ClientCommand::History(a) => im::history(&c, a),
         ClientCommand::Load(a) => im::load(&c, a),
+        ClientCommand::Build(a) => commands::build::build(&c, a),
         ClientCommand::Pull(a) => commands::registry::pull(&c, a),
         ClientCommand::Push(a) => commands::registry::push(&c, a),
         ClientCommand::Login(a) => commands::registry::login(&c, a),

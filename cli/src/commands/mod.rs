@@ -1,5 +1,6 @@
 //! The client commands, one module per area.
 
+pub mod build;
 pub mod containers;
 pub mod cp;
 pub mod exec;
