@@ -310,6 +310,33 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
     write(&ctx, "Dockerfile", "FROM test/busybox:1\nRUN exit 7\n");
     assert_eq!(d.strata(&["build", c]).status.code(), Some(7));
 
+    // ONBUILD triggers run in the build that uses the image, and are not inherited.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nONBUILD RUN echo triggered > /trig\n",
+    );
+    assert!(d.strata(&["build", "-t", "trig:1", c]).status.success());
+    write(&ctx, "Dockerfile", "FROM trig:1\nRUN cat /trig\n");
+    let o = d.strata(&["build", "-t", "child:1", c]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && text.contains("# Executing 1 build trigger"),
+        "{text}"
+    );
+    assert!(text.contains("triggered"), "{text}");
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.OnBuild}}",
+            "child:1"
+        ])
+        .trim(),
+        "null"
+    );
+
     // A gzip context straight to the API.
     write(&ctx, "Dockerfile", "FROM test/busybox:1\nCOPY note /note\n");
     write(&ctx, "note", "zipped\n");

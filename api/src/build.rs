@@ -374,11 +374,39 @@ async fn run_build(
             .await;
         let mut state = State::new(&full_config(&img)["config"], escape);
         let last_stage = Some(&si) == plan.needed.last();
-        let n_steps = stage.steps.len();
-        for (k, step) in stage.steps.iter().enumerate() {
-            n += 1;
-            out.line(format!("Step {n}/{total} : {}\n", step.original))
-                .await;
+        // The base image's ONBUILD triggers run first, and are not inherited.
+        let triggers: Vec<String> = state.config["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut todo: Vec<(strata_builder::instructions::Step, bool)> = Vec::new();
+        if !triggers.is_empty() {
+            state.config["OnBuild"] = Value::Null;
+            out.line(format!(
+                "# Executing {} build trigger{}\n",
+                triggers.len(),
+                if triggers.len() == 1 { "" } else { "s" }
+            ))
+            .await;
+            for t in &triggers {
+                let step = strata_builder::parser::node(t, stage.from.line)
+                    .and_then(|node| strata_builder::instructions::step(&node, escape))
+                    .map_err(|e| failed(format!("ONBUILD trigger {t:?}: {e}")))?;
+                todo.push((step, true));
+            }
+        }
+        todo.extend(stage.steps.iter().map(|s| (s.clone(), false)));
+        let n_steps = todo.len();
+        for (k, (step, trigger)) in todo.iter().enumerate() {
+            if !trigger {
+                n += 1;
+                out.line(format!("Step {n}/{total} : {}\n", step.original))
+                    .await;
+            }
             let work = state
                 .apply(step, &plan.meta_args, &opts.build_args)
                 .map_err(|e| failed(e.to_string()))?;
