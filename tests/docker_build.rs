@@ -310,6 +310,18 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
     write(&ctx, "Dockerfile", "FROM test/busybox:1\nRUN exit 7\n");
     assert_eq!(d.strata(&["build", c]).status.code(), Some(7));
 
+    // WORKDIR makes its directory; a RUN runs there.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nWORKDIR /made/here\nRUN pwd > out\n",
+    );
+    assert!(d.strata(&["build", "-t", "wd:1", c]).status.success());
+    assert_eq!(
+        d.ok(&["run", "--rm", "wd:1", "cat", "/made/here/out"]),
+        "/made/here\n"
+    );
+
     // ONBUILD triggers run in the build that uses the image, and are not inherited.
     write(
         &ctx,
