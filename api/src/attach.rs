@@ -51,7 +51,7 @@ impl Pending {
 }
 
 /// A connection to the container's shim: now when the shim runs, or once `start` created it.
-fn connect_or_wait(
+pub(crate) fn connect_or_wait(
     d: &Arc<Daemon>,
     id: &str,
     flags: String,

@@ -649,10 +649,45 @@ async fn run_step(
     let c = crate::containers::find(d, &id)?;
     out.line(format!(" ---> Running in {}\n", &id[..12])).await;
     let mut changes = d.changes.subscribe();
+    // The output, live: attached before the start, so nothing is missed.
+    let attached = crate::attach::connect_or_wait(
+        d,
+        &id,
+        strata_runtime::lifecycle::attach_flags(false, true, true),
+    );
     let started = crate::run::start_with(d, &id, false).await;
     if let Err(e) = started {
         remove(d, &c).await;
         return Err(e.into());
+    }
+    let (otx, mut orx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let reader = match attached {
+        Ok(rx) => Some(tokio::spawn(async move {
+            let Ok(stream) = rx.await else { return };
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut s = std::io::BufReader::new(stream);
+                while let Ok(Some((kind, payload))) = strata_runtime::shim::frame::read(&mut s) {
+                    if kind == strata_runtime::shim::frame::EXIT {
+                        break;
+                    }
+                    if otx.blocking_send(payload).is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        })),
+        Err(e) => {
+            drop(otx); // no output will come: end the loop below at once
+            tracing::warn!(container = %id, "attaching to a build step: {}", e.message);
+            None
+        }
+    };
+    while let Some(chunk) = orx.recv().await {
+        out.line(String::from_utf8_lossy(&chunk).into_owned()).await;
+    }
+    if let Some(r) = reader {
+        let _ = r.await;
     }
     let code = loop {
         match changes.recv().await {
@@ -668,21 +703,6 @@ async fn run_step(
             Err(_) => break -1,
         }
     };
-    // The step's output, as it was logged.
-    if let Ok(mut rx) =
-        crate::run::log_reader(d, &c, &crate::body::query(Some("stdout=1&stderr=1")))
-    {
-        while let Some(frame) = rx.recv().await {
-            let mut rest: &[u8] = &frame;
-            while rest.len() >= 8 {
-                let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-                let end = (8 + len).min(rest.len());
-                out.line(String::from_utf8_lossy(&rest[8..end]).into_owned())
-                    .await;
-                rest = &rest[end..];
-            }
-        }
-    }
     let c = crate::containers::find(d, &id)?;
     if code != 0 {
         if opts.rm || opts.forcerm {
