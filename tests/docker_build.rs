@@ -321,6 +321,27 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
         d.ok(&["run", "--rm", "wd:1", "cat", "/made/here/out"]),
         "/made/here\n"
     );
+    // Also without a RUN: the image has the directory.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM test/busybox:1\nWORKDIR /only/dir\n",
+    );
+    assert!(d.strata(&["build", "-t", "wd:2", c]).status.success());
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/",
+            "wd:2",
+            "stat",
+            "-c",
+            "%F %a %u",
+            "/only/dir"
+        ]),
+        "directory 755 0\n"
+    );
 
     // ONBUILD triggers run in the build that uses the image, and are not inherited.
     write(
@@ -349,31 +370,37 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
         "null"
     );
 
-    // A gzip context straight to the API.
+    // Compressed contexts straight to the API: gzip and zstd.
     write(&ctx, "Dockerfile", "FROM test/busybox:1\nCOPY note /note\n");
-    write(&ctx, "note", "zipped\n");
-    let tgz = d.dir.path().join("ctx.tgz");
-    let o = Command::new("tar")
-        .arg("-C")
-        .arg(&ctx)
-        .arg("-czf")
-        .arg(&tgz)
-        .args(["Dockerfile", "note"])
-        .output()
-        .expect("tar");
-    assert!(o.status.success());
-    let o = Command::new("curl")
-        .args(["-s", "-X", "POST", "--data-binary"])
-        .arg(format!("@{}", tgz.display()))
-        .args(["-H", "Content-Type: application/x-tar", "--unix-socket"])
-        .arg(&d.sock)
-        .arg("http://strata/build?t=zipped:1")
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("Successfully tagged zipped:1"), "{text}");
-    assert_eq!(
-        d.ok(&["run", "--rm", "zipped:1", "cat", "/note"]),
-        "zipped\n"
-    );
+    write(&ctx, "note", "compressed\n");
+    for (flag, tag) in [("-z", "zipped:1"), ("--zstd", "zstd:1")] {
+        let archive = d
+            .dir
+            .path()
+            .join(format!("ctx-{}.tar", tag.replace(':', "-")));
+        let o = Command::new("tar")
+            .arg("-C")
+            .arg(&ctx)
+            .arg(flag)
+            .arg("-cf")
+            .arg(&archive)
+            .args(["Dockerfile", "note"])
+            .output()
+            .expect("tar");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("curl")
+            .args(["-s", "-X", "POST", "--data-binary"])
+            .arg(format!("@{}", archive.display()))
+            .args(["-H", "Content-Type: application/x-tar", "--unix-socket"])
+            .arg(&d.sock)
+            .arg(format!("http://strata/build?t={tag}"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(&format!("Successfully tagged {tag}")),
+            "{text}"
+        );
+        assert_eq!(d.ok(&["run", "--rm", tag, "cat", "/note"]), "compressed\n");
+    }
 }

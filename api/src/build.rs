@@ -432,15 +432,20 @@ async fn run_build(
                     match cached(d, &cache, &key, opts, out).await {
                         Some(i) => i,
                         None => {
-                            let cfg = next_image(
-                                &full_config(&img),
-                                &state.config,
-                                None,
-                                &by,
-                                &strata_graph::time::rfc3339_now(),
-                                strata_runtime::commit::go_arch(),
-                            );
-                            let new = create_image(d, &cfg)?;
+                            let new = if matches!(step.instruction, Instruction::Workdir(_)) {
+                                // WORKDIR makes its directory in the image when missing.
+                                workdir_step(d, &img, &state, &by).await?
+                            } else {
+                                let cfg = next_image(
+                                    &full_config(&img),
+                                    &state.config,
+                                    None,
+                                    &by,
+                                    &strata_graph::time::rfc3339_now(),
+                                    strata_runtime::commit::go_arch(),
+                                );
+                                create_image(d, &cfg)?
+                            };
                             let _ = cache.put(&key, &new.id.to_string());
                             new
                         }
@@ -922,6 +927,38 @@ async fn copy_into(
     if let Ok(i) = &res {
         let _ = cache.put(&key, &i.id.to_string());
     }
+    res
+}
+
+/// WORKDIR: the directory is made in a container of `img` if missing, and committed (no
+/// layer when it was there).
+async fn workdir_step(
+    d: &Arc<Daemon>,
+    img: &strata_graph::image::Image,
+    state: &State,
+    by: &str,
+) -> Result<strata_graph::image::Image, Failed> {
+    let wd = state.config["WorkingDir"]
+        .as_str()
+        .unwrap_or("/")
+        .to_string();
+    let c = scratch_container(d, img, state).await?;
+    let made = match d.layers.mount_rw(c.layer_name(), "") {
+        Ok(rootfs) => {
+            let res = tokio::task::spawn_blocking(move || mkdir_in(&rootfs, &wd))
+                .await
+                .map_err(|e| failed(e.to_string()))
+                .and_then(|r| r);
+            let _ = d.layers.unmount_rw(c.layer_name());
+            res
+        }
+        Err(e) => Err(failed(e.to_string())),
+    };
+    let res = match made {
+        Ok(()) => commit(d, &c, img, state, by).await,
+        Err(e) => Err(e),
+    };
+    remove(d, &c).await;
     res
 }
 
