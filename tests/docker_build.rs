@@ -404,3 +404,104 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
         assert_eq!(d.ok(&["run", "--rm", tag, "cat", "/note"]), "compressed\n");
     }
 }
+
+/// Serves `files` (path → content) over HTTP on the daemon namespace's loopback; returns the
+/// port.
+fn http_server(d: &Daemon, files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    use std::io::{Read, Write};
+    common::in_netns(&d.netns(), move || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).map(|n| n == 0).unwrap_or(true) {
+                        break;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => {
+                        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+                        let _ = c.write_all(body);
+                    }
+                    None => {
+                        let _ = c.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            }
+        });
+        port
+    })
+}
+
+#[test]
+fn add_downloads_urls_without_unpacking_them() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    let mut gz = Vec::new();
+    {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::default());
+        e.write_all(b"not unpacked").expect("gzip");
+        e.finish().expect("gzip");
+    }
+    let port = http_server(
+        &d,
+        vec![
+            ("/files/note.txt", b"downloaded\n".to_vec()),
+            ("/bundle.tgz", gz.clone()),
+        ],
+    );
+    let ctx = d.dir.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("FROM test/busybox:1\nADD http://127.0.0.1:{port}/files/note.txt /dl/\nADD http://127.0.0.1:{port}/bundle.tgz /dl/\n"),
+    );
+    let c = ctx.to_str().expect("utf-8");
+    let out = d.strata(&["build", "-t", "dl:1", c]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "dl:1", "cat", "/dl/note.txt"]),
+        "downloaded\n"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "dl:1",
+            "stat",
+            "-c",
+            "%a %s",
+            "/dl/note.txt",
+            "/dl/bundle.tgz"
+        ]),
+        format!("600 11\n600 {}\n", gz.len())
+    );
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("FROM test/busybox:1\nADD http://127.0.0.1:{port}/missing /x\n"),
+    );
+    let o = d.strata(&["build", c]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -790,16 +790,59 @@ async fn copy_into(
         .map(parse_mode)
         .transpose()
         .map_err(|e| failed(e.to_string()))?;
+    // ADD of URLs: each is downloaded into the context first (mode 0600, as Docker), then
+    // copied like a file of it (never unpacked).
+    let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+    let mut sources: Vec<String> = sources.to_vec();
+    let mut fetched: Vec<String> = Vec::new();
+    if add && sources.iter().any(is_url) {
+        let dist = d.distribution.clone();
+        let dir = src_dir.to_path_buf();
+        let srcs = sources.clone();
+        let (new, got) =
+            tokio::task::spawn_blocking(move || -> Result<(Vec<String>, Vec<String>), Failed> {
+                let mut out = Vec::new();
+                let mut got = Vec::new();
+                for (i, s) in srcs.iter().enumerate() {
+                    if !(s.starts_with("http://") || s.starts_with("https://")) {
+                        out.push(s.clone());
+                        continue;
+                    }
+                    let name = s
+                        .split(['?', '#'])
+                        .next()
+                        .and_then(|p| p.rsplit('/').next())
+                        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+                        .unwrap_or("download")
+                        .to_string();
+                    let rel = format!(".strata-add-{i}/{name}");
+                    let path = dir.join(&rel);
+                    if let Some(p) = path.parent() {
+                        std::fs::create_dir_all(p).map_err(|e| failed(e.to_string()))?;
+                    }
+                    let mut f = std::fs::File::create(&path).map_err(|e| failed(e.to_string()))?;
+                    dist.fetch_url(s, &mut f)
+                        .map_err(|e| failed(e.to_string()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| failed(e.to_string()))?;
+                    got.push(rel.clone());
+                    out.push(rel);
+                }
+                Ok((out, got))
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))??;
+        sources = new;
+        fetched = got;
+    }
     let (resolved, sum) = {
         let dir = src_dir.to_path_buf();
-        let srcs = sources.to_vec();
+        let srcs = sources.clone();
         tokio::task::spawn_blocking(move || -> Result<(Vec<PathBuf>, String), Failed> {
             let ctx = Context::open(&dir).map_err(|e| failed(e.to_string()))?;
             let mut all = Vec::new();
             for s in &srcs {
-                if s.starts_with("http://") || s.starts_with("https://") {
-                    return Err(failed(format!("ADD from a URL ({s}) is not supported yet")));
-                }
                 all.extend(
                     strata_builder::context::resolve(&ctx, s).map_err(|e| failed(e.to_string()))?,
                 );
@@ -844,6 +887,7 @@ async fn copy_into(
             c.id.clone(),
         );
         let chown = chown.map(String::from);
+        let fetched: Vec<PathBuf> = fetched.iter().map(PathBuf::from).collect();
         tokio::task::spawn_blocking(move || -> Result<(), Failed> {
             let owner = match &chown {
                 None => None,
@@ -875,7 +919,12 @@ async fn copy_into(
                 // ADD unpacks local archives into the destination directory.
                 for r in &resolved {
                     if let Some(e) = ctx.entry(r).map_err(|e| failed(e.to_string()))? {
-                        if !e.is_dir() && !e.is_symlink() && is_archive(&e.proc_path()) {
+                        let downloaded = fetched.contains(r);
+                        if !downloaded
+                            && !e.is_dir()
+                            && !e.is_symlink()
+                            && is_archive(&e.proc_path())
+                        {
                             let f = std::fs::File::open(e.proc_path())
                                 .map_err(|e| failed(e.to_string()))?;
                             let d = dest.trim_end_matches('/');

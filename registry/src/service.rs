@@ -192,6 +192,45 @@ impl Distribution {
     }
 }
 
+impl Distribution {
+    /// Downloads `url` (http or https, through the daemon's proxy; TLS verified unless the
+    /// host is an insecure registry) into `out` (ADD from a URL). Returns the bytes written.
+    pub fn fetch_url(
+        &self,
+        url: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, DistributionError> {
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (
+                false,
+                url.strip_prefix("http://")
+                    .ok_or_else(|| DistributionError::Invalid(format!("unsupported URL {url}")))?,
+            ),
+        };
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let regs = self.registries();
+        let scheme = if tls {
+            crate::client::Scheme::Https(regs.tls_for(host, !regs.is_insecure(host))?)
+        } else {
+            crate::client::Scheme::Http
+        };
+        let client =
+            RegistryClient::new(host, scheme, AuthConfig::default()).with_proxy(self.proxy.clone());
+        let mut resp = client.request("GET", path, &[])?;
+        if !(200..300).contains(&resp.head.status) {
+            return Err(DistributionError::Invalid(format!(
+                "failed to GET {url} with status {}",
+                resp.head.status
+            )));
+        }
+        std::io::copy(&mut resp.body, out).map_err(DistributionError::Io)
+    }
+}
+
 /// The registry a login's server address names: `https://host:port/v1/` → `host:port`;
 /// empty or Docker Hub's index URL → `docker.io`.
 pub fn login_domain(server: &str) -> String {
