@@ -343,6 +343,23 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
         "directory 755 0\n"
     );
 
+    // --platform: the local amd64 base fits linux/amd64; for linux/arm64 it must be pulled
+    // (from Docker Hub here, which this machine cannot reach).
+    write(&ctx, "Dockerfile", "FROM test/busybox:1\nRUN true\n");
+    if d.ok(&["version", "-f", "{{.Server.Arch}}"]).trim() == "amd64" {
+        assert!(d
+            .strata(&["build", "--platform", "linux/amd64", c])
+            .status
+            .success());
+        let o = d.strata(&["build", "--platform", "linux/arm64", c]);
+        assert!(!o.status.success(), "an arm64 base is not here");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("docker.io"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     // ONBUILD triggers run in the build that uses the image, and are not inherited.
     write(
         &ctx,

@@ -38,6 +38,8 @@ struct Opts {
     forcerm: bool,
     quiet: bool,
     network: String,
+    /// `platform`: the base images' platform (FROM --platform overrides it).
+    platform: Option<strata_registry::platform::Platform>,
 }
 
 fn json_map<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> Result<T, ApiError> {
@@ -74,6 +76,13 @@ impl Opts {
             rm: flag("rm", true),
             forcerm: flag("forcerm", false),
             quiet: flag("q", false),
+            platform: match q.get("platform").filter(|p| !p.is_empty()) {
+                None => None,
+                Some(p) => Some(
+                    strata_registry::platform::Platform::parse(p)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                ),
+            },
             network: match q.get("networkmode").filter(|n| !n.is_empty()) {
                 None | Some("default") => "bridge".to_string(),
                 Some(n) => n.to_string(),
@@ -286,13 +295,25 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result
 async fn base_image(
     d: &Arc<Daemon>,
     name: &str,
+    platform: Option<&strata_registry::platform::Platform>,
     opts: &Opts,
     auths: &BTreeMap<String, strata_registry::credentials::AuthConfig>,
     out: &Out,
 ) -> Result<strata_graph::image::Image, Failed> {
     if !opts.pull {
         if let Ok(img) = d.images.get(name) {
-            return Ok(img);
+            // A local image of another platform than asked for is pulled for that one.
+            let fits = platform.is_none_or(|p| {
+                let actual = strata_registry::platform::Platform {
+                    os: img.head.os.clone().unwrap_or_else(|| "linux".into()),
+                    architecture: img.head.architecture.clone().unwrap_or_default(),
+                    variant: None,
+                };
+                p.rank(&actual).is_some()
+            });
+            if fits {
+                return Ok(img);
+            }
         }
     }
     let r = Reference::parse_tagged(name).map_err(|e| failed(e.to_string()))?;
@@ -304,11 +325,12 @@ async fn base_image(
     let dist = d.distribution.clone();
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let r2 = r.clone();
+    let platform2 = platform.cloned();
     let pulling = tokio::task::spawn_blocking(move || {
         let sink = |p: strata_registry::progress::Progress| {
             let _ = ptx.send(crate::distribution::progress_json(&p));
         };
-        dist.pull(&r2, None, &auth, &sink)
+        dist.pull(&r2, platform2.as_ref(), &auth, &sink)
     });
     while let Some(v) = prx.recv().await {
         if !out.quiet {
@@ -368,7 +390,16 @@ async fn run_build(
                 .get(j)
                 .cloned()
                 .ok_or_else(|| failed(format!("stage {j} was not built")))?,
-            Base::Image(name) => base_image(d, name, opts, auths, out).await?,
+            Base::Image(name) => {
+                let platform = match &stage.platform {
+                    Some(p) => Some(
+                        strata_registry::platform::Platform::parse(p)
+                            .map_err(|e| failed(e.to_string()))?,
+                    ),
+                    None => opts.platform.clone(),
+                };
+                base_image(d, name, platform.as_ref(), opts, auths, out).await?
+            }
         };
         out.line(format!(" ---> {}\n", short(&img.id.to_string())))
             .await;
@@ -486,9 +517,10 @@ async fn run_build(
                                     .cloned()
                                     .ok_or_else(|| failed(format!("stage {f} was not built")))?,
                             ),
-                            Source::Image(name) => {
-                                SourceRoot::Image(base_image(d, &name, opts, auths, out).await?)
-                            }
+                            Source::Image(name) => SourceRoot::Image(
+                                base_image(d, &name, opts.platform.as_ref(), opts, auths, out)
+                                    .await?,
+                            ),
                         },
                     };
                     let new = copy_step(

@@ -43,6 +43,9 @@ pub struct BuildArgs {
     /// Networking mode for the RUN instructions.
     #[arg(long = "network")]
     pub network: Option<String>,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// The context directory.
     pub path: String,
 }
@@ -178,6 +181,9 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<(), CliError> {
     q.push(("rm", if a.rm { "1" } else { "0" }.into()));
     if let Some(n) = &a.network {
         q.push(("networkmode", n.clone()));
+    }
+    if let Some(p) = &a.platform {
+        q.push(("platform", p.clone()));
     }
     let (mut rd, wr) = std::io::pipe().map_err(|e| CliError::Io {
         context: "creating a pipe".into(),
