@@ -176,6 +176,51 @@ fn a_dockerfile_builds_caches_and_invalidates_from_the_right_step() {
     // --no-cache runs everything.
     let fresh = built(&d, &["--no-cache", "--build-arg", "GREETING=hi", c]);
     assert!(!fresh.contains("Using cache"), "{fresh}");
+    // --cache-from: with the build cache gone, an image's history serves as the cache, and a
+    // whole matching chain gives the same image.
+    let first = built(
+        &d,
+        &[
+            "-q",
+            "--target",
+            "base",
+            "-t",
+            "cf:1",
+            "--build-arg",
+            "GREETING=hi",
+            c,
+        ],
+    );
+    std::fs::remove_file(d.root().join("builder/cache.json")).expect("drop the build cache");
+    let no_cache_from = built(&d, &["--target", "base", "--build-arg", "GREETING=hi", c]);
+    assert!(!no_cache_from.contains("Using cache"), "{no_cache_from}");
+    std::fs::remove_file(d.root().join("builder/cache.json")).expect("drop the build cache");
+    let again = built(
+        &d,
+        &[
+            "--target",
+            "base",
+            "--cache-from",
+            "cf:1",
+            "-t",
+            "cf:2",
+            "--build-arg",
+            "GREETING=hi",
+            c,
+        ],
+    );
+    let steps = again.matches("Step ").count();
+    let plain = again.matches(" : FROM ").count() + again.matches(" : ARG ").count();
+    assert_eq!(
+        again.matches("Using cache").count(),
+        steps - plain,
+        "{again}"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Id}}", "cf:2"]).trim(),
+        first.trim()
+    );
+
     // No build container is left behind.
     assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
 }

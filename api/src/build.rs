@@ -38,6 +38,8 @@ struct Opts {
     forcerm: bool,
     quiet: bool,
     network: String,
+    /// `cachefrom`: images whose history may serve as cache.
+    cache_from: Vec<String>,
     /// `platform`: the base images' platform (FROM --platform overrides it).
     platform: Option<strata_registry::platform::Platform>,
 }
@@ -76,6 +78,7 @@ impl Opts {
             rm: flag("rm", true),
             forcerm: flag("forcerm", false),
             quiet: flag("q", false),
+            cache_from: json_map(q, "cachefrom")?,
             platform: match q.get("platform").filter(|p| !p.is_empty()) {
                 None => None,
                 Some(p) => Some(
@@ -371,7 +374,15 @@ async fn run_build(
     escape: char,
     out: &Out,
 ) -> Result<String, Failed> {
-    let cache = Cache::open(&d.data_root.join("builder/cache.json"));
+    let cache = Caches {
+        local: Cache::open(&d.data_root.join("builder/cache.json")),
+        from: opts
+            .cache_from
+            .iter()
+            .filter_map(|n| d.images.get(n).ok())
+            .map(|i| full_config(&i))
+            .collect(),
+    };
     let total: usize = plan
         .needed
         .iter()
@@ -460,7 +471,7 @@ async fn run_build(
             img = match work {
                 Work::Config => {
                     let key = cache::key(&parent_id, &by, &[&state.config.to_string()]);
-                    match cached(d, &cache, &key, opts, out).await {
+                    match cached(d, &cache, &key, &img, &state.config, &by, opts, out).await {
                         Some(i) => i,
                         None => {
                             let new = if matches!(step.instruction, Instruction::Workdir(_)) {
@@ -477,7 +488,7 @@ async fn run_build(
                                 );
                                 create_image(d, &cfg)?
                             };
-                            let _ = cache.put(&key, &new.id.to_string());
+                            let _ = cache.local.put(&key, &new.id.to_string());
                             new
                         }
                     }
@@ -490,12 +501,12 @@ async fn run_build(
                         &by,
                         &[&args.join("\n"), &state.config.to_string()],
                     );
-                    match cached(d, &cache, &key, opts, out).await {
+                    match cached(d, &cache, &key, &img, &state.config, &by, opts, out).await {
                         Some(i) => i,
                         None => {
                             let new =
                                 run_step(d, &img, &state, &argv, &env, &by, opts, out).await?;
-                            let _ = cache.put(&key, &new.id.to_string());
+                            let _ = cache.local.put(&key, &new.id.to_string());
                             new
                         }
                     }
@@ -534,7 +545,6 @@ async fn run_build(
                         chown.as_deref(),
                         chmod.as_deref(),
                         add,
-                        &by,
                         opts,
                         out,
                     )
@@ -574,19 +584,114 @@ fn create_image(d: &Daemon, cfg: &Value) -> Result<strata_graph::image::Image, F
     d.images.create(&bytes).map_err(|e| failed(e.to_string()))
 }
 
-/// The cached image of `key`, unless `--no-cache` or gone.
+/// The caches a build looks in: its own keys, and the history of `--cache-from` images.
+struct Caches {
+    local: Cache,
+    /// The full configs of the `--cache-from` images found locally.
+    from: Vec<Value>,
+}
+
+fn created_bys(cfg: &Value) -> Vec<(String, bool, String)> {
+    cfg["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    (
+                        e["created_by"].as_str().unwrap_or("").to_string(),
+                        e["empty_layer"].as_bool().unwrap_or(false),
+                        e["created"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn diff_ids(cfg: &Value) -> Vec<String> {
+    cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `--cache-from` hit, as the classic builder finds one: an image whose history begins
+/// with the parent's (same steps, same layers) and goes on with this step. The step's image
+/// is made again from that history entry (its layer, its time), so a whole matching chain
+/// gives the same image IDs as the build it came from.
+fn from_history(
+    d: &Daemon,
+    from: &[Value],
+    parent: &strata_graph::image::Image,
+    config: &Value,
+    by: &str,
+) -> Option<strata_graph::image::Image> {
+    let pcfg = full_config(parent);
+    let ph = created_bys(&pcfg);
+    let pd = diff_ids(&pcfg);
+    for cf in from {
+        let h = created_bys(cf);
+        let dd = diff_ids(cf);
+        if h.len() <= ph.len() || dd.len() < pd.len() || dd[..pd.len()] != pd[..] {
+            continue;
+        }
+        if h[..ph.len()].iter().zip(&ph).any(|(a, b)| a.0 != b.0) {
+            continue;
+        }
+        let (entry_by, empty, created) = &h[ph.len()];
+        if entry_by != by {
+            continue;
+        }
+        let diff = if *empty {
+            None
+        } else {
+            match dd.get(pd.len()) {
+                Some(x) => Some(x.clone()),
+                None => continue,
+            }
+        };
+        let cfg = next_image(
+            &pcfg,
+            config,
+            diff.as_deref(),
+            by,
+            created,
+            strata_runtime::commit::go_arch(),
+        );
+        if let Ok(img) = create_image(d, &cfg) {
+            return Some(img);
+        }
+    }
+    None
+}
+
+/// The cached image of a step, unless `--no-cache`: by its key, else from `--cache-from`.
+#[allow(clippy::too_many_arguments)]
 async fn cached(
     d: &Daemon,
-    cache: &Cache,
+    caches: &Caches,
     key: &str,
+    parent: &strata_graph::image::Image,
+    config: &Value,
+    by: &str,
     opts: &Opts,
     out: &Out,
 ) -> Option<strata_graph::image::Image> {
     if opts.nocache {
         return None;
     }
-    let id = cache.get(key)?;
-    let img = d.images.get(&id).ok()?;
+    let img = match caches.local.get(key).and_then(|id| d.images.get(&id).ok()) {
+        Some(i) => i,
+        None => {
+            let i = from_history(d, &caches.from, parent, config, by)?;
+            let _ = caches.local.put(key, &i.id.to_string());
+            i
+        }
+    };
     out.line(" ---> Using cache\n").await;
     Some(img)
 }
@@ -765,7 +870,7 @@ async fn run_step(
 #[allow(clippy::too_many_arguments)]
 async fn copy_step(
     d: &Arc<Daemon>,
-    cache: &Cache,
+    cache: &Caches,
     img: &strata_graph::image::Image,
     state: &State,
     src: SourceRoot,
@@ -774,7 +879,6 @@ async fn copy_step(
     chown: Option<&str>,
     chmod: Option<&str>,
     add: bool,
-    by: &str,
     opts: &Opts,
     out: &Out,
 ) -> Result<strata_graph::image::Image, Failed> {
@@ -792,7 +896,7 @@ async fn copy_step(
         _ => return Err(failed("internal: no copy source")),
     };
     let result = copy_into(
-        d, cache, img, state, &src_dir, sources, dest, chown, chmod, add, by, opts, out,
+        d, cache, img, state, &src_dir, sources, dest, chown, chmod, add, opts, out,
     )
     .await;
     if let Some(c) = &src_container {
@@ -805,7 +909,7 @@ async fn copy_step(
 #[allow(clippy::too_many_arguments)]
 async fn copy_into(
     d: &Arc<Daemon>,
-    cache: &Cache,
+    cache: &Caches,
     img: &strata_graph::image::Image,
     state: &State,
     src_dir: &Path,
@@ -814,7 +918,6 @@ async fn copy_into(
     chown: Option<&str>,
     chmod: Option<&str>,
     add: bool,
-    by: &str,
     opts: &Opts,
     out: &Out,
 ) -> Result<strata_graph::image::Image, Failed> {
@@ -886,6 +989,20 @@ async fn copy_into(
         .await
         .map_err(|e| failed(e.to_string()))??
     };
+    // As dockerd's history: what was copied is named by its checksum.
+    let kind = if resolved.len() == 1 && !src_dir.join(&resolved[0]).is_dir() {
+        "file"
+    } else if resolved.len() == 1 {
+        "dir"
+    } else {
+        "multi"
+    };
+    let by = format!(
+        "/bin/sh -c #(nop) {} {kind}:{} in {dest}",
+        if add { "ADD" } else { "COPY" },
+        sum.trim_start_matches("sha256:")
+    );
+    let by = by.as_str();
     let key = cache::key(
         &img.id.to_string(),
         by,
@@ -897,7 +1014,7 @@ async fn copy_into(
             &state.config.to_string(),
         ],
     );
-    if let Some(i) = cached(d, cache, &key, opts, out).await {
+    if let Some(i) = cached(d, cache, &key, img, &state.config, by, opts, out).await {
         return Ok(i);
     }
     let c = scratch_container(d, img, state).await?;
@@ -1006,7 +1123,7 @@ async fn copy_into(
     };
     remove(d, &c).await;
     if let Ok(i) = &res {
-        let _ = cache.put(&key, &i.id.to_string());
+        let _ = cache.local.put(&key, &i.id.to_string());
     }
     res
 }
