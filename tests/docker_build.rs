@@ -567,3 +567,78 @@ fn add_downloads_urls_without_unpacking_them() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn scratch_wildcards_chown_entrypoint_exec_form_and_labels() {
+    if !common::can_run_containers() {
+        return;
+    }
+    let d = Daemon::start("overlay2");
+    d.load_busybox();
+    let ctx = d.dir.path().join("ctx");
+    write(&ctx, "src/a.conf", "a\n");
+    write(&ctx, "src/b.conf", "b\n");
+    write(&ctx, "src/c.txt", "c\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "# escape=`\nFROM scratch AS files\nCOPY src/*.conf /conf/\n\nFROM test/busybox:1\nCOPY --from=files /conf/ /etc/app/\nCOPY --from=test/busybox:1 /etc/motd /motd.copy\nCOPY --chown=nobody:nogroup src/c.txt `\n     /home/c.txt\nENV A=1\nLABEL stage=final\nRUN [\"/bin/sh\", \"-c\", \"echo exec form > /exec\"]\nENTRYPOINT [\"/bin/cat\"]\n",
+    );
+    let c = ctx.to_str().expect("utf-8");
+    let o = Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "more:1", "--label", "from.request=yes", c])
+        .output()
+        .expect("docker build");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // ENTRYPOINT cat: the arguments are files to show.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "more:1",
+            "/etc/app/a.conf",
+            "/etc/app/b.conf",
+            "/exec",
+            "/motd.copy"
+        ]),
+        "a\nb\nexec form\nhello from strata\n"
+    );
+    assert!(
+        !d.try_docker(&["run", "--rm", "more:1", "/etc/app/c.txt"]).0,
+        "only *.conf was copied"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "stat",
+            "more:1",
+            "-c",
+            "%U:%G",
+            "/home/c.txt"
+        ]),
+        "nobody:nogroup\n"
+    );
+    let labels = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}}",
+        "more:1",
+    ]);
+    assert!(
+        labels.contains("\"stage\":\"final\"") && labels.contains("\"from.request\":\"yes\""),
+        "{labels}"
+    );
+    // ENV, LABEL and ENTRYPOINT add no layer: busybox's 2, then 3 COPY and 1 RUN.
+    let layers = d.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "more:1"]);
+    assert_eq!(layers.trim(), "6");
+}
