@@ -534,22 +534,14 @@ async fn run_build(
                             ),
                         },
                     };
-                    let new = copy_step(
-                        d,
-                        &cache,
-                        &img,
-                        &state,
-                        src_root,
-                        &sources,
-                        &dest,
-                        chown.as_deref(),
-                        chmod.as_deref(),
+                    let w = CopyWork {
+                        sources: &sources,
+                        dest: &dest,
+                        chown: chown.as_deref(),
+                        chmod: chmod.as_deref(),
                         add,
-                        opts,
-                        out,
-                    )
-                    .await?;
-                    new
+                    };
+                    copy_step(d, &cache, &img, &state, src_root, &w, opts, out).await?
                 }
             };
             out.line(format!(" ---> {}\n", short(&img.id.to_string())))
@@ -694,6 +686,15 @@ async fn cached(
     };
     out.line(" ---> Using cache\n").await;
     Some(img)
+}
+
+/// One COPY/ADD step's operands, its variables expanded.
+struct CopyWork<'a> {
+    sources: &'a [String],
+    dest: &'a str,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    add: bool,
 }
 
 /// Where COPY takes its files from.
@@ -874,11 +875,7 @@ async fn copy_step(
     img: &strata_graph::image::Image,
     state: &State,
     src: SourceRoot,
-    sources: &[String],
-    dest: &str,
-    chown: Option<&str>,
-    chmod: Option<&str>,
-    add: bool,
+    w: &CopyWork<'_>,
     opts: &Opts,
     out: &Out,
 ) -> Result<strata_graph::image::Image, Failed> {
@@ -895,10 +892,7 @@ async fn copy_step(
             .map_err(|e| failed(e.to_string()))?,
         _ => return Err(failed("internal: no copy source")),
     };
-    let result = copy_into(
-        d, cache, img, state, &src_dir, sources, dest, chown, chmod, add, opts, out,
-    )
-    .await;
+    let result = copy_into(d, cache, img, state, &src_dir, w, opts, out).await;
     if let Some(c) = &src_container {
         let _ = d.layers.unmount_rw(c.layer_name());
         remove(d, c).await;
@@ -913,14 +907,17 @@ async fn copy_into(
     img: &strata_graph::image::Image,
     state: &State,
     src_dir: &Path,
-    sources: &[String],
-    dest: &str,
-    chown: Option<&str>,
-    chmod: Option<&str>,
-    add: bool,
+    w: &CopyWork<'_>,
     opts: &Opts,
     out: &Out,
 ) -> Result<strata_graph::image::Image, Failed> {
+    let CopyWork {
+        sources,
+        dest,
+        chown,
+        chmod,
+        add,
+    } = *w;
     let mode = chmod
         .map(parse_mode)
         .transpose()
