@@ -95,15 +95,10 @@ fn main() {
         println!("build: bench");
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/runc").exists() {
-        eprintln!("SKIPPED: the build benchmark needs root and runc");
+    if !engines::can_run_containers("build") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("strata-bench-build-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir");
+    let dir = engines::scratch_dir("build");
     let image = engines::busybox_image(dir.path(), IMAGE, &[]);
     let small = context(
         dir.path(),

@@ -157,15 +157,10 @@ fn main() {
         println!("containers: bench");
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/runc").exists() {
-        eprintln!("SKIPPED: the container benchmark needs root and runc");
+    if !engines::can_run_containers("container") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("strata-bench-containers-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir");
+    let dir = engines::scratch_dir("containers");
     let image = engines::busybox_image(dir.path(), IMAGE, &[]);
     let fresh_fs = |name: &str| {
         let d = dir.path().join(name);

@@ -32,6 +32,24 @@ impl Drop for Engine {
     }
 }
 
+/// Whether a container benchmark can run here (root, runc); says why not.
+pub fn can_run_containers(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/runc").exists() {
+        eprintln!("SKIPPED: the {what} benchmark needs root and runc");
+        return false;
+    }
+    true
+}
+
+/// A scratch directory for benchmark `name` under /var/tmp (removed when dropped).
+pub fn scratch_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("strata-bench-{name}-"))
+        .tempdir_in("/var/tmp")
+        .expect("tempdir")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -131,9 +131,7 @@ fn main() {
         println!("network: bench");
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/runc").exists() {
-        eprintln!("SKIPPED: the network benchmark needs root and runc");
+    if !engines::can_run_containers("network") {
         return;
     }
     let have_wrk = std::process::Command::new("wrk")
@@ -143,10 +141,7 @@ fn main() {
     if !have_wrk {
         eprintln!("SKIPPED (HTTP part): wrk is not installed (apt-get install wrk)");
     }
-    let dir = tempfile::Builder::new()
-        .prefix("strata-bench-network-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir");
+    let dir = engines::scratch_dir("network");
     let image = engines::busybox_image(
         dir.path(),
         IMAGE,
