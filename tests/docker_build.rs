@@ -465,6 +465,36 @@ fn the_strata_cli_builds_with_add_shell_and_a_compressed_context() {
         );
         assert_eq!(d.ok(&["run", "--rm", tag, "cat", "/note"]), "compressed\n");
     }
+
+    // A context whose .dockerignore excludes the Dockerfile still builds with it; COPY does
+    // not see it.
+    write(&ctx, "Dockerfile", "FROM test/busybox:1\nCOPY . /all/\n");
+    write(&ctx, ".dockerignore", "Dockerfile\n*.tar\n*.gz\n");
+    let plain = d.dir.path().join("ignored.tar");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .arg("-cf")
+        .arg(&plain)
+        .args(["Dockerfile", ".dockerignore", "note"])
+        .output()
+        .expect("tar");
+    assert!(o.status.success());
+    let o = Command::new("curl")
+        .args(["-s", "-X", "POST", "--data-binary"])
+        .arg(format!("@{}", plain.display()))
+        .args(["-H", "Content-Type: application/x-tar", "--unix-socket"])
+        .arg(&d.sock)
+        .arg("http://strata/build?t=ignored:1")
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Successfully tagged ignored:1"), "{text}");
+    let listed = d.ok(&["run", "--rm", "ignored:1", "ls", "-A", "/all"]);
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        [".dockerignore", "note"]
+    );
 }
 
 /// Serves `files` (path → content) over HTTP on the daemon namespace's loopback; returns the

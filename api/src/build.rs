@@ -213,7 +213,6 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result
         strata_runtime::copy::extract_local(&ctx_dir, reader).map_err(|e| {
             ApiError::bad_request(format!("failed to read the build context: {e}"))
         })?;
-        apply_dockerignore(&ctx_dir)?;
         let ctx = Context::open(&ctx_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         let rel = strata_builder::context::inside(&dockerfile)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -228,6 +227,11 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>, q: &Query) -> Result
             })?;
         let text = std::fs::read_to_string(entry.proc_path())
             .map_err(|e| ApiError::bad_request(format!("reading the Dockerfile: {e}")))?;
+        // The Dockerfile is read before `.dockerignore` applies: excluding it keeps it out of
+        // COPY, not out of the build (as Docker).
+        drop(entry);
+        drop(ctx);
+        apply_dockerignore(&ctx_dir)?;
         let df = strata_builder::parser::parse(&text)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let steps = strata_builder::instructions::steps(&df)
