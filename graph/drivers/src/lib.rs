@@ -53,6 +53,7 @@ pub fn open(
     match name {
         "overlay2" => Ok(Arc::new(strata_overlay::OverlayDriver::new(&home, opts)?)),
         "vfs" => Ok(Arc::new(strata_vfs::VfsDriver::new(&home, opts)?)),
+        "btrfs" => Ok(Arc::new(strata_btrfs::BtrfsDriver::new(&home, opts)?)),
         other => Err(RegistryError::NotBuilt { name: other.into() }),
     }
 }
@@ -61,10 +62,10 @@ pub fn open(
 pub fn in_use(data_root: &Path) -> Vec<&'static str> {
     let has_layers = |name: &str| {
         let home = data_root.join(name);
-        let dir = if name == "vfs" {
-            home.join("dir")
-        } else {
-            home
+        let dir = match name {
+            "vfs" => home.join("dir"),
+            "btrfs" => home.join("subvolumes"),
+            _ => home,
         };
         std::fs::read_dir(dir)
             .map(|d| {

@@ -78,8 +78,15 @@ impl Env {
             .expect("apply_diff");
     }
 
+    /// The driver's mounts under the scratch directory. The filesystem the driver's home
+    /// lives on (a loop-mounted btrfs, say) is not one of them.
     pub fn mounts(&self) -> Vec<PathBuf> {
-        mounts_under(self.dir.path()).expect("mountinfo")
+        let home = self.driver.home().to_path_buf();
+        mounts_under(self.dir.path())
+            .expect("mountinfo")
+            .into_iter()
+            .filter(|m| !home.starts_with(m))
+            .collect()
     }
 }
 

@@ -1,0 +1,397 @@
+//! The `btrfs` graph driver (issue #9): each layer is a subvolume under
+//! `<home>/subvolumes/<id>`; a child is a snapshot of its parent (block-level copy-on-write,
+//! nothing copied); image layers are made read-only once their content is in, container
+//! layers are writable snapshots. Container size limits (`--storage-opt size=`) are qgroup
+//! limits, quotas being enabled on first use. Everything through the btrfs ioctls
+//! ([`ioctl`]), no C library.
+//!
+//! Its own crate, as every driver: the contract is `strata-graph`'s, the registry picks it.
+
+pub mod ioctl;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use strata_graph::archive::WhiteoutFormat;
+use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err};
+use strata_graph::fsutil::mkdir_all;
+use strata_graph::{
+    sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
+};
+
+const NAME: &str = "btrfs";
+
+/// The options `btrfs` accepts.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        key: "size",
+        help: "default size limit of container layers (a qgroup limit)",
+    },
+    OptionSpec {
+        key: "btrfs.min_space",
+        help: "the smallest size limit a container layer may be given",
+    },
+];
+
+/// The btrfs driver.
+pub struct BtrfsDriver {
+    home: PathBuf,
+    default_size: Option<u64>,
+    min_space: Option<u64>,
+    quota_enabled: Mutex<bool>,
+    gets: Mutex<HashMap<String, u32>>,
+}
+
+fn open_dir(p: &Path) -> std::io::Result<OwnedFd> {
+    sys::open(p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+impl BtrfsDriver {
+    /// Opens the driver with its home at `home`, which must be on btrfs.
+    pub fn new(home: &Path, opts: &StorageOpts) -> DriverResult<Self> {
+        opts.validate(NAME, OPTIONS)?;
+        mkdir_all(&home.join("subvolumes"), 0o700).map_err(io_err(NAME, "creating home"))?;
+        let t = sys::statfs_type(home).map_err(io_err(NAME, "statfs of the home"))?;
+        if t != ioctl::SUPER_MAGIC {
+            return Err(DriverError::NotSupported {
+                driver: NAME,
+                reason: format!(
+                    "{} is on {} (filesystem magic {t:#x}), not btrfs; the btrfs driver needs a data root on btrfs",
+                    home.display(),
+                    sys::fs_name(t)
+                ),
+            });
+        }
+        let min_space = opts.size(NAME, "btrfs.min_space")?;
+        let default_size = opts.size(NAME, "size")?;
+        if let (Some(s), Some(m)) = (default_size, min_space) {
+            if s < m {
+                return Err(DriverError::Invalid {
+                    driver: NAME,
+                    message: format!("size {s} is below btrfs.min_space {m}"),
+                });
+            }
+        }
+        Ok(BtrfsDriver {
+            home: home.to_path_buf(),
+            default_size,
+            min_space,
+            quota_enabled: Mutex::new(false),
+            gets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn subvolumes(&self) -> PathBuf {
+        self.home.join("subvolumes")
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.subvolumes().join(id)
+    }
+
+    fn not_found(id: &str) -> DriverError {
+        DriverError::NotFound {
+            driver: NAME,
+            id: id.into(),
+        }
+    }
+
+    fn create_subvolume(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        size: Option<u64>,
+    ) -> DriverResult<()> {
+        check_id(NAME, id)?;
+        if self.dir(id).exists() {
+            return Err(DriverError::Exists {
+                driver: NAME,
+                id: id.into(),
+            });
+        }
+        if let (Some(s), Some(m)) = (size, self.min_space) {
+            if s < m {
+                return Err(DriverError::Invalid {
+                    driver: NAME,
+                    message: format!("size {s} is below btrfs.min_space {m}"),
+                });
+            }
+        }
+        let subs = open_dir(&self.subvolumes()).map_err(io_err(NAME, "opening subvolumes"))?;
+        match parent {
+            Some(p) => {
+                check_id(NAME, p)?;
+                let pd = open_dir(&self.dir(p)).map_err(|_| Self::not_found(p))?;
+                ioctl::snapshot(pd.as_fd(), subs.as_fd(), id, false)
+                    .map_err(io_err(NAME, format!("snapshotting {p} as {id}")))?;
+            }
+            None => {
+                ioctl::subvol_create(subs.as_fd(), id)
+                    .map_err(io_err(NAME, format!("creating subvolume {id}")))?;
+                let dir = self.dir(id);
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(NAME, "chmod"))?;
+            }
+        }
+        if let Some(bytes) = size {
+            if let Err(e) = self.limit(id, bytes) {
+                let _ = self.remove_subvolume(id);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a qgroup limit on subvolume `id`, enabling quotas first if needed.
+    fn limit(&self, id: &str, bytes: u64) -> DriverResult<()> {
+        let fd = open_dir(&self.dir(id)).map_err(io_err(NAME, "opening the subvolume"))?;
+        {
+            let mut on = self.quota_enabled.lock().unwrap_or_else(|p| p.into_inner());
+            if !*on {
+                let home = open_dir(&self.home).map_err(io_err(NAME, "opening home"))?;
+                ioctl::quota_enable(home.as_fd()).map_err(io_err(NAME, "enabling btrfs quotas"))?;
+                *on = true;
+            }
+        }
+        let sid = ioctl::subvol_id(fd.as_fd()).map_err(io_err(NAME, "subvolume id"))?;
+        // Enabling quotas makes the level-0 qgroup of every subvolume, and new subvolumes get
+        // theirs; older kernels may lack one for a subvolume made before, so it is asked for.
+        // Since 6.7 the kernel refuses to create subvolume qgroups itself (EINVAL): they
+        // exist already.
+        match ioctl::qgroup_create(fd.as_fd(), sid, true) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::EINVAL)) => {}
+            Err(e) => return Err(io_err(NAME, "creating a qgroup")(e)),
+        }
+        ioctl::qgroup_limit(fd.as_fd(), sid, bytes).map_err(io_err(NAME, "setting a qgroup limit"))
+    }
+
+    /// Nested subvolumes inside `dir` (a container may make its own), deepest first.
+    fn nested(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(rd) = std::fs::read_dir(d) else { return };
+            for e in rd.flatten() {
+                let Ok(md) = e.path().symlink_metadata() else {
+                    continue;
+                };
+                if !md.is_dir() {
+                    continue;
+                }
+                // A subvolume's root directory has inode 256; no other directory does.
+                walk(&e.path(), out);
+                if md.ino() == ioctl::FIRST_FREE_OBJECTID {
+                    out.push(e.path());
+                }
+            }
+        }
+        walk(dir, &mut out);
+        out
+    }
+
+    fn destroy(path: &Path) -> std::io::Result<()> {
+        let parent = path
+            .parent()
+            .ok_or_else(|| std::io::Error::other("no parent"))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| std::io::Error::other("bad name"))?;
+        if let Ok(fd) = open_dir(path) {
+            let _ = ioctl::set_readonly(fd.as_fd(), false);
+        }
+        let pfd = open_dir(parent)?;
+        ioctl::subvol_destroy(pfd.as_fd(), name)
+    }
+
+    fn remove_subvolume(&self, id: &str) -> DriverResult<()> {
+        let dir = self.dir(id);
+        let qgroup = open_dir(&dir)
+            .ok()
+            .and_then(|fd| ioctl::subvol_id(fd.as_fd()).ok());
+        for n in Self::nested(&dir) {
+            Self::destroy(&n).map_err(io_err(
+                NAME,
+                format!("removing nested subvolume {}", n.display()),
+            ))?;
+        }
+        Self::destroy(&dir).map_err(io_err(NAME, format!("removing subvolume {id}")))?;
+        // The qgroup of a deleted subvolume goes when the kernel lets it (EBUSY until the
+        // subvolume is cleaned): retried a few times, else left to the next removal's luck.
+        if let (Some(q), true) = (
+            qgroup,
+            *self.quota_enabled.lock().unwrap_or_else(|p| p.into_inner()),
+        ) {
+            if let Ok(home) = open_dir(&self.home) {
+                for attempt in 0..5 {
+                    match ioctl::qgroup_create(home.as_fd(), q, false) {
+                        Ok(()) => break,
+                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4 => {
+                            std::thread::sleep(Duration::from_millis(20 << attempt));
+                        }
+                        Err(e) => {
+                            tracing::debug!(
+                                qgroup = q,
+                                "qgroup of removed subvolume {id} stays: {e}"
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether quotas are on for the filesystem (known once a limit was set here).
+    fn quotas(&self) -> bool {
+        *self.quota_enabled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Driver for BtrfsDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
+        image_layer_opts(NAME, opts)?;
+        self.create_subvolume(id, parent, None)
+    }
+
+    fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
+        let size = container_size(NAME, opts, self.default_size)?;
+        self.create_subvolume(id, parent, size)
+    }
+
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        check_id(NAME, id)?;
+        if let Some(n) = self
+            .gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .filter(|n| *n > 0)
+        {
+            return Err(DriverError::Busy {
+                driver: NAME,
+                id: id.into(),
+                mounts: n,
+            });
+        }
+        if !self.dir(id).exists() {
+            return Err(Self::not_found(id));
+        }
+        self.remove_subvolume(id)
+    }
+
+    fn get(&self, id: &str, _mount_label: &str) -> DriverResult<PathBuf> {
+        check_id(NAME, id)?;
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(Self::not_found(id));
+        }
+        *self
+            .gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.into())
+            .or_default() += 1;
+        Ok(dir)
+    }
+
+    fn put(&self, id: &str) -> DriverResult<()> {
+        let mut g = self.gets.lock().unwrap_or_else(|p| p.into_inner());
+        match g.get_mut(id) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                if *n == 0 {
+                    g.remove(id);
+                }
+                Ok(())
+            }
+            _ => Err(DriverError::Invalid {
+                driver: NAME,
+                message: format!("put of layer {id}, which is not in use"),
+            }),
+        }
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        check_id(NAME, id).is_ok() && self.dir(id).is_dir()
+    }
+
+    fn list(&self) -> DriverResult<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.subvolumes()).map_err(io_err(NAME, "listing layers"))? {
+            let e = e.map_err(io_err(NAME, "listing layers"))?;
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "Build Version".into(),
+                format!("strata btrfs ioctls {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("Library Version".into(), "none (ioctls)".into()),
+            (
+                "Quotas".into(),
+                if self.quotas() {
+                    "enabled"
+                } else {
+                    "not enabled"
+                }
+                .into(),
+            ),
+        ]
+    }
+
+    fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
+        if !self.exists(id) {
+            return Err(Self::not_found(id));
+        }
+        let dir = self.dir(id);
+        let mut m = BTreeMap::from([("Subvolume".to_string(), dir.display().to_string())]);
+        if let Ok(fd) = open_dir(&dir) {
+            if let Ok(sid) = ioctl::subvol_id(fd.as_fd()) {
+                m.insert("SubvolumeID".into(), sid.to_string());
+            }
+        }
+        Ok(m)
+    }
+
+    fn cleanup(&self) -> DriverResult<()> {
+        self.gets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    fn apply_target(&self, id: &str, _parent: Option<&str>) -> DriverResult<ApplyTarget> {
+        if !self.exists(id) {
+            return Err(Self::not_found(id));
+        }
+        Ok(ApplyTarget {
+            root: self.dir(id),
+            whiteouts: WhiteoutFormat::Delete,
+            lowers: Vec::new(),
+        })
+    }
+
+    /// An image layer's content is in: it becomes read-only.
+    fn release_apply_target(&self, id: &str) -> DriverResult<()> {
+        let fd = open_dir(&self.dir(id)).map_err(|_| Self::not_found(id))?;
+        ioctl::set_readonly(fd.as_fd(), true)
+            .map_err(io_err(NAME, format!("making {id} read-only")))
+    }
+}
