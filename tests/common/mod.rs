@@ -67,10 +67,22 @@ impl Daemon {
 
     /// As `start_with`, with these environment variables too (not kept by `restart`).
     pub fn start_with_env(driver: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_prepared(driver, extra, env, |_| {})
+    }
+
+    /// As `start_with_env`, with `prepare` run on the daemon's directory first (a test mounts
+    /// a filesystem at `<dir>/root` there; the daemon's clean-up unmounts it).
+    pub fn start_prepared(
+        driver: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("strata-daemon-")
             .tempdir()
             .expect("tempdir");
+        prepare(dir.path());
         let root = dir.path().join("root");
         let pid = dir.path().join("strata.pid");
         let sock = dir.path().join("strata.sock");
