@@ -1,0 +1,228 @@
+//! The btrfs driver against overlay2 (issue #9), each on a loop-mounted filesystem of its own
+//! made for the run: btrfs for `btrfs`, ext4 for `overlay2` (its usual home; on btrfs overlay's
+//! copy-up would reflink). Medians of repeated runs:
+//! - layer create: a child layer of a 1,000-file parent (a snapshot vs a directory);
+//! - apply throughput: a 64 MB, 2,000-file layer tar unpacked into a new layer;
+//! - container layer creation (create_rw + get) on a 10-layer chain;
+//! - first write into a 1 GB file of a lower layer: 4 KiB written and fsynced in a container
+//!   layer (block-level copy-on-write vs overlay's whole-file copy-up);
+//! - diff of a container layer that changed 100 of 10,000 files.
+//!
+//! `cargo bench --bench btrfs` (root; btrfs-progs and e2fsprogs from Debian). Results print as
+//! a Markdown table for benches/README.md.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_graph::graphtest::loopfs::LoopFs;
+use strata_graph::graphtest::tars::TarBuilder;
+use strata_graph::{CreateOpts, Driver, StorageOpts};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn tar_of(files: usize, size: usize, prefix: &str) -> Vec<u8> {
+    let mut t = TarBuilder::new().dir(prefix);
+    for i in 0..files {
+        let data: Vec<u8> = (0..size).map(|k| ((k * 13 + i) % 251) as u8).collect();
+        t = t.file_mode(&format!("{prefix}/f{i}"), &data, 0o644, 0, 0);
+    }
+    t.build()
+}
+
+struct Figures {
+    create: Duration,
+    apply_mb_s: f64,
+    rw: Duration,
+    first_write: Duration,
+    diff: Duration,
+}
+
+fn measure(d: &Arc<dyn Driver>) -> Figures {
+    let o = CreateOpts::default();
+    // A 1,000-file parent.
+    d.create("p", None, &o).expect("parent");
+    d.apply_diff("p", None, &mut &tar_of(1000, 1024, "etc")[..])
+        .expect("apply");
+    let mut create = Vec::new();
+    for i in 0..30 {
+        let id = format!("c{i}");
+        let t = Instant::now();
+        d.create(&id, Some("p"), &o).expect("create");
+        create.push(t.elapsed());
+    }
+    for i in 0..30 {
+        d.remove(&format!("c{i}")).expect("remove");
+    }
+    // Apply throughput.
+    let big = tar_of(2000, 32 << 10, "data");
+    let mut mbs = Vec::new();
+    for i in 0..3 {
+        let id = format!("a{i}");
+        d.create(&id, Some("p"), &o).expect("create");
+        let t = Instant::now();
+        d.apply_diff(&id, Some("p"), &mut &big[..]).expect("apply");
+        mbs.push(big.len() as f64 / 1e6 / t.elapsed().as_secs_f64());
+    }
+    mbs.sort_by(|a, b| a.total_cmp(b));
+    // A 10-layer chain, then container layers on it.
+    let mut parent = "p".to_string();
+    for i in 0..10 {
+        let id = format!("l{i}");
+        d.create(&id, Some(&parent), &o).expect("create");
+        d.apply_diff(
+            &id,
+            Some(&parent),
+            &mut &tar_of(10, 100, &format!("l{i}"))[..],
+        )
+        .expect("apply");
+        parent = id;
+    }
+    let mut rw = Vec::new();
+    for i in 0..20 {
+        let id = format!("rw{i}");
+        let t = Instant::now();
+        d.create_rw(&id, Some(&parent), &o).expect("rw");
+        d.get(&id, "").expect("get");
+        rw.push(t.elapsed());
+        d.put(&id).expect("put");
+        d.remove(&id).expect("remove");
+    }
+    // First write into a 1 GB file of a lower layer.
+    d.create("g", None, &o).expect("create");
+    let gdir = d.get("g", "").expect("get");
+    {
+        let mut f = std::fs::File::create(gdir.join("big")).expect("big");
+        let chunk = vec![0x42u8; 8 << 20];
+        for _ in 0..128 {
+            f.write_all(&chunk).expect("write");
+        }
+        f.sync_all().expect("sync");
+    }
+    d.put("g").expect("put");
+    d.release_apply_target("g").ok();
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let id = format!("w{i}");
+        d.create_rw(&id, Some("g"), &o).expect("rw");
+        let dir = d.get(&id, "").expect("get");
+        let t = Instant::now();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("big"))
+            .expect("open");
+        f.seek(SeekFrom::Start(512 << 20)).expect("seek");
+        f.write_all(&[7u8; 4096]).expect("write");
+        f.sync_all().expect("sync");
+        first.push(t.elapsed());
+        drop(f);
+        d.put(&id).expect("put");
+        d.remove(&id).expect("remove");
+    }
+    // Diff of 100 changed files out of 10,000.
+    d.create("many", None, &o).expect("create");
+    d.apply_diff("many", None, &mut &tar_of(10_000, 256, "m")[..])
+        .expect("apply");
+    d.create_rw("mrw", Some("many"), &o).expect("rw");
+    let dir = d.get("mrw", "").expect("get");
+    for i in 0..100 {
+        std::fs::write(dir.join(format!("m/f{}", i * 97)), b"changed").expect("change");
+    }
+    d.put("mrw").expect("put");
+    let mut diffs = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let changes = d.changes("mrw", Some("many")).expect("changes");
+        diffs.push(t.elapsed());
+        assert_eq!(
+            changes
+                .iter()
+                .filter(|c| c.path.starts_with("/m/f"))
+                .count(),
+            100
+        );
+    }
+    Figures {
+        create: median(create),
+        apply_mb_s: mbs[mbs.len() / 2],
+        rw: median(rw),
+        first_write: median(first),
+        diff: median(diffs),
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("btrfs: bench");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the btrfs benchmark needs root (loop mounts)");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("strata-bench-btrfs-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
+    let bdir = dir.path().join("b");
+    let edir = dir.path().join("e");
+    std::fs::create_dir_all(&bdir).expect("dir");
+    std::fs::create_dir_all(&edir).expect("dir");
+    let (Ok(bfs), Ok(efs)) = (
+        LoopFs::new(&bdir, &["mkfs.btrfs", "-q"], 6 << 30, ""),
+        LoopFs::new(&edir, &["mkfs.ext4", "-q"], 6 << 30, ""),
+    ) else {
+        eprintln!("SKIPPED: mkfs.btrfs and mkfs.ext4 are needed");
+        return;
+    };
+    let btrfs: Arc<dyn Driver> = Arc::new(
+        strata_btrfs::BtrfsDriver::new(&bfs.mnt.join("home"), &StorageOpts::default())
+            .expect("btrfs"),
+    );
+    let overlay: Arc<dyn Driver> = Arc::new(
+        strata_overlay::OverlayDriver::new(&efs.mnt.join("home"), &StorageOpts::default())
+            .expect("overlay2"),
+    );
+    let b = measure(&btrfs);
+    let o = measure(&overlay);
+    let _ = btrfs.cleanup();
+    let _ = overlay.cleanup();
+    drop((btrfs, overlay));
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let r = |a: Duration, b: Duration| format!("{:.2}", a.as_secs_f64() / b.as_secs_f64());
+    println!("\n| what | overlay2 (ext4) | btrfs | btrfs ÷ overlay2 |\n|---|---|---|---|");
+    println!(
+        "| layer create, child of a 1,000-file parent (median of 30) | {} | {} | {} |",
+        ms(o.create),
+        ms(b.create),
+        r(b.create, o.create)
+    );
+    println!(
+        "| apply of a 64 MB, 2,000-file layer (median of 3) | {:.0} MB/s | {:.0} MB/s | {:.2} |",
+        o.apply_mb_s,
+        b.apply_mb_s,
+        o.apply_mb_s / b.apply_mb_s
+    );
+    println!(
+        "| container layer create + get on a 10-layer chain (median of 20) | {} | {} | {} |",
+        ms(o.rw),
+        ms(b.rw),
+        r(b.rw, o.rw)
+    );
+    println!(
+        "| first 4 KiB write + fsync into a 1 GB lower file (median of 3) | {} | {} | {} |",
+        ms(o.first_write),
+        ms(b.first_write),
+        r(b.first_write, o.first_write)
+    );
+    println!(
+        "| changes of a layer with 100 of 10,000 files changed (median of 5) | {} | {} | {} |",
+        ms(o.diff),
+        ms(b.diff),
+        r(b.diff, o.diff)
+    );
+    drop((bfs, efs));
+}
