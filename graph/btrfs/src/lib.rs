@@ -247,6 +247,118 @@ impl BtrfsDriver {
         Ok(())
     }
 
+    fn origins(&self) -> PathBuf {
+        self.home.join("origins")
+    }
+
+    /// Records the transaction that created snapshot `id` of `parent`: inodes of `id` changed in later transactions are its changes. Only a snapshot of a
+    /// read-only parent is tracked: a parent that can still change would make the two trees
+    /// differ where `id` did not change.
+    fn record_origin(&self, id: &str, parent: &str) -> std::io::Result<()> {
+        if !ioctl::is_readonly(open_dir(&self.dir(parent))?.as_fd())? {
+            return Ok(());
+        }
+        let fd = open_dir(&self.dir(id))?;
+        let t = match ioctl::created_transid(fd.as_fd()) {
+            Ok(t) => t,
+            // Before kernel 4.18: commit and take that transaction.
+            Err(_) => {
+                let t = ioctl::start_sync(fd.as_fd())?;
+                ioctl::wait_sync(fd.as_fd(), t)?;
+                t
+            }
+        };
+        mkdir_all(&self.origins(), 0o700)?;
+        strata_graph::fsutil::atomic_write(
+            &self.origins().join(id),
+            format!("{parent} {t}\n").as_bytes(),
+        )
+    }
+
+    /// The parent and transaction recorded for `id`.
+    fn origin(&self, id: &str) -> Option<(String, u64)> {
+        let text = std::fs::read_to_string(self.origins().join(id)).ok()?;
+        let (p, t) = text.trim().split_once(' ')?;
+        Some((p.to_string(), t.parse().ok()?))
+    }
+
+    /// The directories of `id` (relative paths, `""` the root) that may differ from `parent`:
+    /// those holding an inode changed since the snapshot, and every ancestor of one. `None`
+    /// when the layer is not a tracked snapshot of `parent` (then the driver compares the
+    /// whole trees).
+    pub fn changed_dirs(
+        &self,
+        id: &str,
+        parent: &str,
+    ) -> Option<std::collections::HashSet<Vec<u8>>> {
+        let (p, after) = self.origin(id)?;
+        if p != parent || !ioctl::is_readonly(open_dir(&self.dir(&p)).ok()?.as_fd()).ok()? {
+            return None;
+        }
+        let fd = open_dir(&self.dir(id)).ok()?;
+        let tree = ioctl::subvol_id(fd.as_fd()).ok()?;
+        // Inode updates wait as delayed items until a commit writes them into the tree:
+        // commit first, or recent changes would be missed.
+        let t = ioctl::start_sync(fd.as_fd()).ok()?;
+        ioctl::wait_sync(fd.as_fd(), t).ok()?;
+        let changed = ioctl::changed_inodes(fd.as_fd(), tree, after).ok()?;
+        let mut dirty = std::collections::HashSet::new();
+        for c in changed {
+            let paths = if c.ino == ioctl::FIRST_FREE_OBJECTID {
+                vec![Vec::new()] // the root directory itself
+            } else {
+                match ioctl::ino_paths(fd.as_fd(), c.ino) {
+                    Ok(p) => p,
+                    // An inode without a path (unlinked, still open): nothing to show.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(_) => return None,
+                }
+            };
+            for path in paths {
+                let is_dir = c.mode & libc::S_IFMT == libc::S_IFDIR;
+                if is_dir {
+                    dirty.insert(path.clone());
+                }
+                // Every ancestor.
+                let mut cut = path.as_slice();
+                loop {
+                    match cut.iter().rposition(|b| *b == b'/') {
+                        Some(i) => {
+                            cut = &cut[..i];
+                            dirty.insert(cut.to_vec());
+                        }
+                        None => {
+                            if !cut.is_empty() {
+                                dirty.insert(Vec::new());
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Some(dirty)
+    }
+
+    /// Changes of `id` against `parent`: the tree comparison, reading only the directories
+    /// the generation numbers say may differ when `id` is a tracked snapshot of `parent`.
+    fn native_changes(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+    ) -> DriverResult<Option<Vec<strata_graph::archive::Change>>> {
+        let Some(p) = parent else { return Ok(None) };
+        let Some(dirty) = self.changed_dirs(id, p) else {
+            return Ok(None);
+        };
+        let changes =
+            strata_graph::archive::changes_dirs_pruned(&self.dir(id), Some(&self.dir(p)), &|rel| {
+                dirty.contains(rel)
+            })
+            .map_err(io_err(NAME, format!("comparing layer {id} with {p}")))?;
+        Ok(Some(changes))
+    }
+
     /// Whether quotas are on for the filesystem (known once a limit was set here).
     fn quotas(&self) -> bool {
         *self.quota_enabled.lock().unwrap_or_else(|p| p.into_inner())
@@ -269,7 +381,17 @@ impl Driver for BtrfsDriver {
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
         let size = container_size(NAME, opts, self.default_size)?;
-        self.create_subvolume(id, parent, size)
+        self.create_subvolume(id, parent, size)?;
+        if let Some(p) = parent {
+            // The transaction that holds the snapshot: what changes later is the diff.
+            if let Err(e) = self.record_origin(id, p) {
+                tracing::warn!(
+                    layer = id,
+                    "no change tracking for this layer (a full comparison will be used): {e}"
+                );
+            }
+        }
+        Ok(())
     }
 
     fn remove(&self, id: &str) -> DriverResult<()> {
@@ -291,7 +413,9 @@ impl Driver for BtrfsDriver {
         if !self.dir(id).exists() {
             return Err(Self::not_found(id));
         }
-        self.remove_subvolume(id)
+        self.remove_subvolume(id)?;
+        let _ = std::fs::remove_file(self.origins().join(id));
+        Ok(())
     }
 
     fn get(&self, id: &str, _mount_label: &str) -> DriverResult<PathBuf> {
@@ -386,6 +510,43 @@ impl Driver for BtrfsDriver {
             whiteouts: WhiteoutFormat::Delete,
             lowers: Vec::new(),
         })
+    }
+
+    fn native_diff(&self) -> bool {
+        true
+    }
+
+    fn changes(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+    ) -> DriverResult<Vec<strata_graph::archive::Change>> {
+        match self.native_changes(id, parent)? {
+            Some(c) => Ok(c),
+            None => strata_graph::driver::naive::changes(self, id, parent),
+        }
+    }
+
+    fn diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> DriverResult<()> {
+        match self.native_changes(id, parent)? {
+            Some(c) => strata_graph::archive::export_changes(&self.dir(id), &c, out)
+                .map(|_| ())
+                .map_err(io_err(NAME, format!("exporting the changes of {id}"))),
+            None => strata_graph::driver::naive::diff(self, id, parent, out),
+        }
+    }
+
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        match self.native_changes(id, parent)? {
+            Some(c) => strata_graph::archive::changes_size(&self.dir(id), &c)
+                .map_err(io_err(NAME, format!("sizing the changes of {id}"))),
+            None => strata_graph::driver::naive::diff_size(self, id, parent),
+        }
     }
 
     /// An image layer's content is in: it becomes read-only.

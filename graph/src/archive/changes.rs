@@ -52,12 +52,27 @@ fn path_of(rel: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(rel))
 }
 
+/// Which directories (relative paths, `b""` the root) may hold changes. A directory it rejects
+/// is skipped only where both trees have the same inode number at that path (a snapshot keeps
+/// inode numbers): a directory moved there from elsewhere is always read.
+pub type Descend<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 fn walk(
     new: BorrowedFd<'_>,
     old: Option<BorrowedFd<'_>>,
     rel: &[u8],
     out: &mut Vec<Change>,
+    descend: Descend<'_>,
 ) -> io::Result<()> {
+    if let Some(o) = old {
+        if !descend(rel) {
+            let n = sys::fstatat(new, b"", libc::AT_EMPTY_PATH)?;
+            let o = sys::fstatat(o, b"", libc::AT_EMPTY_PATH)?;
+            if n.st_ino == o.st_ino {
+                return Ok(());
+            }
+        }
+    }
     let mut names: Vec<Vec<u8>> = list_dir(new)?;
     if let Some(o) = old {
         let seen: HashSet<Vec<u8>> = names.iter().cloned().collect();
@@ -116,7 +131,13 @@ fn walk(
                         )?),
                         _ => None,
                     };
-                    walk(nfd.as_fd(), ofd.as_ref().map(|f| f.as_fd()), &child, out)?;
+                    walk(
+                        nfd.as_fd(),
+                        ofd.as_ref().map(|f| f.as_fd()),
+                        &child,
+                        out,
+                        descend,
+                    )?;
                     // A directory with changes inside is part of the diff, so its metadata is kept.
                     if changed.is_none() && out.len() > mark {
                         out.insert(
@@ -136,12 +157,30 @@ fn walk(
 
 /// Changes that turn `old` (or an empty tree) into `new`, parents before children.
 pub fn changes_dirs(new: &Path, old: Option<&Path>) -> io::Result<Vec<Change>> {
+    changes_dirs_pruned(new, old, &|_| true)
+}
+
+/// As [`changes_dirs`], reading only the directories `descend` names (see [`Descend`]): a
+/// driver that knows which subtrees did not change (btrfs generation numbers) skips them. The
+/// result is what the full comparison gives when `descend` is true for every directory whose
+/// entries changed and every ancestor of one.
+pub fn changes_dirs_pruned(
+    new: &Path,
+    old: Option<&Path>,
+    descend: Descend<'_>,
+) -> io::Result<Vec<Change>> {
     let n = sys::open(new, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let o = old
         .map(|p| sys::open(p, libc::O_RDONLY | libc::O_DIRECTORY, 0))
         .transpose()?;
     let mut out = Vec::new();
-    walk(n.as_fd(), o.as_ref().map(|f| f.as_fd()), b"", &mut out)?;
+    walk(
+        n.as_fd(),
+        o.as_ref().map(|f| f.as_fd()),
+        b"",
+        &mut out,
+        descend,
+    )?;
     Ok(out)
 }
 

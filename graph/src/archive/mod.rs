@@ -8,6 +8,8 @@ pub mod tar;
 pub mod tarsplit;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyResult, TarSplitSink, WhiteoutFormat};
-pub use changes::{changes_dirs, changes_size, tree_size, Change, ChangeKind};
+pub use changes::{
+    changes_dirs, changes_dirs_pruned, changes_size, tree_size, Change, ChangeKind, Descend,
+};
 pub use compression::{decompress, Compression};
 pub use export::{export_changes, TreeArchiver};
