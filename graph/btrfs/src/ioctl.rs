@@ -410,7 +410,7 @@ pub fn changed_inodes(
 /// The paths (relative to the subvolume's root) of inode `ino` of the subvolume holding
 /// `fd`: one per hard link.
 pub fn ino_paths(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<Vec<u8>>> {
-    let mut size = 64 * 1024usize;
+    let mut size = 4096usize;
     loop {
         let mut container = vec![0u8; size];
         let mut a = InoPathArgs {

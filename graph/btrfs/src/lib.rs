@@ -75,6 +75,14 @@ impl BtrfsDriver {
                 });
             }
         }
+        // Change-tracking records of layers removed while the daemon was killed.
+        if let Ok(records) = std::fs::read_dir(home.join("origins")) {
+            for r in records.flatten() {
+                if !home.join("subvolumes").join(r.file_name()).exists() {
+                    let _ = std::fs::remove_file(r.path());
+                }
+            }
+        }
         Ok(BtrfsDriver {
             home: home.to_path_buf(),
             default_size,
@@ -269,10 +277,10 @@ impl BtrfsDriver {
             }
         };
         mkdir_all(&self.origins(), 0o700)?;
-        strata_graph::fsutil::atomic_write(
-            &self.origins().join(id),
-            format!("{parent} {t}\n").as_bytes(),
-        )
+        // Not synced: after a crash the record may be missing or cut short. Missing, or a cut
+        // parent ID, means a full comparison; a cut transaction number is smaller, which only
+        // makes more directories count as changed. Either way the answer stays right.
+        std::fs::write(self.origins().join(id), format!("{parent} {t}\n"))
     }
 
     /// The parent and transaction recorded for `id`.

@@ -259,3 +259,88 @@ fn xattr_set(p: &Path, name: &str, value: &[u8]) {
     };
     assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
+
+/// The subvolumes btrfs itself lists under `mnt` (`btrfs subvolume list`).
+fn subvolume_list(mnt: &Path) -> String {
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "list"])
+        .arg(mnt)
+        .output()
+        .expect("btrfs subvolume list (btrfs-progs)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn subvolumes_of_interrupted_creates_are_removed_when_the_store_reopens() {
+    use strata_graph::{LayerStore, RegisterOpts};
+    let d = tempdir();
+    let Some(fs) = btrfs(d.path()) else { return };
+    let home = fs.mnt.join("home");
+    let open = || -> std::sync::Arc<dyn Driver> {
+        std::sync::Arc::new(BtrfsDriver::new(&home, &StorageOpts::default()).expect("driver"))
+    };
+    let kept = {
+        let (store, _) = LayerStore::open(&fs.mnt.join("layers"), open()).expect("store");
+        store
+            .register(
+                None,
+                &strata_graph::graphtest::tars::TarBuilder::new()
+                    .file("kept", b"k")
+                    .build()[..],
+                RegisterOpts::default(),
+            )
+            .expect("register")
+    };
+    // What a daemon killed mid-create leaves, with no record owning it: an image layer made
+    // read-only after its apply, a writable snapshot of it with a size limit and a nested
+    // subvolume inside, and a bare subvolume.
+    let drv = open();
+    drv.create("orphan-image", Some(&kept.cache_id), &CreateOpts::default())
+        .expect("create");
+    drv.apply_diff(
+        "orphan-image",
+        Some(&kept.cache_id),
+        &mut &strata_graph::graphtest::tars::TarBuilder::new()
+            .file("half", b"h")
+            .build()[..],
+    )
+    .expect("apply");
+    drv.release_apply_target("orphan-image").expect("read-only");
+    drv.create_rw("orphan-rw", Some("orphan-image"), &sized("32M"))
+        .expect("rw");
+    let rw = drv.get("orphan-rw", "").expect("get");
+    let fd = std::fs::File::open(&rw).expect("open");
+    ioctl::subvol_create(fd.as_fd(), "nested").expect("nested");
+    drop(fd);
+    drv.put("orphan-rw").expect("put");
+    let subs = std::fs::File::open(home.join("subvolumes")).expect("open");
+    ioctl::subvol_create(subs.as_fd(), "orphan-bare").expect("bare");
+    drop((subs, drv));
+    // A tracking record whose layer's removal was cut short.
+    std::fs::write(home.join("origins/gone"), "orphan-image 1\n").expect("stale record");
+    let listed = subvolume_list(&fs.mnt);
+    for name in [
+        "orphan-image",
+        "orphan-rw",
+        "orphan-rw/nested",
+        "orphan-bare",
+    ] {
+        assert!(listed.contains(name), "{name} not made: {listed}");
+    }
+    // The daemon restarts.
+    let (store, report) = LayerStore::open(&fs.mnt.join("layers"), open()).expect("reopen");
+    let mut removed = report.orphans_removed.clone();
+    removed.sort();
+    assert_eq!(removed, ["orphan-bare", "orphan-image", "orphan-rw"]);
+    let listed = subvolume_list(&fs.mnt);
+    assert!(!listed.contains("orphan"), "left behind: {listed}");
+    assert!(listed.contains(&kept.cache_id), "{listed}");
+    assert!(!home.join("origins/orphan-rw").exists());
+    assert!(!home.join("origins/gone").exists());
+    store
+        .verify(&kept.chain_id)
+        .expect("the kept layer is whole");
+    store.release(&kept.chain_id).expect("release");
+    assert!(!subvolume_list(&fs.mnt).contains("subvolumes/"));
+}
