@@ -58,6 +58,8 @@ fn the_daemon_works_on_btrfs() {
     let f = d.dir.path().join("note.txt");
     std::fs::write(&f, "on btrfs\n").expect("write");
     d.ok(&["cp", f.to_str().expect("utf-8"), "c1:/note.txt"]);
+    // Found by the driver's change tracking (the container is a tracked snapshot).
+    assert_eq!(d.ok(&["diff", "c1"]).trim(), "A /note.txt");
     let id = d.ok(&["commit", "c1", "test/committed:1"]);
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let export = d.docker(&["export", "c1"]);
