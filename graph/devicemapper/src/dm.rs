@@ -188,7 +188,9 @@ impl Control {
                 &[(0, *len, target.to_string(), params.to_string())],
                 DmOptions::default(),
             )
-            .map_err(call_err(format!("loading the table of {n} ({target} {params})")));
+            .map_err(call_err(format!(
+                "loading the table of {n} ({target} {params})"
+            )));
         if let Err(e) = load {
             let _ = self.dm.device_remove(&id, DmOptions::default());
             return Err(e);
@@ -244,7 +246,10 @@ impl Control {
             DmFlags::empty()
         };
         self.dm
-            .device_remove(&DevId::Name(name(n)?), DmOptions::default().set_flags(flags))
+            .device_remove(
+                &DevId::Name(name(n)?),
+                DmOptions::default().set_flags(flags),
+            )
             .map(|_| ())
             .map_err(call_err(format!("removing {n}")))
     }
@@ -335,8 +340,10 @@ mod tests {
 
     #[test]
     fn pool_status_lines_parse() {
-        let s = parse_pool_status("7 120/32768 40/32768 - rw discard_passdown queue_if_no_space - 1024")
-            .expect("parses");
+        let s = parse_pool_status(
+            "7 120/32768 40/32768 - rw discard_passdown queue_if_no_space - 1024",
+        )
+        .expect("parses");
         assert_eq!(
             s,
             PoolStatus {
@@ -349,9 +356,13 @@ mod tests {
                 read_only: false
             }
         );
-        assert!(parse_pool_status("3 1/2 2/2 - out_of_data_space discard_passdown error_if_no_space - 1")
+        assert!(
+            parse_pool_status(
+                "3 1/2 2/2 - out_of_data_space discard_passdown error_if_no_space - 1"
+            )
             .expect("parses")
-            .out_of_space);
+            .out_of_space
+        );
         assert!(parse_pool_status("Fail").is_none());
     }
 }

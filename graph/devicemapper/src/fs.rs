@@ -8,12 +8,9 @@ use std::process::Command;
 use crate::options::Fs;
 
 fn run(cmd: &mut Command) -> io::Result<()> {
-    let out = cmd.output().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("running {:?}: {e}", cmd.get_program()),
-        )
-    })?;
+    let out = cmd
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("running {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "{:?} {:?} failed ({}): {}",
@@ -37,7 +34,12 @@ pub fn have(program: &str) -> bool {
 pub fn mkfs(fs: Fs, dev: &Path, args: &[String]) -> io::Result<()> {
     match fs {
         Fs::Ext4 => run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0"])
+            .args([
+                "-q",
+                "-F",
+                "-E",
+                "nodiscard,lazy_itable_init=0,lazy_journal_init=0",
+            ])
             .args(args)
             .arg(dev)),
         Fs::Xfs => run(Command::new("mkfs.xfs")
@@ -69,7 +71,17 @@ pub fn mount(fs: Fs, dev: &Path, target: &Path, extra: &str) -> io::Result<()> {
         0,
         (!data.is_empty()).then_some(data.as_bytes()),
     )
-    .map_err(|e| io::Error::new(e.kind(), format!("mounting {} ({}) at {}: {e}", dev.display(), fs.name(), target.display())))
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "mounting {} ({}) at {}: {e}",
+                dev.display(),
+                fs.name(),
+                target.display()
+            ),
+        )
+    })
 }
 
 /// Grows the mounted filesystem on `dev` (mounted at `mnt`) to fill the device.

@@ -50,9 +50,7 @@ fn dm_err(e: DmCallError) -> DriverError {
             reason,
         },
         DmCallError::Call {
-            op,
-            errno: Some(n),
-            ..
+            op, errno: Some(n), ..
         } => DriverError::Io {
             driver: NAME,
             context: op,
@@ -153,12 +151,25 @@ impl DevmapperDriver {
             libc::minor(st.dev()),
             st.ino()
         );
+        // Mounts a killed daemon left: the devices under them would stay busy.
+        match strata_graph::fsutil::unmount_all_under(&home.join("mnt")) {
+            Ok(left) if !left.is_empty() => {
+                tracing::warn!(
+                    count = left.len(),
+                    "devicemapper: unmounted what a previous run left mounted"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return Err(io_err(NAME, "unmounting stale layer mounts")(e)),
+        }
         let meta = Metadata::open(&home.join("metadata")).map_err(io_err(NAME, "metadata"))?;
         let (pool, owns_pool, data_file, metadata_file, loop_files) =
             Self::setup_pool(home, &prefix, &opts, &ctl)?;
         let (target, params, _) = ctl.table(&pool).map_err(dm_err)?;
         if target != "thin-pool" {
-            return Err(invalid(format!("{pool} is a {target} device, not a thin pool")));
+            return Err(invalid(format!(
+                "{pool} is a {target} device, not a thin pool"
+            )));
         }
         let block_size = params
             .split_whitespace()
@@ -166,11 +177,17 @@ impl DevmapperDriver {
             .and_then(|b| b.parse().ok())
             .map(Sectors)
             .ok_or_else(|| invalid(format!("unreadable thin-pool table of {pool}: {params}")))?;
-        let set = meta.device_set().map_err(io_err(NAME, "reading the device set"))?;
+        let set = meta
+            .device_set()
+            .map_err(io_err(NAME, "reading the device set"))?;
         let first_use = set.is_none();
         let fs = match (&set, opts.fs) {
             (Some(s), want) => {
-                let have = if s.base_fs == "xfs" { Fs::Xfs } else { Fs::Ext4 };
+                let have = if s.base_fs == "xfs" {
+                    Fs::Xfs
+                } else {
+                    Fs::Ext4
+                };
                 if let Some(w) = want {
                     if w != have {
                         return Err(invalid(format!(
@@ -289,9 +306,9 @@ impl DevmapperDriver {
                         loopback::find(&metadata).unwrap_or_default(),
                     )
                 } else {
-                    let d = loopback::attach(&data)
+                    let (d, _held_data) = loopback::attach(&data)
                         .map_err(io_err(NAME, format!("attaching {} to a loop device", data.display())))?;
-                    let m = loopback::attach(&metadata).map_err(io_err(
+                    let (m, _held_meta) = loopback::attach(&metadata).map_err(io_err(
                         NAME,
                         format!("attaching {} to a loop device", metadata.display()),
                     ))?;
@@ -309,12 +326,23 @@ impl DevmapperDriver {
         }
     }
 
-    fn create_pool(ctl: &Control, pool: &str, data: &Path, meta: &Path, block: u64) -> DriverResult<()> {
+    fn create_pool(
+        ctl: &Control,
+        pool: &str,
+        data: &Path,
+        meta: &Path,
+        block: u64,
+    ) -> DriverResult<()> {
         let devno = |p: &Path| -> DriverResult<String> {
             let m = std::fs::metadata(p).map_err(io_err(NAME, format!("{}", p.display())))?;
-            Ok(format!("{}:{}", libc::major(m.rdev()), libc::minor(m.rdev())))
+            Ok(format!(
+                "{}:{}",
+                libc::major(m.rdev()),
+                libc::minor(m.rdev())
+            ))
         };
-        let size = dm::size_of(data).map_err(io_err(NAME, format!("size of {}", data.display())))?;
+        let size =
+            dm::size_of(data).map_err(io_err(NAME, format!("size of {}", data.display())))?;
         let len = Sectors(size / 512 / block * block);
         let params = format!(
             "{} {} {block} {LOW_WATER_MARK} 2 skip_block_zeroing error_if_no_space",
@@ -330,8 +358,12 @@ impl DevmapperDriver {
 
     fn pool_status(&self) -> DriverResult<PoolStatus> {
         let s = self.ctl.status(&self.pool).map_err(dm_err)?;
-        dm::parse_pool_status(&s)
-            .ok_or_else(|| invalid(format!("unreadable status of thin pool {}: {s:?}", self.pool)))
+        dm::parse_pool_status(&s).ok_or_else(|| {
+            invalid(format!(
+                "unreadable status of thin pool {}: {s:?}",
+                self.pool
+            ))
+        })
     }
 
     fn dev_name(&self, hash: &str) -> String {
@@ -391,7 +423,10 @@ impl DevmapperDriver {
             }
         }
         if s.out_of_space {
-            return Err(invalid(format!("thin pool {} is out of data space", self.pool)));
+            return Err(invalid(format!(
+                "thin pool {} is out of data space",
+                self.pool
+            )));
         }
         Ok(())
     }
@@ -502,7 +537,10 @@ impl DevmapperDriver {
             })
             .map_err(io_err(NAME, "writing the journal"))?;
         crash_point("delete:journaled");
-        match self.ctl.message(&self.pool, &format!("delete {}", rec.device_id)) {
+        match self
+            .ctl
+            .message(&self.pool, &format!("delete {}", rec.device_id))
+        {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::ENODATA) => {}
             Err(e) if e.errno() == Some(libc::EBUSY) => {
@@ -532,7 +570,11 @@ impl DevmapperDriver {
 
     /// Finishes or undoes the pool operation a crash interrupted.
     fn replay_journal(&self, st: &mut State) -> DriverResult<()> {
-        let Some(j) = st.meta.journal().map_err(io_err(NAME, "reading the journal"))? else {
+        let Some(j) = st
+            .meta
+            .journal()
+            .map_err(io_err(NAME, "reading the journal"))?
+        else {
             return Ok(());
         };
         let pool_txn = self.pool_status()?.transaction_id;
@@ -552,7 +594,11 @@ impl DevmapperDriver {
                     self.ctl.remove(&name, false).map_err(dm_err)?;
                 }
                 self.pool_msg(&format!("delete {}", j.device_id), libc::ENODATA)?;
-                if let Some(r) = st.meta.device(&j.hash).map_err(io_err(NAME, "reading a record"))? {
+                if let Some(r) = st
+                    .meta
+                    .device(&j.hash)
+                    .map_err(io_err(NAME, "reading a record"))?
+                {
                     if r.device_id == j.device_id {
                         st.meta
                             .remove_device(&j.hash)
@@ -629,11 +675,17 @@ impl DevmapperDriver {
                     self.deactivate(BASE)?;
                     self.delete_device(st, BASE)?;
                 }
-                tracing::info!(size = want, fs = self.fs.name(), "devicemapper: making the base device");
+                tracing::info!(
+                    size = want,
+                    fs = self.fs.name(),
+                    "devicemapper: making the base device"
+                );
                 self.create_device(st, BASE, None, want)?;
                 let node = self.activate(st, BASE)?;
-                let made = fs::mkfs(self.fs, &node, &self.opts.mkfs_args)
-                    .map_err(io_err(NAME, format!("making {} on the base device", self.fs.name())));
+                let made = fs::mkfs(self.fs, &node, &self.opts.mkfs_args).map_err(io_err(
+                    NAME,
+                    format!("making {} on the base device", self.fs.name()),
+                ));
                 self.deactivate(BASE)?;
                 made?;
                 self.mark_initialized(st, BASE)
@@ -671,7 +723,12 @@ impl DevmapperDriver {
             let (maj, min) = self.ctl.devno(&self.pool).map_err(dm_err)?;
             let id = st.records[hash].device_id;
             self.ctl
-                .reload(&name, Sectors(size / 512), "thin", &format!("{maj}:{min} {id}"))
+                .reload(
+                    &name,
+                    Sectors(size / 512),
+                    "thin",
+                    &format!("{maj}:{min} {id}"),
+                )
                 .map_err(dm_err)?;
         }
         let tmp = self.home.join("mnt").join(format!(".grow-{hash}"));
@@ -706,7 +763,9 @@ impl DevmapperDriver {
             match self.delete_device(st, &h) {
                 Ok(true) => tracing::info!(device = %h, "devicemapper: deferred deletion done"),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(device = %h, "devicemapper: deferred deletion failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(device = %h, "devicemapper: deferred deletion failed: {e}")
+                }
             }
         }
     }
@@ -817,7 +876,7 @@ impl Driver for DevmapperDriver {
                 mounts: n,
             });
         }
-        if !st.records.get(id).is_some_and(|r| !r.deleted) {
+        if st.records.get(id).is_none_or(|r| r.deleted) {
             return Err(Self::not_found(id));
         }
         if self.opts.blkdiscard {
@@ -826,7 +885,10 @@ impl Driver for DevmapperDriver {
             // Only a device nobody else holds: discarding under a user would destroy data.
             if self.ctl.open_count(&name).map_err(dm_err)? == 0 {
                 if let Err(e) = dm::discard(&node) {
-                    tracing::warn!(layer = id, "devicemapper: discard before delete failed: {e}");
+                    tracing::warn!(
+                        layer = id,
+                        "devicemapper: discard before delete failed: {e}"
+                    );
                 }
             }
         }
@@ -857,7 +919,7 @@ impl Driver for DevmapperDriver {
     fn get(&self, id: &str, _mount_label: &str) -> DriverResult<PathBuf> {
         check_id(NAME, id)?;
         let mut st = self.lock();
-        if !st.records.get(id).is_some_and(|r| !r.deleted) {
+        if st.records.get(id).is_none_or(|r| r.deleted) {
             return Err(Self::not_found(id));
         }
         if let Some(n) = st.mounts.get_mut(id) {
@@ -960,8 +1022,14 @@ impl Driver for DevmapperDriver {
                 "Data Space Available".into(),
                 human_size((s.data_total - s.data_used.min(s.data_total)) * bs),
             ));
-            v.push(("Metadata Space Used".into(), human_size(s.metadata_used * meta_block)));
-            v.push(("Metadata Space Total".into(), human_size(s.metadata_total * meta_block)));
+            v.push((
+                "Metadata Space Used".into(),
+                human_size(s.metadata_used * meta_block),
+            ));
+            v.push((
+                "Metadata Space Total".into(),
+                human_size(s.metadata_total * meta_block),
+            ));
             v.push((
                 "Metadata Space Available".into(),
                 human_size((s.metadata_total - s.metadata_used.min(s.metadata_total)) * meta_block),
@@ -972,8 +1040,14 @@ impl Driver for DevmapperDriver {
             ));
         }
         let deferred = self.lock().records.values().filter(|r| r.deleted).count();
-        v.push(("Deferred Removal Enabled".into(), self.opts.deferred_removal.to_string()));
-        v.push(("Deferred Deletion Enabled".into(), self.opts.deferred_deletion.to_string()));
+        v.push((
+            "Deferred Removal Enabled".into(),
+            self.opts.deferred_removal.to_string(),
+        ));
+        v.push((
+            "Deferred Deletion Enabled".into(),
+            self.opts.deferred_deletion.to_string(),
+        ));
         v.push(("Deferred Deleted Device Count".into(), deferred.to_string()));
         v.push((
             "Library Version".into(),

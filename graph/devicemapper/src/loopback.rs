@@ -61,11 +61,14 @@ pub fn find(file: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Attaches `file` to a free loop device (autoclear) and returns the device's path; the one
-/// already attached to it, if any.
-pub fn attach(file: &Path) -> io::Result<PathBuf> {
+/// Attaches `file` to a free loop device (autoclear) and returns the device's path with an
+/// open handle on it: autoclear detaches the device when its last holder closes it, so keep
+/// the handle until something else (the pool) holds the device. The device already attached
+/// to the file, if any.
+pub fn attach(file: &Path) -> io::Result<(PathBuf, File)> {
     if let Some(dev) = find(file) {
-        return Ok(dev);
+        let f = OpenOptions::new().read(true).write(true).open(&dev)?;
+        return Ok((dev, f));
     }
     let backing = OpenOptions::new().read(true).write(true).open(file)?;
     let ctl = File::open("/dev/loop-control")?;
@@ -94,7 +97,7 @@ pub fn attach(file: &Path) -> io::Result<PathBuf> {
         // SAFETY: cfg is a valid loop_config that outlives the call.
         let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &cfg) };
         if r == 0 {
-            return Ok(path);
+            return Ok((path, dev));
         }
         let e = io::Error::last_os_error();
         // Taken by someone else between GET_FREE and CONFIGURE: try another.

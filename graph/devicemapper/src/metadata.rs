@@ -59,9 +59,9 @@ pub struct Metadata {
 
 fn read_json<T: for<'de> Deserialize<'de>>(p: &Path) -> io::Result<Option<T>> {
     match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -176,6 +176,9 @@ mod tests {
         m.remove_device("abc").expect("rm twice");
         assert!(m.devices().expect("list").is_empty());
         std::fs::write(d.path().join("devices/bad"), "{").expect("write");
-        assert!(m.devices().is_err(), "a damaged record is an error, not skipped");
+        assert!(
+            m.devices().is_err(),
+            "a damaged record is an error, not skipped"
+        );
     }
 }

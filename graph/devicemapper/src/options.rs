@@ -8,29 +8,98 @@ use crate::NAME;
 
 /// Every key the driver accepts at daemon level.
 pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { key: "dm.thinpooldev", help: "an existing thin pool to use (direct-lvm)" },
-    OptionSpec { key: "dm.directlvm_device", help: "a block device to build a thin pool on with LVM" },
-    OptionSpec { key: "dm.directlvm_device_force", help: "wipe the direct-lvm device even if it holds data" },
-    OptionSpec { key: "dm.thinp_percent", help: "share of the volume group for the pool's data (95)" },
-    OptionSpec { key: "dm.thinp_metapercent", help: "share of the volume group for the pool's metadata (1)" },
-    OptionSpec { key: "dm.thinp_autoextend_threshold", help: "pool use in percent that triggers an extension (80)" },
-    OptionSpec { key: "dm.thinp_autoextend_percent", help: "growth in percent of an extension (20)" },
-    OptionSpec { key: "dm.basesize", help: "size of the base device and so of every container filesystem (10G)" },
-    OptionSpec { key: "dm.loopdatasize", help: "size of the loop-lvm data file (100G)" },
-    OptionSpec { key: "dm.loopmetadatasize", help: "size of the loop-lvm metadata file (2G)" },
-    OptionSpec { key: "dm.datadev", help: "a block device for the pool's data" },
-    OptionSpec { key: "dm.metadatadev", help: "a block device for the pool's metadata" },
-    OptionSpec { key: "dm.fs", help: "filesystem of the base device: ext4 or xfs" },
-    OptionSpec { key: "dm.mkfsarg", help: "an extra argument to mkfs (repeatable)" },
-    OptionSpec { key: "dm.mountopt", help: "extra mount options for layer filesystems" },
-    OptionSpec { key: "dm.blocksize", help: "the pool's block size (64K)" },
-    OptionSpec { key: "dm.blkdiscard", help: "discard a device's blocks before deleting it" },
-    OptionSpec { key: "dm.override_udev_sync_check", help: "run even without udev synchronisation" },
-    OptionSpec { key: "dm.use_deferred_removal", help: "remove busy devices later instead of failing" },
-    OptionSpec { key: "dm.use_deferred_deletion", help: "delete busy devices later instead of failing" },
-    OptionSpec { key: "dm.min_free_space", help: "free pool space in percent below which new devices are refused (10%)" },
-    OptionSpec { key: "dm.xfs_nospace_max_retries", help: "xfs retries on ENOSPC before failing (max_retries of xfs' error config)" },
-    OptionSpec { key: "dm.libdm_log_level", help: "verbosity of device-mapper logging, 2 (fatal) to 7 (debug)" },
+    OptionSpec {
+        key: "dm.thinpooldev",
+        help: "an existing thin pool to use (direct-lvm)",
+    },
+    OptionSpec {
+        key: "dm.directlvm_device",
+        help: "a block device to build a thin pool on with LVM",
+    },
+    OptionSpec {
+        key: "dm.directlvm_device_force",
+        help: "wipe the direct-lvm device even if it holds data",
+    },
+    OptionSpec {
+        key: "dm.thinp_percent",
+        help: "share of the volume group for the pool's data (95)",
+    },
+    OptionSpec {
+        key: "dm.thinp_metapercent",
+        help: "share of the volume group for the pool's metadata (1)",
+    },
+    OptionSpec {
+        key: "dm.thinp_autoextend_threshold",
+        help: "pool use in percent that triggers an extension (80)",
+    },
+    OptionSpec {
+        key: "dm.thinp_autoextend_percent",
+        help: "growth in percent of an extension (20)",
+    },
+    OptionSpec {
+        key: "dm.basesize",
+        help: "size of the base device and so of every container filesystem (10G)",
+    },
+    OptionSpec {
+        key: "dm.loopdatasize",
+        help: "size of the loop-lvm data file (100G)",
+    },
+    OptionSpec {
+        key: "dm.loopmetadatasize",
+        help: "size of the loop-lvm metadata file (2G)",
+    },
+    OptionSpec {
+        key: "dm.datadev",
+        help: "a block device for the pool's data",
+    },
+    OptionSpec {
+        key: "dm.metadatadev",
+        help: "a block device for the pool's metadata",
+    },
+    OptionSpec {
+        key: "dm.fs",
+        help: "filesystem of the base device: ext4 or xfs",
+    },
+    OptionSpec {
+        key: "dm.mkfsarg",
+        help: "an extra argument to mkfs (repeatable)",
+    },
+    OptionSpec {
+        key: "dm.mountopt",
+        help: "extra mount options for layer filesystems",
+    },
+    OptionSpec {
+        key: "dm.blocksize",
+        help: "the pool's block size (64K)",
+    },
+    OptionSpec {
+        key: "dm.blkdiscard",
+        help: "discard a device's blocks before deleting it",
+    },
+    OptionSpec {
+        key: "dm.override_udev_sync_check",
+        help: "run even without udev synchronisation",
+    },
+    OptionSpec {
+        key: "dm.use_deferred_removal",
+        help: "remove busy devices later instead of failing",
+    },
+    OptionSpec {
+        key: "dm.use_deferred_deletion",
+        help: "delete busy devices later instead of failing",
+    },
+    OptionSpec {
+        key: "dm.min_free_space",
+        help: "free pool space in percent below which new devices are refused (10%)",
+    },
+    OptionSpec {
+        key: "dm.xfs_nospace_max_retries",
+        help: "xfs retries on ENOSPC before failing (max_retries of xfs' error config)",
+    },
+    OptionSpec {
+        key: "dm.libdm_log_level",
+        help: "verbosity of device-mapper logging, 2 (fatal) to 7 (debug)",
+    },
 ];
 
 /// The filesystem of the base device.
@@ -131,7 +200,11 @@ impl DmOptions {
         };
         let base_size = size("dm.basesize", 10 << 30)?;
         if base_size < 16 << 20 {
-            return Err(bad("dm.basesize", opts.get("dm.basesize").unwrap_or(""), "must be at least 16M"));
+            return Err(bad(
+                "dm.basesize",
+                opts.get("dm.basesize").unwrap_or(""),
+                "must be at least 16M",
+            ));
         }
         let fs = match opts.get("dm.fs") {
             None => None,
@@ -140,7 +213,7 @@ impl DmOptions {
             Some(v) => return Err(bad("dm.fs", v, "supported filesystems are ext4 and xfs")),
         };
         let block_size = size("dm.blocksize", 64 << 10)?;
-        if block_size < 64 << 10 || block_size > 1 << 30 || block_size % (64 << 10) != 0 {
+        if !(64 << 10..=1 << 30).contains(&block_size) || block_size % (64 << 10) != 0 {
             return Err(bad(
                 "dm.blocksize",
                 opts.get("dm.blocksize").unwrap_or(""),
@@ -202,7 +275,11 @@ impl DmOptions {
         }
         if let PoolSource::DirectLvm(d) = &pool {
             if d.percent + d.metapercent > 100 {
-                return Err(bad("dm.thinp_percent", &d.percent.to_string(), "with dm.thinp_metapercent it exceeds 100%"));
+                return Err(bad(
+                    "dm.thinp_percent",
+                    &d.percent.to_string(),
+                    "with dm.thinp_metapercent it exceeds 100%",
+                ));
             }
         }
         let is_loop = matches!(pool, PoolSource::Loop { .. });
@@ -210,12 +287,21 @@ impl DmOptions {
             None => 3,
             Some(v) => match v.parse::<u8>() {
                 Ok(n @ 2..=7) => n,
-                _ => return Err(bad("dm.libdm_log_level", v, "must be 2 (fatal) to 7 (debug)")),
+                _ => {
+                    return Err(bad(
+                        "dm.libdm_log_level",
+                        v,
+                        "must be 2 (fatal) to 7 (debug)",
+                    ))
+                }
             },
         };
         let xfs_nospace_max_retries = match opts.get("dm.xfs_nospace_max_retries") {
             None => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| bad("dm.xfs_nospace_max_retries", v, "expected a whole number"))?),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| bad("dm.xfs_nospace_max_retries", v, "expected a whole number"))?,
+            ),
         };
         Ok(DmOptions {
             pool,
@@ -245,7 +331,9 @@ pub fn container_size(value: &str, base: u64) -> Result<u64, OptionError> {
         return Err(bad(
             "size",
             value,
-            format!("a container's filesystem cannot be smaller than the base device ({base} bytes)"),
+            format!(
+                "a container's filesystem cannot be smaller than the base device ({base} bytes)"
+            ),
         ));
     }
     Ok(n)
@@ -262,7 +350,13 @@ mod tests {
     #[test]
     fn defaults_are_dockerds() {
         let o = p(&[]).expect("defaults");
-        assert_eq!(o.pool, PoolSource::Loop { data_size: 100 << 30, metadata_size: 2 << 30 });
+        assert_eq!(
+            o.pool,
+            PoolSource::Loop {
+                data_size: 100 << 30,
+                metadata_size: 2 << 30
+            }
+        );
         assert_eq!(o.base_size, 10 << 30);
         assert_eq!(o.block_size, 64 << 10);
         assert!(o.blkdiscard, "on for loop-lvm");
@@ -293,12 +387,23 @@ mod tests {
         ])
         .expect("all");
         assert_eq!(o.base_size, 20 << 30);
-        assert_eq!(o.pool, PoolSource::Loop { data_size: 1 << 30, metadata_size: 64 << 20 });
+        assert_eq!(
+            o.pool,
+            PoolSource::Loop {
+                data_size: 1 << 30,
+                metadata_size: 64 << 20
+            }
+        );
         assert_eq!(o.fs, Some(Fs::Xfs));
         assert_eq!(o.mkfs_args, ["-m", "0"]);
         assert_eq!(o.mount_opts, "nodiscard");
         assert_eq!(o.block_size, 512 << 10);
-        assert!(!o.blkdiscard && o.override_udev_sync_check && o.deferred_removal && o.deferred_deletion);
+        assert!(
+            !o.blkdiscard
+                && o.override_udev_sync_check
+                && o.deferred_removal
+                && o.deferred_deletion
+        );
         assert_eq!(o.min_free_space, 5);
         assert_eq!(o.xfs_nospace_max_retries, Some(0));
         assert_eq!(o.log_level, 7);
@@ -323,7 +428,13 @@ mod tests {
             })
         );
         let o = p(&["dm.datadev=/dev/vdb", "dm.metadatadev=/dev/vdc"]).expect("devices");
-        assert_eq!(o.pool, PoolSource::Devices { data: "/dev/vdb".into(), metadata: "/dev/vdc".into() });
+        assert_eq!(
+            o.pool,
+            PoolSource::Devices {
+                data: "/dev/vdb".into(),
+                metadata: "/dev/vdc".into()
+            }
+        );
     }
 
     #[test]
@@ -341,14 +452,30 @@ mod tests {
             (&["dm.libdm_log_level=9"], "dm.libdm_log_level"),
             (&["dm.thinp_percent=50"], "dm.thinp_percent"),
             (&["dm.datadev=/dev/vdb"], "dm.datadev"),
-            (&["dm.thinpooldev=p", "dm.directlvm_device=/dev/vdb"], "dm.thinpooldev"),
-            (&["dm.directlvm_device=/dev/vdb", "dm.thinp_percent=99", "dm.thinp_metapercent=5"], "dm.thinp_percent"),
-            (&["dm.xfs_nospace_max_retries=-1"], "dm.xfs_nospace_max_retries"),
+            (
+                &["dm.thinpooldev=p", "dm.directlvm_device=/dev/vdb"],
+                "dm.thinpooldev",
+            ),
+            (
+                &[
+                    "dm.directlvm_device=/dev/vdb",
+                    "dm.thinp_percent=99",
+                    "dm.thinp_metapercent=5",
+                ],
+                "dm.thinp_percent",
+            ),
+            (
+                &["dm.xfs_nospace_max_retries=-1"],
+                "dm.xfs_nospace_max_retries",
+            ),
         ] {
             let e = p(items).expect_err(key).to_string();
             assert!(e.contains(key), "{items:?}: {e}");
         }
-        assert!(container_size("5G", 10 << 30).expect_err("smaller").to_string().contains("base device"));
+        assert!(container_size("5G", 10 << 30)
+            .expect_err("smaller")
+            .to_string()
+            .contains("base device"));
         assert_eq!(container_size("20G", 10 << 30).expect("bigger"), 20 << 30);
     }
 }

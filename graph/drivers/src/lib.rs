@@ -54,6 +54,9 @@ pub fn open(
         "overlay2" => Ok(Arc::new(strata_overlay::OverlayDriver::new(&home, opts)?)),
         "vfs" => Ok(Arc::new(strata_vfs::VfsDriver::new(&home, opts)?)),
         "btrfs" => Ok(Arc::new(strata_btrfs::BtrfsDriver::new(&home, opts)?)),
+        "devicemapper" => Ok(Arc::new(strata_devicemapper::DevmapperDriver::new(
+            &home, opts,
+        )?)),
         other => Err(RegistryError::NotBuilt { name: other.into() }),
     }
 }
@@ -65,6 +68,8 @@ pub fn in_use(data_root: &Path) -> Vec<&'static str> {
         let dir = match name {
             "vfs" => home.join("dir"),
             "btrfs" => home.join("subvolumes"),
+            // The base device's record is `.base`, not a layer.
+            "devicemapper" => home.join("metadata/devices"),
             _ => home,
         };
         std::fs::read_dir(dir)
@@ -150,9 +155,16 @@ mod tests {
         .to_string();
         assert!(e.contains("overlay2.size"), "{e}");
         assert!(matches!(
-            open("devicemapper", d.path(), &StorageOpts::default()),
+            open("zfs", d.path(), &StorageOpts::default()),
             Err(RegistryError::NotBuilt { .. })
         ));
+        if !std::path::Path::new("/dev/mapper/control").exists() {
+            let e = open("devicemapper", d.path(), &StorageOpts::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("device-mapper is not available"), "{e}");
+        }
         assert!(
             in_use(d.path()).is_empty(),
             "no layers yet: {:?} {:?}",

@@ -1294,6 +1294,42 @@ pub fn crash_during_apply(f: Factory, module: &str) {
 /// Generates the conformance tests for a driver factory `fn(&Path) -> Arc<dyn Driver>`.
 #[macro_export]
 macro_rules! graphtest_suite {
+    // With a guard: `fn() -> Option<String>`, the reason to skip on this host (each test
+    // then says SKIPPED with it and returns).
+    ($factory:path, guard = $guard:path) => {
+        $crate::graphtest_suite!(@guarded $factory, $guard,
+            create_and_remove, chain_visibility, whiteouts_and_opaque, rw_changes_and_diff,
+            diff_round_trip_digest, diff_size, deep_chain_200, concurrent_get_put,
+            remove_while_mounted_fails, cleanup_leaves_no_mounts, hostile_tars_are_refused,
+            store_exact_reexport, store_register_dedupes, store_concurrent_register_extracts_once,
+            store_failed_apply_leaves_nothing, store_reopen_reconciles, apply_preserves_metadata,
+            hardlink_to_lower_layer, store_reports_progress);
+        #[test]
+        #[ignore = "helper: run in a child process by crash_during_apply"]
+        fn crash_child() {
+            $crate::graphtest::crash_child($factory)
+        }
+        #[test]
+        fn crash_during_apply() {
+            if let Some(why) = $guard() {
+                eprintln!("SKIPPED: {why}");
+                return;
+            }
+            $crate::graphtest::crash_during_apply($factory, module_path!())
+        }
+    };
+    (@guarded $factory:path, $guard:path, $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                if let Some(why) = $guard() {
+                    eprintln!("SKIPPED: {why}");
+                    return;
+                }
+                $crate::graphtest::$name($factory)
+            }
+        )*
+    };
     ($factory:path) => {
         $crate::graphtest_suite!(@tests $factory,
             create_and_remove, chain_visibility, whiteouts_and_opaque, rw_changes_and_diff,

@@ -42,3 +42,49 @@ pub fn rerun(test: &str, env: &[(&str, &str)]) -> bool {
     );
     true
 }
+
+/// The project's VM entry point, `tests/vm/run.sh` (it installs what the guest needs and
+/// calls `shared/vm/run-in-vm.sh`), when the runner beside the project is there.
+pub fn project_runner() -> Option<PathBuf> {
+    runner()?;
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/run.sh");
+    p.exists().then_some(p)
+}
+
+/// Runs every test of the current test binary but `skip` in the VM, one at a time, on a
+/// scratch ext4 disk there (`tests/vm/with-scratch.sh`, `STRATA_TEST_DIR`), and
+/// returns its combined output after asserting that all passed there (at least
+/// `min_passed`). `None` when there is no VM runner (the caller reports the skip).
+pub fn run_suite(skip: &str, min_passed: usize, env: &[(&str, &str)]) -> Option<String> {
+    let runner = project_runner()?;
+    let scratch = runner.with_file_name("with-scratch.sh");
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(runner)
+        .arg(scratch)
+        .arg(exe)
+        .args(["--skip", skip, "--test-threads=1", "--color", "never"])
+        .env("STRATA_IN_VM", "1")
+        .env("VM_ENV", "STRATA_IN_VM STRATA_TEST_DIR")
+        .env("VM_STDERR", "merge")
+        .env("VM_DISK", "8G")
+        .envs(env.iter().copied())
+        .output()
+        .expect("tests/vm/run.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("--- in the VM ---\n{text}");
+    let passed = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum::<usize>();
+    assert!(
+        out.status.success() && passed >= min_passed && !text.contains("SKIPPED"),
+        "the suite failed in the VM (exit {:?}, {passed} passed, at least {min_passed} expected)",
+        out.status.code()
+    );
+    Some(text)
+}
