@@ -45,9 +45,9 @@ const LOW_WATER_MARK: u64 = 32768;
 
 fn dm_err(e: DmCallError) -> DriverError {
     match e {
-        DmCallError::Unavailable(reason) => DriverError::NotSupported {
+        e @ DmCallError::Unavailable(_) => DriverError::NotSupported {
             driver: NAME,
-            reason,
+            reason: e.to_string(),
         },
         DmCallError::Call {
             op, errno: Some(n), ..
