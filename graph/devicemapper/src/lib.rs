@@ -190,11 +190,11 @@ impl DevmapperDriver {
                 };
                 if let Some(w) = want {
                     if w != have {
-                        return Err(invalid(format!(
-                            "dm.fs={} but the base device already holds {}; changing the filesystem needs a new data root",
-                            w.name(),
-                            have.name()
-                        )));
+                        tracing::warn!(
+                            "devicemapper: the base device already holds {}; dm.fs={} is ignored (a new filesystem needs a new data root)",
+                            have.name(),
+                            w.name()
+                        );
                     }
                 }
                 have
