@@ -8,7 +8,7 @@
 
 use crate::archive::{self, apply_layer, ApplyError, ApplyOptions, Change, WhiteoutFormat};
 use crate::options::{OptionError, StorageOpts};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -176,6 +176,57 @@ pub trait Driver: Send + Sync {
 }
 
 /// The generic diff: mount both layers and compare their trees.
+/// Outstanding `get`s per layer, for drivers whose `get` mounts nothing (vfs, btrfs): a
+/// layer in use cannot be removed, and a `put` must follow a `get`.
+#[derive(Debug, Default)]
+pub struct UseCounts(std::sync::Mutex<HashMap<String, u32>>);
+
+impl UseCounts {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more `get` of `id`.
+    pub fn acquire(&self, id: &str) {
+        *self.map().entry(id.into()).or_default() += 1;
+    }
+
+    /// One `put` of `id`; an error when it has no outstanding `get`.
+    pub fn release(&self, driver: &'static str, id: &str) -> DriverResult<()> {
+        let mut g = self.map();
+        match g.get_mut(id) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                if *n == 0 {
+                    g.remove(id);
+                }
+                Ok(())
+            }
+            _ => Err(DriverError::Invalid {
+                driver,
+                message: format!("put of layer {id}, which is not in use"),
+            }),
+        }
+    }
+
+    /// `Busy` while `id` has outstanding `get`s.
+    pub fn check_unused(&self, driver: &'static str, id: &str) -> DriverResult<()> {
+        match self.map().get(id).copied().filter(|n| *n > 0) {
+            Some(mounts) => Err(DriverError::Busy {
+                driver,
+                id: id.into(),
+                mounts,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets every `get` (shutdown).
+    pub fn clear(&self) {
+        self.map().clear();
+    }
+}
+
 pub mod naive {
     use super::*;
 

@@ -9,14 +9,14 @@
 
 pub mod ioctl;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 use strata_graph::archive::WhiteoutFormat;
-use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err};
+use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err, UseCounts};
 use strata_graph::fsutil::mkdir_all;
 use strata_graph::{
     sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
@@ -42,7 +42,7 @@ pub struct BtrfsDriver {
     default_size: Option<u64>,
     min_space: Option<u64>,
     quota_enabled: Mutex<bool>,
-    gets: Mutex<HashMap<String, u32>>,
+    gets: UseCounts,
 }
 
 fn open_dir(p: &Path) -> std::io::Result<OwnedFd> {
@@ -88,7 +88,7 @@ impl BtrfsDriver {
             default_size,
             min_space,
             quota_enabled: Mutex::new(false),
-            gets: Mutex::new(HashMap::new()),
+            gets: UseCounts::default(),
         })
     }
 
@@ -404,20 +404,7 @@ impl Driver for BtrfsDriver {
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(NAME, id)?;
-        if let Some(n) = self
-            .gets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied()
-            .filter(|n| *n > 0)
-        {
-            return Err(DriverError::Busy {
-                driver: NAME,
-                id: id.into(),
-                mounts: n,
-            });
-        }
+        self.gets.check_unused(NAME, id)?;
         if !self.dir(id).exists() {
             return Err(Self::not_found(id));
         }
@@ -432,30 +419,12 @@ impl Driver for BtrfsDriver {
         if !dir.is_dir() {
             return Err(Self::not_found(id));
         }
-        *self
-            .gets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.into())
-            .or_default() += 1;
+        self.gets.acquire(id);
         Ok(dir)
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
-        let mut g = self.gets.lock().unwrap_or_else(|p| p.into_inner());
-        match g.get_mut(id) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                if *n == 0 {
-                    g.remove(id);
-                }
-                Ok(())
-            }
-            _ => Err(DriverError::Invalid {
-                driver: NAME,
-                message: format!("put of layer {id}, which is not in use"),
-            }),
-        }
+        self.gets.release(NAME, id)
     }
 
     fn exists(&self, id: &str) -> bool {
@@ -505,7 +474,7 @@ impl Driver for BtrfsDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        self.gets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.gets.clear();
         Ok(())
     }
 

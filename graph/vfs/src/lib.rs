@@ -5,11 +5,11 @@
 //! reflink=1), so it is not as wasteful there as its reputation. Deletions are applied by
 //! deleting; diffs are the generic tree comparison.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use strata_graph::archive::WhiteoutFormat;
-use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err};
+use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err, UseCounts};
 use strata_graph::fsutil::{copy_tree, mkdir_all, remove_tree, CopyMode};
 use strata_graph::quota::ProjectQuota;
 use strata_graph::{
@@ -36,7 +36,7 @@ pub struct VfsDriver {
     copy: CopyMode,
     default_size: Option<u64>,
     quota: Mutex<Option<ProjectQuota>>,
-    gets: Mutex<HashMap<String, u32>>,
+    gets: UseCounts,
 }
 
 impl VfsDriver {
@@ -72,7 +72,7 @@ impl VfsDriver {
             copy,
             default_size,
             quota: Mutex::new(quota),
-            gets: Mutex::new(HashMap::new()),
+            gets: UseCounts::default(),
         })
     }
 
@@ -159,20 +159,7 @@ impl Driver for VfsDriver {
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(NAME, id)?;
-        if let Some(n) = self
-            .gets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied()
-            .filter(|n| *n > 0)
-        {
-            return Err(DriverError::Busy {
-                driver: NAME,
-                id: id.into(),
-                mounts: n,
-            });
-        }
+        self.gets.check_unused(NAME, id)?;
         let dir = self.dir(id);
         if !dir.exists() {
             return Err(DriverError::NotFound {
@@ -192,30 +179,12 @@ impl Driver for VfsDriver {
                 id: id.into(),
             });
         }
-        *self
-            .gets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.into())
-            .or_default() += 1;
+        self.gets.acquire(id);
         Ok(dir)
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
-        let mut g = self.gets.lock().unwrap_or_else(|p| p.into_inner());
-        match g.get_mut(id) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                if *n == 0 {
-                    g.remove(id);
-                }
-                Ok(())
-            }
-            _ => Err(DriverError::Invalid {
-                driver: NAME,
-                message: format!("put of layer {id}, which is not in use"),
-            }),
-        }
+        self.gets.release(NAME, id)
     }
 
     fn exists(&self, id: &str) -> bool {
@@ -262,7 +231,7 @@ impl Driver for VfsDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        self.gets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.gets.clear();
         Ok(())
     }
 
