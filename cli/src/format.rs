@@ -248,36 +248,7 @@ pub fn print_rows(
 
 /// Sizes as docker prints them: decimal units, 3 significant digits (`4.87MB`, `0B`).
 pub fn human_size(bytes: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", sig3(v), units[i])
-}
-
-/// `%.3g` for the values sizes take (0 ≤ v < 1000).
-fn sig3(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{v:.digits$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    // Rounding can carry into a fourth digit (999.5 → "1000"): fine for display.
-    s
+    strata_graph::options::human_size(bytes, 3)
 }
 
 /// A duration as docker's `HumanDuration` words it ("3 minutes", "About an hour").

@@ -112,6 +112,35 @@ impl StorageOpts {
     }
 }
 
+/// A size as Docker's `units.HumanSizeWithPrecision` prints it: decimal units (`kB`, `MB`,
+/// ...) and `precision` significant digits, trailing zeros dropped (`4.87MB`, `65.54kB`,
+/// `0B`). The CLI prints 3 digits, the daemon's driver status 4.
+pub fn human_size(bytes: f64, precision: usize) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    // Digits before the point: 1 below 10, 2 below 100, ...
+    let mut int_digits = 1;
+    let mut bound = 10.0;
+    while v >= bound {
+        int_digits += 1;
+        bound *= 10.0;
+    }
+    let decimals = precision.saturating_sub(int_digits);
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    // Rounding can carry into one more digit (999.5 → "1000"): fine for display.
+    format!("{s}{}", UNITS[i])
+}
+
 /// Parses a size as Docker's `units.RAMInBytes` does: binary multiples, optional `b`/`ib` suffix.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();

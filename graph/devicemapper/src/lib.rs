@@ -84,31 +84,9 @@ fn crash_point(point: &str) {
     }
 }
 
-/// A size as dockerd prints it (`units.HumanSize`: decimal units, 4 significant digits).
+/// A size as dockerd prints it in driver status (`units.HumanSize`: 4 significant digits).
 pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let digits = if v >= 1000.0 {
-        0
-    } else if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let s = format!("{v:.digits$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    strata_graph::options::human_size(bytes as f64, 4)
 }
 
 struct State {
