@@ -12,17 +12,16 @@
 //! `cargo bench --bench btrfs` (root; btrfs-progs and e2fsprogs from Debian). Results print as
 //! a Markdown table for benches/README.md.
 
+#[path = "engines.rs"]
+mod engines;
+
+use engines::median;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_graph::graphtest::loopfs::LoopFs;
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::{CreateOpts, Driver, StorageOpts};
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn tar_of(files: usize, size: usize, prefix: &str) -> Vec<u8> {
     let mut t = TarBuilder::new().dir(prefix);

@@ -62,14 +62,7 @@ struct Figures {
 }
 
 fn measure(e: &Engine, small: &Path, big: &Path, image: &Path) -> Figures {
-    let (status, b) = engines::request(e, "POST", "/images/load?quiet=1", Some(image));
-    assert_eq!(
-        status,
-        200,
-        "{}: load: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::load_image(e, image);
     // Warm-up.
     build(e, small, "t=bench/ten:1");
     let (mut cold, mut cached, mut bigs) = (Vec::new(), Vec::new(), Vec::new());

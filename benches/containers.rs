@@ -107,14 +107,7 @@ struct Figures {
 }
 
 fn measure(e: &Engine, image: &Path) -> Figures {
-    let (status, b) = engines::request(e, "POST", "/images/load?quiet=1", Some(image));
-    assert_eq!(
-        status,
-        200,
-        "{}: load: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::load_image(e, image);
     // Warm up: first runs pay for caches on both sides.
     for _ in 0..3 {
         run_rm(e);

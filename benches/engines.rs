@@ -415,6 +415,18 @@ pub fn wait_answered(e: &Engine, mut wait: BufReader<Box<dyn Conn>>) {
     );
 }
 
+/// Loads the image archive at `image` into the engine (`docker load`), asserting it worked.
+pub fn load_image(e: &Engine, image: &Path) {
+    let (status, b) = request(e, "POST", "/images/load?quiet=1", Some(image));
+    assert_eq!(
+        status,
+        200,
+        "{}: load: {}",
+        e.name,
+        String::from_utf8_lossy(&b)
+    );
+}
+
 /// The median of some durations.
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -68,14 +68,7 @@ struct Figures {
 }
 
 fn measure(e: &Engine, ns: &Netns, image: &Path, latency: bool) -> Figures {
-    let (status, b) = engines::request(e, "POST", "/images/load?quiet=1", Some(image));
-    assert_eq!(
-        status,
-        200,
-        "{}: load: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::load_image(e, image);
     let mut f = Figures::default();
     if latency {
         for _ in 0..3 {
