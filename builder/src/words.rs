@@ -168,6 +168,16 @@ impl Lexer<'_> {
         Ok(self.words(false, stop)?.concat())
     }
 
+    /// A variable name (letters, digits, `_`), possibly empty.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek().filter(|c| is_name_char(*c)) {
+            name.push(c);
+            self.pos += 1;
+        }
+        name
+    }
+
     /// After a `$`: the expansion.
     fn dollar(&mut self) -> Result<String, WordsError> {
         match self.peek() {
@@ -175,16 +185,8 @@ impl Lexer<'_> {
                 self.pos += 1;
                 self.braced()
             }
-            Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
-                let mut name = String::new();
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || c == '_' {
-                        name.push(c);
-                        self.pos += 1;
-                    } else {
-                        break;
-                    }
-                }
+            Some(c) if is_name_char(c) => {
+                let name = self.name();
                 Ok(self.env.get(&name).unwrap_or_default())
             }
             _ => Ok("$".to_string()),
@@ -193,15 +195,7 @@ impl Lexer<'_> {
 
     /// `${...}` after the `{`.
     fn braced(&mut self) -> Result<String, WordsError> {
-        let mut name = String::new();
-        while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                name.push(c);
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
+        let name = self.name();
         if name.is_empty() {
             return Err(WordsError::BadName(String::new()));
         }
@@ -332,6 +326,11 @@ pub fn split_raw(text: &str, escape: char) -> Result<Vec<String>, WordsError> {
         out.push(cur);
     }
     Ok(out)
+}
+
+/// A character of a variable name.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
 }
 
 #[cfg(test)]
