@@ -17,7 +17,6 @@ for tool in mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs thin_dump:thin-provisioning-to
 done
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    flock /var/lib/dpkg/lock-frontend true 2> /dev/null || true
     apt-get install -y --no-install-recommends "${need[@]}" > /dev/null
 fi
 export VM_TIMEOUT=${VM_TIMEOUT:-2400}

@@ -378,10 +378,9 @@ impl DevmapperDriver {
             .map(|_| ())
     }
 
-    /// Refuses a new device when the pool's free data or metadata space is below
-    /// `dm.min_free_space`.
-    fn check_free_space(&self) -> DriverResult<()> {
-        let s = self.pool_status()?;
+    /// Refuses a new device when the pool's free data or metadata space (status `s`) is
+    /// below `dm.min_free_space`.
+    fn check_free_space(&self, s: &PoolStatus) -> DriverResult<()> {
         let min = self.opts.min_free_space;
         if min == 0 {
             return Ok(());
@@ -418,7 +417,8 @@ impl DevmapperDriver {
         origin: Option<&str>,
         size: u64,
     ) -> DriverResult<DeviceRecord> {
-        self.check_free_space()?;
+        let status = self.pool_status()?;
+        self.check_free_space(&status)?;
         let origin = match origin {
             Some(o) => Some((
                 o,
@@ -430,7 +430,7 @@ impl DevmapperDriver {
             )),
             None => None,
         };
-        let txn = self.pool_status()?.transaction_id + 1;
+        let txn = status.transaction_id + 1;
         let mut id = st.set.next_device_id;
         loop {
             if id >= 1 << 24 {
@@ -475,14 +475,12 @@ impl DevmapperDriver {
             initialized: false,
             deleted: false,
         };
+        // Nothing is committed yet: take the device out of the pool again.
         let undo = |e: DriverError| -> DriverError {
             let _ = self.pool_msg(&format!("delete {id}"), libc::ENODATA);
-            let _ = st_close(&st.meta);
+            let _ = st.meta.close_journal();
             e
         };
-        fn st_close(m: &Metadata) -> std::io::Result<()> {
-            m.close_journal()
-        }
         if let Err(e) = st.meta.save_device_set(&st.set) {
             return Err(undo(io_err(NAME, "writing the device set")(e)));
         }
