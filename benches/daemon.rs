@@ -126,18 +126,15 @@ fn image_archive(dir: &Path, name: &str, tag: &str, layers: usize, mib_each: usi
             b = b.file(&format!("l{i}/f{j}"), &chunk);
         }
         let data = b.build();
-        diff_ids.push(format!("\"{}\"", Digest::of(&data)));
+        diff_ids.push(Digest::of(&data));
         let n = format!("{i}/layer.tar");
         let h = Header::new(n.as_str(), Kind::Regular, data.len() as u64);
         w.append(&h, Some(&mut &data[..])).unwrap();
         names.push(format!("\"{n}\""));
     }
-    let cfg = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        diff_ids.join(",")
-    );
+    let cfg = strata_graph::graphtest::tars::image_config("sh", &diff_ids);
     let h = Header::new("config.json", Kind::Regular, cfg.len() as u64);
-    w.append(&h, Some(&mut cfg.as_bytes())).unwrap();
+    w.append(&h, Some(&mut &cfg[..])).unwrap();
     let m = format!(
         r#"[{{"Config":"config.json","RepoTags":["{tag}"],"Layers":[{}]}}]"#,
         names.join(",")

@@ -60,15 +60,8 @@ fn image(dir: &Path) -> (PathBuf, u64) {
         layers.push(t.build());
     }
     let total = layers.iter().map(|l| l.len() as u64).sum();
-    let ids: Vec<String> = layers
-        .iter()
-        .map(|l| format!("\"{}\"", Digest::of(l)))
-        .collect();
-    let cfg = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        ids.join(",")
-    )
-    .into_bytes();
+    let ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+    let cfg = strata_graph::graphtest::tars::image_config("sh", &ids);
     let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
     let archive = strata_graph::graphtest::tars::save_archive(&cfg, &refs, &["bench/big:1"]);
     let path = dir.join("big.tar");

@@ -24,15 +24,8 @@ fn big_archive(dir: &Path, mib: usize) -> (std::path::PathBuf, Digest) {
     let l1 = b.build();
     let l2 = TarBuilder::new().file("last", b"3").build();
     let layers = [l0, l1, l2];
-    let ids: Vec<String> = layers
-        .iter()
-        .map(|l| format!("\"{}\"", Digest::of(l)))
-        .collect();
-    let cfg = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["x"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        ids.join(",")
-    )
-    .into_bytes();
+    let ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+    let cfg = strata_graph::graphtest::tars::image_config("x", &ids);
     let id = Digest::of(&cfg);
     let manifest = r#"[{"Config":"c.json","RepoTags":["crash/big:1"],"Layers":["0/layer.tar","1/layer.tar","2/layer.tar"]}]"#;
     let path = dir.join("big.tar");

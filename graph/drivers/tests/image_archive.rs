@@ -92,8 +92,7 @@ fn untar(bytes: &[u8]) -> HashMap<String, Vec<u8>> {
 }
 
 fn config(diff_ids: &[Digest]) -> Vec<u8> {
-    let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
-    format!(r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/app"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#, ids.join(",")).into_bytes()
+    strata_graph::graphtest::tars::image_config("/bin/app", diff_ids)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

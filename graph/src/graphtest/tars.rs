@@ -251,6 +251,16 @@ pub fn hostile_cases(escape: &str) -> Vec<Hostile> {
     out
 }
 
+/// The smallest image config: amd64 Linux, `Cmd [cmd]`, the given layer diff IDs.
+pub fn image_config(cmd: &str, diff_ids: &[crate::Digest]) -> Vec<u8> {
+    let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["{cmd}"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        ids.join(",")
+    )
+    .into_bytes()
+}
+
 /// A `docker save` archive of one image: its config's bytes (named by their digest), its
 /// layer tars (bottom first, `l0/layer.tar`, ...) and a `manifest.json` giving it `tags`.
 pub fn save_archive(config: &[u8], layers: &[&[u8]], tags: &[&str]) -> Vec<u8> {
