@@ -65,6 +65,30 @@ fn name(n: &str) -> DmCallResult<&DmName> {
 /// The control device, opened once.
 pub struct Control {
     dm: DM,
+    /// `dm.libdm_log_level`: which calls are logged, see [`log_level_for`].
+    log_level: u8,
+}
+
+/// What a call to device-mapper is, for its log line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallKind {
+    /// Creates, loads, suspends, resumes, removes or messages a device.
+    Change,
+    /// Reads a table, a status or device info.
+    Query,
+}
+
+/// The `tracing` level a call's outcome is logged at under `dm.libdm_log_level=configured`,
+/// read as libdm's syslog levels (3 errors, 4 warnings, 6 info, 7 debug): a failed call is a
+/// warning, a change made is info, a query is debug; `None` when the configured level leaves
+/// it out. The default, 3, logs none of them (the caller reports what failed).
+pub fn log_level_for(kind: CallKind, failed: bool, configured: u8) -> Option<tracing::Level> {
+    let (needs, level) = match (failed, kind) {
+        (true, _) => (4, tracing::Level::WARN),
+        (false, CallKind::Change) => (6, tracing::Level::INFO),
+        (false, CallKind::Query) => (7, tracing::Level::DEBUG),
+    };
+    (configured >= needs).then_some(level)
 }
 
 /// The state of a thin pool, from its status line.
@@ -75,7 +99,7 @@ pub struct PoolStatus {
     pub metadata_total: u64,
     pub data_used: u64,
     pub data_total: u64,
-    /// `out_of_data_space` or read-only.
+    /// `out_of_data_space`.
     pub out_of_space: bool,
     pub read_only: bool,
 }
@@ -101,16 +125,33 @@ pub fn parse_pool_status(s: &str) -> Option<PoolStatus> {
 }
 
 impl Control {
-    /// Opens `/dev/mapper/control`.
-    pub fn open() -> DmCallResult<Self> {
+    /// Opens `/dev/mapper/control`; `log_level` is `dm.libdm_log_level`.
+    pub fn open(log_level: u8) -> DmCallResult<Self> {
         if !Path::new("/dev/mapper/control").exists() {
             return Err(DmCallError::Unavailable(
                 "/dev/mapper/control does not exist".into(),
             ));
         }
         DM::new()
-            .map(|dm| Control { dm })
+            .map(|dm| Control { dm, log_level })
             .map_err(|e| DmCallError::Unavailable(e.to_string()))
+    }
+
+    /// Logs `r`, the outcome of call `op`, as [`log_level_for`] says, and returns it.
+    fn logged<T>(&self, kind: CallKind, op: &str, r: DmCallResult<T>) -> DmCallResult<T> {
+        let failed = r.as_ref().err();
+        match log_level_for(kind, failed.is_some(), self.log_level) {
+            Some(tracing::Level::WARN) => {
+                tracing::warn!(
+                    "device-mapper: {op}: {}",
+                    failed.map(|e| e.to_string()).unwrap_or_default()
+                )
+            }
+            Some(tracing::Level::INFO) => tracing::info!("device-mapper: {op}"),
+            Some(_) => tracing::debug!("device-mapper: {op}"),
+            None => {}
+        }
+        r
     }
 
     /// The driver version of device-mapper, `major.minor.patch`.
@@ -152,114 +193,146 @@ impl Control {
 
     /// The first target line of a device's table (`type`, `params`, length).
     pub fn table(&self, n: &str) -> DmCallResult<(String, String, Sectors)> {
-        let (_, lines) = self
-            .dm
-            .table_status(
-                &DevId::Name(name(n)?),
-                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
-            )
-            .map_err(call_err(format!("table of {n}")))?;
-        lines
-            .into_iter()
-            .next()
-            .map(|(_, len, t, p)| (t, p, Sectors(len)))
-            .ok_or_else(|| DmCallError::Invalid(format!("{n} has no table")))
+        let op = format!("table of {n}");
+        let r = (|| {
+            let (_, lines) = self
+                .dm
+                .table_status(
+                    &DevId::Name(name(n)?),
+                    DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+                )
+                .map_err(call_err(format!("table of {n}")))?;
+            lines
+                .into_iter()
+                .next()
+                .map(|(_, len, t, p)| (t, p, Sectors(len)))
+                .ok_or_else(|| DmCallError::Invalid(format!("{n} has no table")))
+        })();
+        self.logged(CallKind::Query, &op, r)
     }
 
     /// The status line of a device's first target.
     pub fn status(&self, n: &str) -> DmCallResult<String> {
-        let (_, lines) = self
-            .dm
-            .table_status(&DevId::Name(name(n)?), DmOptions::default())
-            .map_err(call_err(format!("status of {n}")))?;
-        Ok(lines.into_iter().next().map(|l| l.3).unwrap_or_default())
+        let op = format!("status of {n}");
+        let r = (|| {
+            let (_, lines) = self
+                .dm
+                .table_status(&DevId::Name(name(n)?), DmOptions::default())
+                .map_err(call_err(format!("status of {n}")))?;
+            Ok(lines.into_iter().next().map(|l| l.3).unwrap_or_default())
+        })();
+        self.logged(CallKind::Query, &op, r)
     }
 
     /// Creates device `n` with one target and activates it.
     pub fn create(&self, n: &str, len: Sectors, target: &str, params: &str) -> DmCallResult<()> {
-        let id = DevId::Name(name(n)?);
-        self.dm
-            .device_create(name(n)?, None, DmOptions::default())
-            .map_err(call_err(format!("creating {n}")))?;
-        let load = self
-            .dm
-            .table_load(
-                &id,
-                &[(0, *len, target.to_string(), params.to_string())],
-                DmOptions::default(),
-            )
-            .map_err(call_err(format!(
-                "loading the table of {n} ({target} {params})"
-            )));
-        if let Err(e) = load {
-            let _ = self.dm.device_remove(&id, DmOptions::default());
-            return Err(e);
-        }
-        if let Err(e) = self
-            .dm
-            .device_suspend(&id, DmOptions::default())
-            .map_err(call_err(format!("activating {n}")))
-        {
-            let _ = self.dm.device_remove(&id, DmOptions::default());
-            return Err(e);
-        }
-        Ok(())
+        let op = format!("create {n}: {target} {params} ({} sectors)", *len);
+        let r = (|| {
+            let id = DevId::Name(name(n)?);
+            self.dm
+                .device_create(name(n)?, None, DmOptions::default())
+                .map_err(call_err(format!("creating {n}")))?;
+            let load = self
+                .dm
+                .table_load(
+                    &id,
+                    &[(0, *len, target.to_string(), params.to_string())],
+                    DmOptions::default(),
+                )
+                .map_err(call_err(format!(
+                    "loading the table of {n} ({target} {params})"
+                )));
+            if let Err(e) = load {
+                let _ = self.dm.device_remove(&id, DmOptions::default());
+                return Err(e);
+            }
+            if let Err(e) = self
+                .dm
+                .device_suspend(&id, DmOptions::default())
+                .map_err(call_err(format!("activating {n}")))
+            {
+                let _ = self.dm.device_remove(&id, DmOptions::default());
+                return Err(e);
+            }
+            Ok(())
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     /// Replaces the table of an active device (suspends it meanwhile), e.g. to grow it.
     pub fn reload(&self, n: &str, len: Sectors, target: &str, params: &str) -> DmCallResult<()> {
-        let id = DevId::Name(name(n)?);
-        self.dm
-            .table_load(
-                &id,
-                &[(0, *len, target.to_string(), params.to_string())],
-                DmOptions::default(),
-            )
-            .map_err(call_err(format!("loading a new table into {n}")))?;
-        self.suspend(n)?;
-        self.resume(n)
+        let op = format!("reload {n}: {target} {params} ({} sectors)", *len);
+        let r = (|| {
+            let id = DevId::Name(name(n)?);
+            self.dm
+                .table_load(
+                    &id,
+                    &[(0, *len, target.to_string(), params.to_string())],
+                    DmOptions::default(),
+                )
+                .map_err(call_err(format!("loading a new table into {n}")))?;
+            self.suspend(n)?;
+            self.resume(n)
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     pub fn suspend(&self, n: &str) -> DmCallResult<()> {
-        self.dm
-            .device_suspend(
-                &DevId::Name(name(n)?),
-                DmOptions::default().set_flags(DmFlags::DM_SUSPEND),
-            )
-            .map(|_| ())
-            .map_err(call_err(format!("suspending {n}")))
+        let op = format!("suspend {n}");
+        let r = (|| {
+            self.dm
+                .device_suspend(
+                    &DevId::Name(name(n)?),
+                    DmOptions::default().set_flags(DmFlags::DM_SUSPEND),
+                )
+                .map(|_| ())
+                .map_err(call_err(format!("suspending {n}")))
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     pub fn resume(&self, n: &str) -> DmCallResult<()> {
-        self.dm
-            .device_suspend(&DevId::Name(name(n)?), DmOptions::default())
-            .map(|_| ())
-            .map_err(call_err(format!("resuming {n}")))
+        let op = format!("resume {n}");
+        let r = (|| {
+            self.dm
+                .device_suspend(&DevId::Name(name(n)?), DmOptions::default())
+                .map(|_| ())
+                .map_err(call_err(format!("resuming {n}")))
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     /// Removes device `n`. With `deferred`, a device still open is removed by the kernel
     /// once its last opener closes it (and the call succeeds).
     pub fn remove(&self, n: &str, deferred: bool) -> DmCallResult<()> {
-        let flags = if deferred {
-            DmFlags::DM_DEFERRED_REMOVE
-        } else {
-            DmFlags::empty()
-        };
-        self.dm
-            .device_remove(
-                &DevId::Name(name(n)?),
-                DmOptions::default().set_flags(flags),
-            )
-            .map(|_| ())
-            .map_err(call_err(format!("removing {n}")))
+        let op = format!("remove {n} (deferred: {deferred})");
+        let r = (|| {
+            let flags = if deferred {
+                DmFlags::DM_DEFERRED_REMOVE
+            } else {
+                DmFlags::empty()
+            };
+            self.dm
+                .device_remove(
+                    &DevId::Name(name(n)?),
+                    DmOptions::default().set_flags(flags),
+                )
+                .map(|_| ())
+                .map_err(call_err(format!("removing {n}")))
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     /// Sends a message to sector 0 of device `n` (a thin pool's commands).
     pub fn message(&self, n: &str, msg: &str) -> DmCallResult<()> {
-        self.dm
-            .target_msg(&DevId::Name(name(n)?), None, msg)
-            .map(|_| ())
-            .map_err(call_err(format!("pool message {msg:?} to {n}")))
+        let op = format!("message {msg:?} to {n}");
+        let r = (|| {
+            self.dm
+                .target_msg(&DevId::Name(name(n)?), None, msg)
+                .map(|_| ())
+                .map_err(call_err(format!("pool message {msg:?} to {n}")))
+        })();
+        self.logged(CallKind::Change, &op, r)
     }
 
     /// `major:minor` of device `n`.
@@ -364,5 +437,21 @@ mod tests {
             .out_of_space
         );
         assert!(parse_pool_status("Fail").is_none());
+    }
+
+    #[test]
+    fn libdm_log_level_picks_what_is_logged() {
+        use tracing::Level;
+        // The default, 3: nothing (callers report failures themselves).
+        assert_eq!(log_level_for(CallKind::Change, true, 3), None);
+        assert_eq!(log_level_for(CallKind::Change, false, 3), None);
+        // 4 and 5: failed calls only.
+        assert_eq!(log_level_for(CallKind::Query, true, 4), Some(Level::WARN));
+        assert_eq!(log_level_for(CallKind::Change, false, 5), None);
+        // 6: changes made too; 7: queries as well.
+        assert_eq!(log_level_for(CallKind::Change, false, 6), Some(Level::INFO));
+        assert_eq!(log_level_for(CallKind::Query, false, 6), None);
+        assert_eq!(log_level_for(CallKind::Query, false, 7), Some(Level::DEBUG));
+        assert_eq!(log_level_for(CallKind::Change, true, 7), Some(Level::WARN));
     }
 }

@@ -25,7 +25,8 @@ pub mod options;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use strata_graph::archive::WhiteoutFormat;
 use strata_graph::driver::{check_id, image_layer_opts, io_err};
 use strata_graph::fsutil::mkdir_all;
@@ -38,6 +39,9 @@ use options::{DmOptions, Fs, PoolSource};
 pub use options::OPTIONS;
 
 pub(crate) const NAME: &str = "devicemapper";
+
+/// How often the background pass of [`DevmapperDriver::start`] retries deferred deletions.
+pub const DEFERRED_PASS_EVERY: Duration = Duration::from_secs(10);
 /// The record name of the base device (no layer ID starts with a dot).
 const BASE: &str = ".base";
 /// The pool's low water mark, in data blocks (dockerd's).
@@ -120,7 +124,7 @@ impl DevmapperDriver {
     /// interrupted pool operation, makes or checks the base device.
     pub fn new(home: &Path, opts: &StorageOpts) -> DriverResult<Self> {
         let opts = DmOptions::parse(opts)?;
-        let ctl = Control::open().map_err(dm_err)?;
+        let ctl = Control::open(opts.log_level).map_err(dm_err)?;
         mkdir_all(&home.join("mnt"), 0o700).map_err(io_err(NAME, "creating home"))?;
         let st = std::fs::metadata(home).map_err(io_err(NAME, "stat of the home"))?;
         let prefix = format!(
@@ -229,6 +233,22 @@ impl DevmapperDriver {
             drv.delete_deferred(&mut st);
         }
         Ok(drv)
+    }
+
+    /// Opens the driver as [`DevmapperDriver::new`] does and, with `dm.use_deferred_deletion`,
+    /// starts the background pass that deletes devices whose deletion was deferred (every
+    /// [`DEFERRED_PASS_EVERY`]; it also runs at start and before each create and remove). The
+    /// pass ends once the driver is dropped.
+    pub fn start(home: &Path, opts: &StorageOpts) -> DriverResult<Arc<Self>> {
+        let d = Arc::new(Self::new(home, opts)?);
+        if d.opts.deferred_deletion {
+            let weak = Arc::downgrade(&d);
+            std::thread::Builder::new()
+                .name("dm-deferred-deletion".into())
+                .spawn(move || deferred_deletion_pass(weak))
+                .map_err(io_err(NAME, "starting the deferred deletion pass"))?;
+        }
+        Ok(d)
     }
 
     #[allow(clippy::type_complexity)]
@@ -381,6 +401,12 @@ impl DevmapperDriver {
     /// Refuses a new device when the pool's free data or metadata space (status `s`) is
     /// below `dm.min_free_space`.
     fn check_free_space(&self, s: &PoolStatus) -> DriverResult<()> {
+        if s.out_of_space {
+            return Err(invalid(format!(
+                "thin pool {} is out of data space ({} of {} blocks used); remove images and containers, or grow the pool",
+                self.pool, s.data_used, s.data_total
+            )));
+        }
         let min = self.opts.min_free_space;
         if min == 0 {
             return Ok(());
@@ -398,12 +424,6 @@ impl DevmapperDriver {
                     used * 100 / total.max(1)
                 )));
             }
-        }
-        if s.out_of_space {
-            return Err(invalid(format!(
-                "thin pool {} is out of data space",
-                self.pool
-            )));
         }
         Ok(())
     }
@@ -1014,6 +1034,15 @@ impl Driver for DevmapperDriver {
                 "Thin Pool Minimum Free Space".into(),
                 human_size(s.data_total * bs * self.opts.min_free_space / 100),
             ));
+            // Not in dockerd's list: a full pool fails writes with EIO, and this says why.
+            let mode = if s.out_of_space {
+                "out_of_data_space"
+            } else if s.read_only {
+                "ro"
+            } else {
+                "rw"
+            };
+            v.push(("Pool Mode".into(), mode.into()));
         }
         let deferred = self.lock().records.values().filter(|r| r.deleted).count();
         v.push((
@@ -1082,6 +1111,27 @@ impl Driver for DevmapperDriver {
 
     fn release_apply_target(&self, id: &str) -> DriverResult<()> {
         self.put(id)
+    }
+}
+
+/// The background deferred-deletion pass: wakes twice a second to notice a dropped driver,
+/// and every [`DEFERRED_PASS_EVERY`] retries what is pending.
+fn deferred_deletion_pass(driver: Weak<DevmapperDriver>) {
+    let tick = Duration::from_millis(500);
+    let mut since = Duration::ZERO;
+    loop {
+        std::thread::sleep(tick);
+        let Some(d) = driver.upgrade() else {
+            return;
+        };
+        since += tick;
+        if since >= DEFERRED_PASS_EVERY {
+            since = Duration::ZERO;
+            let mut st = d.lock();
+            if st.records.values().any(|r| r.deleted) {
+                d.delete_deferred(&mut st);
+            }
+        }
     }
 }
 

@@ -54,9 +54,7 @@ pub fn open(
         "overlay2" => Ok(Arc::new(strata_overlay::OverlayDriver::new(&home, opts)?)),
         "vfs" => Ok(Arc::new(strata_vfs::VfsDriver::new(&home, opts)?)),
         "btrfs" => Ok(Arc::new(strata_btrfs::BtrfsDriver::new(&home, opts)?)),
-        "devicemapper" => Ok(Arc::new(strata_devicemapper::DevmapperDriver::new(
-            &home, opts,
-        )?)),
+        "devicemapper" => Ok(strata_devicemapper::DevmapperDriver::start(&home, opts)?),
         other => Err(RegistryError::NotBuilt { name: other.into() }),
     }
 }
