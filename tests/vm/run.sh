@@ -12,7 +12,7 @@ if [ ! -x "$runner" ] && [ ! -f "$runner" ]; then
     exit 125
 fi
 need=()
-for tool in mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs thin_dump:thin-provisioning-tools dmsetup:dmsetup blkid:util-linux resize2fs:e2fsprogs xfs_growfs:xfsprogs; do
+for tool in lvcreate:lvm2 mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs thin_dump:thin-provisioning-tools dmsetup:dmsetup blkid:util-linux resize2fs:e2fsprogs xfs_growfs:xfsprogs; do
     command -v "${tool%%:*}" > /dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,7 +3,8 @@
 //! each holding an ext4 or xfs filesystem first made on a base device of `dm.basesize`.
 //!
 //! - The pool is loop-lvm (sparse files under the home on loop devices; tests, small hosts),
-//!   given data and metadata devices, or an existing pool (`dm.thinpooldev`, direct-lvm).
+//!   given data and metadata devices, an existing pool (`dm.thinpooldev`), or one made with
+//!   LVM on a given device ([`directlvm`]).
 //! - Crash safety: every pool operation is journaled ([`metadata`]) and committed with the
 //!   pool's own transaction ID, so a start after a crash rolls it forward or back and the
 //!   pool's devices and the driver's records stay the same set.
@@ -16,6 +17,7 @@
 //! Its own crate, as every driver; device-mapper calls go through [`dm`] (the Stratis
 //! `devicemapper` crate's ioctls, no libdevmapper).
 
+pub mod directlvm;
 pub mod dm;
 pub mod fs;
 pub mod loopback;
@@ -269,10 +271,11 @@ impl DevmapperDriver {
                 }
                 Ok((name.clone(), false, String::new(), String::new(), None))
             }
-            PoolSource::DirectLvm(_) => Err(DriverError::NotSupported {
-                driver: NAME,
-                reason: "dm.directlvm_device is not implemented yet: create the thin pool with LVM and pass it as dm.thinpooldev".into(),
-            }),
+            PoolSource::DirectLvm(d) => {
+                let name = directlvm::ensure(home, d, |n| ctl.exists(n))
+                    .map_err(|e| invalid(format!("direct-lvm: {e}")))?;
+                Ok((name, false, String::new(), String::new(), None))
+            }
             PoolSource::Devices { data, metadata } => {
                 if !ctl.exists(&pool) {
                     Self::create_pool(ctl, &pool, Path::new(data), Path::new(metadata), block)?;
@@ -304,8 +307,10 @@ impl DevmapperDriver {
                         loopback::find(&metadata).unwrap_or_default(),
                     )
                 } else {
-                    let (d, _held_data) = loopback::attach(&data)
-                        .map_err(io_err(NAME, format!("attaching {} to a loop device", data.display())))?;
+                    let (d, _held_data) = loopback::attach(&data).map_err(io_err(
+                        NAME,
+                        format!("attaching {} to a loop device", data.display()),
+                    ))?;
                     let (m, _held_meta) = loopback::attach(&metadata).map_err(io_err(
                         NAME,
                         format!("attaching {} to a loop device", metadata.display()),

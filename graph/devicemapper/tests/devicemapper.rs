@@ -83,7 +83,16 @@ fn status(d: &DevmapperDriver, key: &str) -> String {
 /// The thin device IDs the pool itself holds, read from a metadata snapshot with `thin_dump`.
 fn pool_device_ids(d: &DevmapperDriver) -> Vec<u32> {
     let pool = d.pool_name().to_string();
-    let meta = status(d, "Metadata file");
+    // The metadata device from the pool's table (`<start> <len> thin-pool <meta> <data> ..`),
+    // through sysfs to its devtmpfs node.
+    let table = Command::new("dmsetup")
+        .args(["table", &pool])
+        .output()
+        .expect("dmsetup table");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let devno = table.split_whitespace().nth(3).expect("metadata device");
+    let sys = std::fs::canonicalize(format!("/sys/dev/block/{devno}")).expect("sysfs");
+    let meta = format!("/dev/{}", sys.file_name().expect("name").to_string_lossy());
     let msg = |m: &str| {
         let s = Command::new("dmsetup")
             .args(["message", &pool, "0", m])
@@ -524,6 +533,153 @@ fn a_pool_out_of_data_space_fails_writes_and_recovers_once_space_is_freed() {
     assert_eq!(pool_device_ids(d), d.recorded_device_ids());
 }
 
+/// Runs LVM command `args[0]`; its stdout, or a panic with its stderr.
+fn lvm(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{} (lvm2): {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn pool_lv_bytes() -> u64 {
+    lvm(&[
+        "lvs",
+        "--noheadings",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        "lv_size",
+        "strata/thinpool",
+    ])
+    .parse()
+    .expect("lv size")
+}
+
+#[test]
+fn direct_lvm_makes_the_pool_with_its_options_and_keeps_it() {
+    need_dm!();
+    let t = tempdir();
+    // LVM's configuration, backups and the driver's profile go under the test's directory,
+    // not the host's /etc/lvm. dmeventd, started by LVM for monitoring, inherits it.
+    let lvm_dir = t.path().join("lvm");
+    std::fs::create_dir_all(&lvm_dir).expect("lvm dir");
+    std::fs::write(
+        lvm_dir.join("lvm.conf"),
+        "activation {\n udev_sync = 0\n udev_rules = 0\n monitoring = 1\n}\ndevices {\n obtain_device_list_from_udev = 0\n}\n",
+    )
+    .expect("lvm.conf");
+    // SAFETY: the suite runs with one test thread; nothing else reads the environment now.
+    unsafe { std::env::set_var("LVM_SYSTEM_DIR", &lvm_dir) };
+    let (dev, _held) = loop_device(t.path(), "pv", 1 << 30);
+    /// Removes the volume group and the label, also when an assertion fails.
+    struct Teardown(String);
+    impl Drop for Teardown {
+        fn drop(&mut self) {
+            let _ = Command::new("vgremove").args(["-f", "strata"]).status();
+            let _ = Command::new("pvremove").args(["-y", &self.0]).status();
+            // SAFETY: as above.
+            unsafe { std::env::remove_var("LVM_SYSTEM_DIR") };
+        }
+    }
+    let _teardown = Teardown(dev.clone());
+    let home = t.path().join("home");
+    let device = format!("dm.directlvm_device={dev}");
+    let with = |extra: &[&str]| opts_over(&[&device, "dm.basesize=512M"], extra);
+    let tuned = [
+        "dm.thinp_percent=40",
+        "dm.thinp_metapercent=2",
+        "dm.thinp_autoextend_threshold=60",
+        "dm.thinp_autoextend_percent=50",
+    ];
+
+    // A device that holds a filesystem is not wiped unless told to.
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", &dev])
+        .status()
+        .expect("mkfs");
+    assert!(mkfs.success());
+    let e = DevmapperDriver::new(&home, &with(&tuned))
+        .err()
+        .expect("a device with ext4 is refused")
+        .to_string();
+    assert!(
+        e.contains("ext4") && e.contains("dm.directlvm_device_force"),
+        "{e}"
+    );
+
+    let mut forced = tuned.to_vec();
+    forced.push("dm.directlvm_device_force=true");
+    let grown = {
+        let d = Drv(DevmapperDriver::start(&home, &with(&forced)).expect("direct-lvm"));
+        let d = &d.0;
+        assert_eq!(status(d, "Pool Name"), "strata-thinpool");
+        let vg: u64 = lvm(&[
+            "vgs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_size",
+            "strata",
+        ])
+        .parse()
+        .expect("vg size");
+        let before = pool_lv_bytes();
+        assert!(
+            (vg * 38 / 100..=vg * 42 / 100).contains(&before),
+            "dm.thinp_percent=40: {before} of {vg}"
+        );
+        assert_eq!(
+            lvm(&["lvs", "--noheadings", "-o", "lv_profile", "strata/thinpool"]),
+            "strata-thinpool"
+        );
+        let profile = std::fs::read_to_string(lvm_dir.join("profile/strata-thinpool.profile"))
+            .expect("profile");
+        assert!(
+            profile.contains("thin_pool_autoextend_threshold=60")
+                && profile.contains("thin_pool_autoextend_percent=50"),
+            "{profile}"
+        );
+        // Fill the pool beyond 60%: dmeventd extends it by half into the rest of the group.
+        d.create_rw("c", None, &CreateOpts::default()).expect("rw");
+        let root = d.get("c", "").expect("get");
+        std::fs::write(root.join("fill"), vec![3u8; (before * 66 / 100) as usize]).expect("fill");
+        strata_graph::fsutil::syncfs_path(&root).expect("sync");
+        let waited = std::time::Instant::now();
+        let mut now = pool_lv_bytes();
+        while now <= before && waited.elapsed() < std::time::Duration::from_secs(90) {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            now = pool_lv_bytes();
+        }
+        assert!(now > before, "the pool was not extended: {before} -> {now}");
+        d.put("c").expect("put");
+        now
+    };
+    // Shutdown keeps LVM's pool; a start with the same options uses it again.
+    assert!(dm_names().contains(&"strata-thinpool".to_string()));
+    {
+        let d = Drv(DevmapperDriver::start(&home, &with(&forced)).expect("again"));
+        assert!(d.0.exists("c"));
+        assert_eq!(pool_lv_bytes(), grown);
+        assert_eq!(pool_device_ids(&d.0), d.0.recorded_device_ids());
+        d.0.remove("c").expect("rm");
+    }
+    // Other settings would need a new pool under existing layers: refused.
+    let e = DevmapperDriver::new(&home, &with(&["dm.thinp_percent=50"]))
+        .err()
+        .expect("changed options")
+        .to_string();
+    assert!(e.contains("not supported"), "{e}");
+}
+
 #[test]
 fn in_the_vm() {
     if no_dm().is_none() {
@@ -531,7 +687,7 @@ fn in_the_vm() {
         return;
     }
     assert!(!vm::inside(), "inside the VM without device-mapper");
-    if vm::run_suite("in_the_vm", 7, &[("VM_PRELOAD", "xfs")]).is_none() {
+    if vm::run_suite("in_the_vm", 8, &[("VM_PRELOAD", "xfs")]).is_none() {
         eprintln!("SKIPPED: no device-mapper here and no VM runner (../shared/vm/run-in-vm.sh)");
     }
 }
