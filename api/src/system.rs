@@ -105,10 +105,14 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
     let containers = d.containers.list();
     let running = containers.iter().filter(|c| c.state.running).count();
     let paused = containers.iter().filter(|c| c.state.paused).count();
-    let status: Vec<[String; 2]> = tokio::task::spawn_blocking(move || {
-        driver.status().into_iter().map(|(k, v)| [k, v]).collect()
-    })
-    .await?;
+    let (status, driver_warnings): (Vec<[String; 2]>, Vec<String>) =
+        tokio::task::spawn_blocking(move || {
+            (
+                driver.status().into_iter().map(|(k, v)| [k, v]).collect(),
+                driver.warnings(),
+            )
+        })
+        .await?;
     let (runtimes, default_runtime) = {
         let r = d.runtimes.read().unwrap_or_else(|p| p.into_inner());
         (r.info(), r.default.clone())
@@ -131,15 +135,15 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
     let ip_forwarding = on("ipv4/ip_forward");
     let nf_iptables = on("bridge/bridge-nf-call-iptables");
     let nf_ip6tables = on("bridge/bridge-nf-call-ip6tables");
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = driver_warnings;
     if !ip_forwarding {
-        warnings.push("WARNING: IPv4 forwarding is disabled");
+        warnings.push("WARNING: IPv4 forwarding is disabled".into());
     }
     if !nf_iptables {
-        warnings.push("WARNING: bridge-nf-call-iptables is disabled");
+        warnings.push("WARNING: bridge-nf-call-iptables is disabled".into());
     }
     if !nf_ip6tables {
-        warnings.push("WARNING: bridge-nf-call-ip6tables is disabled");
+        warnings.push("WARNING: bridge-nf-call-ip6tables is disabled".into());
     }
     Ok(json(
         StatusCode::OK,

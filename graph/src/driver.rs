@@ -114,6 +114,12 @@ pub trait Driver: Send + Sync {
     /// Key/value pairs for `docker info`'s Driver Status.
     fn status(&self) -> Vec<(String, String)>;
 
+    /// Warnings for `docker info` about how the driver is set up (e.g. a setup not fit for
+    /// production); none by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Key/value pairs for `inspect`'s GraphDriver.Data.
     fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>>;
 

@@ -1066,6 +1066,13 @@ impl Driver for DevmapperDriver {
         v
     }
 
+    fn warnings(&self) -> Vec<String> {
+        if self.loop_files.is_none() {
+            return Vec::new();
+        }
+        vec!["WARNING: devicemapper: usage of loopback devices is strongly discouraged for production use.\n         Use `--storage-opt dm.thinpooldev` or `--storage-opt dm.directlvm_device` to give it a block device.".into()]
+    }
+
     fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
         let st = self.lock();
         let r = st
