@@ -195,7 +195,7 @@ fn a_kill_inside_a_pool_operation_is_rolled_forward_or_back() {
 }
 
 #[test]
-fn discard_frees_pool_blocks_and_min_free_space_refuses_with_the_fill_level() {
+fn removal_frees_pool_blocks_and_min_free_space_refuses_with_the_fill_level() {
     need_dm!();
     let t = tempdir();
     let d = open(&t.path().join("home"), &["dm.min_free_space=60%"]);
@@ -215,7 +215,7 @@ fn discard_frees_pool_blocks_and_min_free_space_refuses_with_the_fill_level() {
     let after = d.pool().expect("status").data_used;
     assert!(
         after < before + 50,
-        "discard + delete gave the blocks back: {before} {written} {after}"
+        "the removal gave the pool its blocks back: {before} {written} {after}"
     );
     // Fill the pool beyond half: a new device is refused, naming the fill level.
     d.create_rw("fill", None, &sized("600M"))
@@ -235,6 +235,46 @@ fn discard_frees_pool_blocks_and_min_free_space_refuses_with_the_fill_level() {
     d.remove("fill").expect("remove");
     d.create("accepted", None, &CreateOpts::default())
         .expect("space is back");
+}
+
+#[test]
+fn blkdiscard_gives_the_data_file_its_disk_space_back() {
+    need_dm!();
+    use std::os::unix::fs::MetadataExt;
+    for discard in [true, false] {
+        let t = tempdir();
+        let flag = format!("dm.blkdiscard={discard}");
+        let d = open(&t.path().join("home"), &[&flag]);
+        let d = &d.0;
+        let data_file = PathBuf::from(status(d, "Data loop file"));
+        let allocated = || {
+            std::fs::metadata(&data_file)
+                .expect("data file")
+                .blocks()
+                * 512
+        };
+        d.create_rw("c", None, &CreateOpts::default()).expect("rw");
+        let root = d.get("c", "").expect("get");
+        std::fs::write(root.join("big"), vec![9u8; 48 << 20]).expect("write");
+        strata_graph::fsutil::syncfs_path(&root).expect("sync");
+        d.put("c").expect("put");
+        let written = allocated();
+        d.remove("c").expect("remove");
+        let after = allocated();
+        // Deleting a thin device frees its pool blocks either way; only the discard before
+        // it reaches the loop file, which punches holes where the blocks were.
+        if discard {
+            assert!(
+                after + (40 << 20) < written,
+                "dm.blkdiscard=true: the data file keeps {written} -> {after} bytes"
+            );
+        } else {
+            assert!(
+                after + (8 << 20) > written,
+                "dm.blkdiscard=false: {written} -> {after} bytes"
+            );
+        }
+    }
 }
 
 fn sized(s: &str) -> CreateOpts {
@@ -687,7 +727,7 @@ fn in_the_vm() {
         return;
     }
     assert!(!vm::inside(), "inside the VM without device-mapper");
-    if vm::run_suite("in_the_vm", 8, &[("VM_PRELOAD", "xfs")]).is_none() {
+    if vm::run_suite("in_the_vm", 9, &[("VM_PRELOAD", "xfs")]).is_none() {
         eprintln!("SKIPPED: no device-mapper here and no VM runner (../shared/vm/run-in-vm.sh)");
     }
 }
