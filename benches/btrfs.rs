@@ -12,10 +12,10 @@
 //! `cargo bench --bench btrfs` (root; btrfs-progs and e2fsprogs from Debian). Results print as
 //! a Markdown table for benches/README.md.
 
+#[path = "support/driver_figures.rs"]
+mod driver_figures;
 #[path = "engines.rs"]
 mod engines;
-#[path = "driver_figures.rs"]
-mod driver_figures;
 
 use driver_figures::measure;
 use std::sync::Arc;

@@ -12,10 +12,10 @@
 //! `cargo bench --bench devicemapper` (root). Results print as a Markdown table for
 //! benches/README.md.
 
+#[path = "support/driver_figures.rs"]
+mod driver_figures;
 #[path = "engines.rs"]
 mod engines;
-#[path = "driver_figures.rs"]
-mod driver_figures;
 
 use driver_figures::{measure, Figures};
 use std::path::Path;
@@ -175,5 +175,9 @@ fn in_the_vm() {
         .expect("tests/vm/run.sh");
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the benchmark failed in the VM: {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "the benchmark failed in the VM: {:?}",
+        out.status
+    );
 }

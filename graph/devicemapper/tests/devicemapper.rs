@@ -247,12 +247,7 @@ fn blkdiscard_gives_the_data_file_its_disk_space_back() {
         let d = open(&t.path().join("home"), &[&flag]);
         let d = &d.0;
         let data_file = PathBuf::from(status(d, "Data loop file"));
-        let allocated = || {
-            std::fs::metadata(&data_file)
-                .expect("data file")
-                .blocks()
-                * 512
-        };
+        let allocated = || std::fs::metadata(&data_file).expect("data file").blocks() * 512;
         d.create_rw("c", None, &CreateOpts::default()).expect("rw");
         let root = d.get("c", "").expect("get");
         std::fs::write(root.join("big"), vec![9u8; 48 << 20]).expect("write");

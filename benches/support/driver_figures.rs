@@ -1,5 +1,6 @@
 //! The driver workloads the storage benchmarks share (issues #9, #10): one `measure` run
-//! against any graph driver, so each driver's figures come from the same code.
+//! against any graph driver, so each driver's figures come from the same code. Under
+//! `support/` so that cargo does not take it for a benchmark target of its own.
 
 use crate::engines::median;
 use std::io::{Seek, SeekFrom, Write};
