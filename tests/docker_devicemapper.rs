@@ -83,19 +83,7 @@ fn the_daemon_works_on_devicemapper() {
         "{graph}"
     );
 
-    d.ok(&["create", "--name", "c1", "test/busybox:1", "sh"]);
-    let f = d.dir.path().join("note.txt");
-    std::fs::write(&f, "on a thin device\n").expect("write");
-    d.ok(&["cp", f.to_str().expect("utf-8"), "c1:/note.txt"]);
-    assert_eq!(d.ok(&["diff", "c1"]).trim(), "A /note.txt");
-    let id = d.ok(&["commit", "c1", "test/committed:1"]);
-    assert!(id.trim().starts_with("sha256:"), "{id}");
-    let export = d.docker(&["export", "c1"]);
-    assert!(export.status.success());
-    let names = common::tar_names(&export.stdout[..]);
-    assert!(names.iter().any(|n| n == "note.txt"), "{names:?}");
-    let save = d.docker(&["save", "test/committed:1"]);
-    assert!(save.status.success() && save.stdout.len() > 1000);
+    common::cp_diff_commit_export_save(&d, "on a thin device\n");
 
     // size= grows one container's device beyond the base; smaller is refused.
     d.ok(&[

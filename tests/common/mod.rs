@@ -464,6 +464,25 @@ pub fn can_run_containers() -> bool {
 }
 
 /// Whether runc (Debian's package) is there to run containers.
+/// The driver-independent part of the storage driver tests: a container `c1` of
+/// test/busybox:1 gets `/note.txt` holding `text` through `docker cp`, which `docker diff`
+/// shows; it is committed as test/committed:1, exported (the file is in the tar) and saved.
+pub fn cp_diff_commit_export_save(d: &Daemon, text: &str) {
+    d.ok(&["create", "--name", "c1", "test/busybox:1", "sh"]);
+    let f = d.dir.path().join("note.txt");
+    std::fs::write(&f, text).expect("write");
+    d.ok(&["cp", f.to_str().expect("utf-8"), "c1:/note.txt"]);
+    assert_eq!(d.ok(&["diff", "c1"]).trim(), "A /note.txt");
+    let id = d.ok(&["commit", "c1", "test/committed:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let export = d.docker(&["export", "c1"]);
+    assert!(export.status.success());
+    let names = tar_names(&export.stdout[..]);
+    assert!(names.iter().any(|n| n == "note.txt"), "{names:?}");
+    let save = d.docker(&["save", "test/committed:1"]);
+    assert!(save.status.success() && save.stdout.len() > 1000);
+}
+
 pub fn runc_available() -> bool {
     Command::new("runc")
         .arg("--version")
