@@ -695,29 +695,29 @@ impl DevmapperDriver {
     }
 
     fn mark_initialized(&self, st: &mut State, hash: &str) -> DriverResult<()> {
-        let Some(r) = st.records.get_mut(hash) else {
-            return Err(Self::not_found(hash));
-        };
-        r.initialized = true;
-        let r = r.clone();
-        st.meta
-            .save_device(hash, &r)
-            .map_err(io_err(NAME, "writing a device record"))
+        Self::update_record(st, hash, "writing a device record", |r| {
+            r.initialized = true
+        })
+    }
+
+    /// Applies `change` to the record of device `hash` and writes the record out; `what`
+    /// names the write in its error.
+    fn update_record(
+        st: &mut State,
+        hash: &str,
+        what: &str,
+        change: impl FnOnce(&mut DeviceRecord),
+    ) -> DriverResult<()> {
+        let State { records, meta, .. } = st;
+        let r = records.get_mut(hash).ok_or_else(|| Self::not_found(hash))?;
+        change(r);
+        meta.save_device(hash, r).map_err(io_err(NAME, what))
     }
 
     /// Grows device `hash` and its filesystem to `size` bytes.
     fn grow_device(&self, st: &mut State, hash: &str, size: u64) -> DriverResult<()> {
         let was_active = self.ctl.exists(&self.dev_name(hash));
-        {
-            let Some(r) = st.records.get_mut(hash) else {
-                return Err(Self::not_found(hash));
-            };
-            r.size = size;
-            let r = r.clone();
-            st.meta
-                .save_device(hash, &r)
-                .map_err(io_err(NAME, "writing a device record"))?;
-        }
+        Self::update_record(st, hash, "writing a device record", |r| r.size = size)?;
         let node = self.activate(st, hash)?;
         let name = self.dev_name(hash);
         if was_active {
@@ -904,12 +904,9 @@ impl Driver for DevmapperDriver {
                     source: std::io::Error::from_raw_os_error(libc::EBUSY),
                 });
             }
-            let r = st.records.get_mut(id).ok_or_else(|| Self::not_found(id))?;
-            r.deleted = true;
-            let r = r.clone();
-            st.meta
-                .save_device(id, &r)
-                .map_err(io_err(NAME, "marking a device deleted"))?;
+            Self::update_record(&mut st, id, "marking a device deleted", |r| {
+                r.deleted = true
+            })?;
             tracing::info!(layer = id, "devicemapper: device busy, deletion deferred");
         }
         let _ = std::fs::remove_dir_all(self.mnt(id));

@@ -72,6 +72,14 @@ fn open(home: &Path, extra: &[&str]) -> Drv {
     Drv(DevmapperDriver::start(home, &opts(extra)).expect("driver"))
 }
 
+/// The error of a start that must fail (`why` says why it must).
+fn refused_start(home: &Path, opts: &StorageOpts, why: &str) -> String {
+    match DevmapperDriver::new(home, opts) {
+        Ok(_) => panic!("the driver started: {why}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn status(d: &DevmapperDriver, key: &str) -> String {
     d.status()
         .into_iter()
@@ -329,10 +337,7 @@ fn basesize_fs_and_size_shape_the_filesystems() {
     assert_eq!(fs, "xfs", "the base filesystem stays");
     assert!(size > 500 << 20, "{size}");
     d.put("after").expect("put");
-    let e = DevmapperDriver::new(&home, &opts(&["dm.basesize=100M"]))
-        .err()
-        .expect("shrinking refused")
-        .to_string();
+    let e = refused_start(&home, &opts(&["dm.basesize=100M"]), "shrinking refused");
     assert!(e.contains("only grow"), "{e}");
 }
 
@@ -501,10 +506,11 @@ fn a_given_thin_pool_is_used_and_kept_and_a_used_one_refused() {
         "a given pool is kept at shutdown"
     );
     // Another data root cannot take over a pool that holds someone's devices.
-    let e = DevmapperDriver::new(&t.path().join("other"), &opts_over(&[&given], &[]))
-        .err()
-        .expect("a used pool is refused")
-        .to_string();
+    let e = refused_start(
+        &t.path().join("other"),
+        &opts_over(&[&given], &[]),
+        "a used pool is refused",
+    );
     assert!(e.contains("unable to take ownership"), "{e}");
 }
 
@@ -640,10 +646,7 @@ fn direct_lvm_makes_the_pool_with_its_options_and_keeps_it() {
         .status()
         .expect("mkfs");
     assert!(mkfs.success());
-    let e = DevmapperDriver::new(&home, &with(&tuned))
-        .err()
-        .expect("a device with ext4 is refused")
-        .to_string();
+    let e = refused_start(&home, &with(&tuned), "a device with ext4 is refused");
     assert!(
         e.contains("ext4") && e.contains("dm.directlvm_device_force"),
         "{e}"
@@ -708,10 +711,7 @@ fn direct_lvm_makes_the_pool_with_its_options_and_keeps_it() {
         d.0.remove("c").expect("rm");
     }
     // Other settings would need a new pool under existing layers: refused.
-    let e = DevmapperDriver::new(&home, &with(&["dm.thinp_percent=50"]))
-        .err()
-        .expect("changed options")
-        .to_string();
+    let e = refused_start(&home, &with(&["dm.thinp_percent=50"]), "changed options");
     assert!(e.contains("not supported"), "{e}");
 }
 
