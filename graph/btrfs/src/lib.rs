@@ -322,27 +322,9 @@ impl BtrfsDriver {
                     Err(_) => return None,
                 }
             };
+            let is_dir = c.mode & libc::S_IFMT == libc::S_IFDIR;
             for path in paths {
-                let is_dir = c.mode & libc::S_IFMT == libc::S_IFDIR;
-                if is_dir {
-                    dirty.insert(path.clone());
-                }
-                // Every ancestor.
-                let mut cut = path.as_slice();
-                loop {
-                    match cut.iter().rposition(|b| *b == b'/') {
-                        Some(i) => {
-                            cut = &cut[..i];
-                            dirty.insert(cut.to_vec());
-                        }
-                        None => {
-                            if !cut.is_empty() {
-                                dirty.insert(Vec::new());
-                            }
-                            break;
-                        }
-                    }
-                }
+                strata_graph::archive::mark_dirty(&mut dirty, &path, is_dir);
             }
         }
         Some(dirty)

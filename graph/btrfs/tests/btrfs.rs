@@ -148,33 +148,11 @@ fn a_home_not_on_btrfs_is_refused_naming_its_filesystem() {
 
 #[test]
 fn native_changes_equal_the_full_comparison() {
+    use strata_graph::graphtest::native;
     let d = tempdir();
     let Some(fs) = btrfs(d.path()) else { return };
     let drv = BtrfsDriver::new(&fs.mnt.join("home"), &StorageOpts::default()).expect("driver");
-    let mut t = strata_graph::graphtest::tars::TarBuilder::new();
-    for dir in 0..20 {
-        t = t.dir(&format!("d{dir}"));
-        for f in 0..50 {
-            t = t.file(&format!("d{dir}/f{f}"), format!("{dir}/{f}").as_bytes());
-        }
-    }
-    t = t
-        .dir("gone")
-        .file("gone/x", b"x")
-        .dir("gone/sub")
-        .file("gone/sub/y", b"y");
-    t = t.file("top", b"top");
-    for d in ["d15", "d16", "d17"] {
-        t = t
-            .dir(&format!("{d}/sub"))
-            .file(&format!("{d}/sub/in-{d}"), d.as_bytes());
-    }
-    drv.create("base", None, &CreateOpts::default())
-        .expect("base");
-    drv.apply_diff("base", None, &mut &t.build()[..])
-        .expect("apply");
-    drv.create_rw("c", Some("base"), &CreateOpts::default())
-        .expect("rw");
+    native::create_layers(&drv);
     assert!(drv.native_diff());
     let root = drv.get("c", "").expect("get");
     // The snapshot's creating transaction is known without a commit of its own.
@@ -184,80 +162,17 @@ fn native_changes_equal_the_full_comparison() {
     assert!(created > ioctl::created_transid(base.as_fd()).expect("base"));
     // Nothing changed yet.
     assert!(drv.changes("c", Some("base")).expect("changes").is_empty());
-    // Add, modify, chmod, delete a file, delete a tree, rename, hard link, a new nested tree.
-    std::fs::write(root.join("d1/new"), "new").expect("add");
-    std::fs::write(root.join("d2/f3"), "modified").expect("modify");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("d3/f4"), std::fs::Permissions::from_mode(0o600))
-        .expect("chmod");
-    std::fs::remove_file(root.join("d4/f5")).expect("rm");
-    std::fs::remove_dir_all(root.join("gone")).expect("rm -r");
-    std::fs::rename(root.join("d5/f6"), root.join("d6/moved")).expect("mv");
-    std::fs::hard_link(root.join("d7/f7"), root.join("d8/link")).expect("ln");
-    std::fs::create_dir_all(root.join("n1/n2/n3")).expect("mkdir -p");
-    std::fs::write(root.join("n1/n2/n3/deep"), "deep").expect("deep");
-    std::fs::write(root.join("top"), "top changed").expect("top");
-    // Deep in a tree: only the path to it is read again.
-    std::fs::write(root.join("d9/f9"), "deep change").expect("d9");
-    // A directory replaced by a file, a file by a directory.
-    std::fs::remove_dir_all(root.join("d10")).expect("rm d10");
-    std::fs::write(root.join("d10"), "now a file").expect("d10 file");
-    std::fs::remove_file(root.join("d11/f0")).expect("rm f0");
-    std::fs::create_dir(root.join("d11/f0")).expect("f0 dir");
-    // Directories moved: their unchanged subdirectories now sit where other content was.
-    std::fs::rename(root.join("d15"), root.join("renamed")).expect("mv d15");
-    std::fs::remove_dir_all(root.join("d16")).expect("rm d16");
-    std::fs::rename(root.join("d17"), root.join("d16")).expect("mv d17 d16");
-    // An extended attribute only.
-    xattr_set(&root.join("d12/f1"), "user.k", b"v");
+    native::change(&root);
     drv.put("c").expect("put");
     // Only the changed directories and their ancestors are read.
     let dirs = drv.changed_dirs("c", "base").expect("tracked");
-    for d in ["", "d2", "d3", "d9", "d11", "d12", "n1/n2/n3"] {
+    for d in native::CHANGED_DIRS {
         assert!(dirs.contains(d.as_bytes()), "{d} missing from {dirs:?}");
     }
-    for d in ["d0", "d13", "d19", "d16/sub"] {
+    for d in native::UNCHANGED_DIRS {
         assert!(!dirs.contains(d.as_bytes()), "{d} read although unchanged");
     }
-    let native = drv.changes("c", Some("base")).expect("native");
-    let full = strata_graph::driver::naive::changes(&drv, "c", Some("base")).expect("full");
-    assert_eq!(native, full);
-    assert!(native.len() >= 20, "{native:?}");
-    // Asked again after more changes, it sees those too.
-    std::fs::write(root.join("d14/later"), "later").expect("later");
-    assert_eq!(
-        drv.changes("c", Some("base")).expect("again"),
-        strata_graph::driver::naive::changes(&drv, "c", Some("base")).expect("full")
-    );
-    // The layer diffs the same way too.
-    let mut a = Vec::new();
-    drv.diff("c", Some("base"), &mut a).expect("diff");
-    let mut b = Vec::new();
-    strata_graph::driver::naive::diff(&drv, "c", Some("base"), &mut b).expect("diff");
-    assert_eq!(a, b);
-    assert_eq!(
-        drv.diff_size("c", Some("base")).expect("size"),
-        strata_graph::driver::naive::diff_size(&drv, "c", Some("base")).expect("size")
-    );
-    drv.remove("c").expect("remove");
-    drv.remove("base").expect("remove");
-}
-
-fn xattr_set(p: &Path, name: &str, value: &[u8]) {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).expect("path");
-    let name = std::ffi::CString::new(name).expect("name");
-    // SAFETY: valid C strings and a buffer of the given length.
-    let r = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    native::assert_native_matches_full(&drv);
 }
 
 /// The subvolumes btrfs itself lists under `mnt` (`btrfs subvolume list`).

@@ -184,6 +184,23 @@ pub fn changes_dirs_pruned(
     Ok(out)
 }
 
+/// Records in `dirty` (the set a [`Descend`] reads from) that `path` (relative, `b""` the root)
+/// changed: its directory and every ancestor of it may differ, and the path itself when it is
+/// a directory.
+pub fn mark_dirty(dirty: &mut HashSet<Vec<u8>>, path: &[u8], is_dir: bool) {
+    if is_dir {
+        dirty.insert(path.to_vec());
+    }
+    let mut cut = path;
+    while !cut.is_empty() {
+        cut = match cut.iter().rposition(|b| *b == b'/') {
+            Some(i) => &cut[..i],
+            None => b"",
+        };
+        dirty.insert(cut.to_vec());
+    }
+}
+
 /// Bytes of the regular files added or modified (hard links counted once).
 pub fn changes_size(root: &Path, changes: &[Change]) -> io::Result<u64> {
     let rfd = sys::open(root, libc::O_PATH | libc::O_DIRECTORY, 0)?;
@@ -222,4 +239,26 @@ pub fn tree_size(root: &Path) -> io::Result<u64> {
     }
     let fd = sys::open(root, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     rec(fd.as_fd(), &mut HashSet::new())
+}
+
+#[cfg(test)]
+mod dirty_tests {
+    use super::mark_dirty;
+    use std::collections::HashSet;
+
+    #[test]
+    fn marks_ancestors_and_directories() {
+        let mut d = HashSet::new();
+        mark_dirty(&mut d, b"a/b/c", false);
+        let want: HashSet<Vec<u8>> = [&b""[..], b"a", b"a/b"]
+            .iter()
+            .map(|p| p.to_vec())
+            .collect();
+        assert_eq!(d, want);
+        mark_dirty(&mut d, b"x", true);
+        assert!(d.contains(b"x".as_slice()));
+        let mut r = HashSet::new();
+        mark_dirty(&mut r, b"", true);
+        assert_eq!(r, HashSet::from([Vec::new()]));
+    }
 }

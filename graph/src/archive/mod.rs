@@ -9,7 +9,8 @@ pub mod tarsplit;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyResult, TarSplitSink, WhiteoutFormat};
 pub use changes::{
-    changes_dirs, changes_dirs_pruned, changes_size, tree_size, Change, ChangeKind, Descend,
+    changes_dirs, changes_dirs_pruned, changes_size, mark_dirty, tree_size, Change, ChangeKind,
+    Descend,
 };
 pub use compression::{decompress, Compression};
 pub use export::{export_changes, TreeArchiver};

@@ -38,6 +38,51 @@ pub fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// One mount of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// The filesystem type (`zfs`, `ext4`, ...).
+    pub fstype: String,
+    /// The mount source (a device, or for zfs the dataset name).
+    pub source: String,
+}
+
+/// Parses one mountinfo line: fields 5 (mount point), then after the ` - ` separator the
+/// filesystem type and source.
+fn parse_entry(line: &str) -> Option<MountEntry> {
+    let (head, tail) = line.split_once(" - ")?;
+    let mount_point = head.split(' ').nth(4)?;
+    let mut t = tail.split(' ');
+    Some(MountEntry {
+        mount_point: PathBuf::from(unescape(mount_point)),
+        fstype: unescape(t.next()?),
+        source: unescape(t.next()?),
+    })
+}
+
+/// The mount that holds `path` (which must be absolute): the one with the longest mount point
+/// above it, the last mounted where several share it.
+pub fn mount_of(path: &Path) -> io::Result<Option<MountEntry>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(mount_of_in(&text, path))
+}
+
+fn mount_of_in(text: &str, path: &Path) -> Option<MountEntry> {
+    let mut best: Option<MountEntry> = None;
+    for e in text.lines().filter_map(parse_entry) {
+        if path.starts_with(&e.mount_point)
+            && best.as_ref().is_none_or(|b| {
+                e.mount_point.components().count() >= b.mount_point.components().count()
+            })
+        {
+            best = Some(e);
+        }
+    }
+    best
+}
+
 /// True when `path` is itself a mount point.
 pub fn is_mountpoint(path: &Path) -> io::Result<bool> {
     Ok(mounts_under(path)?.iter().any(|m| m == path))
@@ -65,6 +110,26 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn finds_the_mount_holding_a_path() {
+        let text = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    40 22 0:50 / /tank rw - zfs tank rw\n\
+                    41 40 0:51 / /tank/docker\\040root rw - zfs tank/docker rw\n\
+                    42 40 0:52 / /tank/docker\\040root rw shared:1 - zfs tank/other rw\n";
+        let m = super::mount_of_in(text, Path::new("/tank/docker root/zfs")).unwrap();
+        assert_eq!(m.fstype, "zfs");
+        assert_eq!(m.source, "tank/other", "the last mount on a point wins");
+        assert_eq!(m.mount_point, Path::new("/tank/docker root"));
+        let m = super::mount_of_in(text, Path::new("/tankx/a")).unwrap();
+        assert_eq!(
+            (m.fstype.as_str(), m.source.as_str()),
+            ("ext4", "/dev/sda1")
+        );
+        assert_eq!(super::mount_of_in("", Path::new("/a")), None);
+    }
+
     #[test]
     fn unescapes_spaces() {
         assert_eq!(super::unescape("/a\\040b"), "/a b");

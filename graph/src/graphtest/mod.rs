@@ -6,6 +6,7 @@
 //! system's temp dir) and unmount everything they mounted, also when they fail.
 
 pub mod loopfs;
+pub mod native;
 pub mod tars;
 pub mod vm;
 

@@ -56,15 +56,33 @@ pub fn project_runner() -> Option<PathBuf> {
 /// returns its combined output after asserting that all passed there (at least
 /// `min_passed`). `None` when there is no VM runner (the caller reports the skip).
 pub fn run_suite(skip: &str, min_passed: usize, env: &[(&str, &str)]) -> Option<String> {
+    run_suite_wrapped(skip, min_passed, env, &[])
+}
+
+/// As [`run_suite`], with more `tests/vm/` wrapper scripts between the scratch disk's and
+/// the test binary (e.g. `with-zfs.sh`).
+pub fn run_suite_wrapped(
+    skip: &str,
+    min_passed: usize,
+    env: &[(&str, &str)],
+    wrappers: &[&str],
+) -> Option<String> {
     let runner = project_runner()?;
     let scratch = runner.with_file_name("with-scratch.sh");
     let exe = std::env::current_exe().expect("current_exe");
-    let out = Command::new(runner)
-        .arg(scratch)
+    let mut cmd = Command::new(&runner);
+    cmd.arg(scratch);
+    for w in wrappers {
+        cmd.arg(runner.with_file_name(w));
+    }
+    let out = cmd
         .arg(exe)
         .args(["--skip", skip, "--test-threads=1", "--color", "never"])
         .env("STRATA_IN_VM", "1")
-        .env("VM_ENV", "STRATA_IN_VM STRATA_TEST_DIR")
+        .env(
+            "VM_ENV",
+            "STRATA_IN_VM STRATA_TEST_DIR STRATA_ZFS_MODULES STRATA_ZFS_POOL",
+        )
         .env("VM_STDERR", "merge")
         .env("VM_DISK", "8G")
         .envs(env.iter().copied())
@@ -87,4 +105,30 @@ pub fn run_suite(skip: &str, min_passed: usize, env: &[(&str, &str)]) -> Option<
         out.status.code()
     );
     Some(text)
+}
+
+/// The OpenZFS modules for the VM's kernel: `shared/vm/build-zfs-module.sh` builds them the
+/// first time (a few minutes; it also installs `zfsutils-linux` here, whose commands the
+/// guest runs) and prints their directory. `None` when there is no VM runner; a failed build
+/// panics with its output.
+pub fn zfs_modules() -> Option<PathBuf> {
+    let script = runner()?.with_file_name("build-zfs-module.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("build-zfs-module.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "building the zfs modules failed ({:?}): {stdout}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+    assert!(
+        dir.join("zfs.ko").is_file(),
+        "no zfs.ko in {}",
+        dir.display()
+    );
+    Some(dir)
 }
