@@ -218,6 +218,20 @@ fn a_second_daemon_is_refused_and_other_drivers_layers_are_not_abandoned() {
     )
     .expect("explicit driver starts");
     assert!(d.stop().0.success());
+    // A driver this kernel lacks is refused with the reason, as dockerd refuses it.
+    if strata_aufs::unavailable().is_some() {
+        let err = spawn(
+            &p.join("root4"),
+            &p.join("e.pid"),
+            &p.join("e.sock"),
+            &["--storage-driver", "aufs"],
+        )
+        .expect_err("no aufs here");
+        assert!(
+            err.contains("aufs is not supported on this host") && err.contains("/proc/filesystems"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -526,6 +526,7 @@ pub fn fs_name(magic: i64) -> &'static str {
         0x794c7630 => "overlayfs",
         0x2fc12fc1 => "zfs",
         0x61756673 => "aufs",
+        0xf15f => "ecryptfs",
         0x6969 => "nfs",
         0x65735546 => "fuse",
         0x5346414f => "openafs",

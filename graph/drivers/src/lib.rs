@@ -56,6 +56,7 @@ pub fn open(
         "btrfs" => Ok(Arc::new(strata_btrfs::BtrfsDriver::new(&home, opts)?)),
         "devicemapper" => Ok(strata_devicemapper::DevmapperDriver::start(&home, opts)?),
         "zfs" => Ok(Arc::new(strata_zfs::ZfsDriver::new(&home, opts)?)),
+        "aufs" => Ok(Arc::new(strata_aufs::AufsDriver::new(&home, opts)?)),
         other => Err(RegistryError::NotBuilt { name: other.into() }),
     }
 }
@@ -71,6 +72,7 @@ pub fn in_use(data_root: &Path) -> Vec<&'static str> {
             "devicemapper" => home.join("metadata/devices"),
             // Mount points of layers (their data is in datasets).
             "zfs" => home.join("graph"),
+            "aufs" => home.join("diff"),
             _ => home,
         };
         std::fs::read_dir(dir)
@@ -161,6 +163,16 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert!(e.contains("zfs is not supported on this host"), "{e}");
+        }
+        if strata_aufs::unavailable().is_some() {
+            let e = open("aufs", d.path(), &StorageOpts::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains("aufs is not supported on this host") && e.contains("/proc/filesystems"),
+                "{e}"
+            );
         }
         if !std::path::Path::new("/dev/mapper/control").exists() {
             let e = open("devicemapper", d.path(), &StorageOpts::default())

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use strata_graph::archive::apply::OVERLAY_OPAQUE_XATTR;
+use strata_graph::archive::walk::walk;
 use strata_graph::archive::{Change, ChangeKind, TreeArchiver};
-use strata_graph::fsutil::list_dir;
 use strata_graph::sys;
 
 fn is_whiteout(st: &libc::stat) -> bool {
@@ -14,40 +14,6 @@ fn is_whiteout(st: &libc::stat) -> bool {
 
 fn is_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
     Ok(sys::get_xattr_at(dir, name, OVERLAY_OPAQUE_XATTR)?.as_deref() == Some(b"y"))
-}
-
-fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut v = a.to_vec();
-    if !v.is_empty() {
-        v.push(b'/');
-    }
-    v.extend_from_slice(b);
-    v
-}
-
-/// Called for each entry with (parent directory, name, path from the root, stat); returns
-/// whether to descend into it.
-type Visit<'a> = dyn FnMut(BorrowedFd<'_>, &[u8], &[u8], &libc::stat) -> io::Result<bool> + 'a;
-
-/// Walks `dir` depth first in name order.
-fn walk(dir: BorrowedFd<'_>, rel: &[u8], f: &mut Visit<'_>) -> io::Result<()> {
-    let mut names = list_dir(dir)?;
-    names.sort();
-    for name in names {
-        let st = sys::fstatat(dir, &name, libc::AT_SYMLINK_NOFOLLOW)?;
-        let child = join(rel, &name);
-        let descend = f(dir, &name, &child, &st)?;
-        if descend && sys::is_dir(&st) {
-            let sub = sys::openat(
-                dir,
-                &name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            )?;
-            walk(sub.as_fd(), &child, f)?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes the upper directory as a layer tar: whiteout devices become `.wh.<name>`, opaque

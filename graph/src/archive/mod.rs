@@ -6,6 +6,7 @@ pub mod compression;
 pub mod export;
 pub mod tar;
 pub mod tarsplit;
+pub mod walk;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyResult, TarSplitSink, WhiteoutFormat};
 pub use changes::{
