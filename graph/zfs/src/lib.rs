@@ -323,7 +323,11 @@ impl ZfsDriver {
 
     /// The origin snapshot of layer `id` when it is a clone of (a snapshot of) `parent`.
     fn origin_of(&self, id: &str, parent: &str) -> Option<String> {
-        let origin = cmd::get(&self.dataset(id), &["origin"]).ok()?.pop()?;
+        let known = lock(&self.snapshots).origin(id).map(str::to_string);
+        let origin = match known {
+            Some(o) => o,
+            None => cmd::get(&self.dataset(id), &["origin"]).ok()?.pop()?,
+        };
         origin
             .starts_with(&format!("{}@", self.dataset(parent)))
             .then_some(origin)

@@ -32,6 +32,11 @@ impl SharedSnapshots {
         self.origin.insert(child.into(), snapshot.into());
     }
 
+    /// The snapshot `child` was cloned from, when it was cloned this run.
+    pub fn origin(&self, child: &str) -> Option<&str> {
+        self.origin.get(child).map(String::as_str)
+    }
+
     /// `parent` was mounted (or a clone of its snapshot failed): its next child takes a new
     /// snapshot.
     pub fn parent_touched(&mut self, parent: &str) {
@@ -64,6 +69,7 @@ mod tests {
         s.cloned("img", "fs/img@c1", "c1");
         assert_eq!(s.reusable("img").as_deref(), Some("fs/img@c1"));
         s.cloned("img", "fs/img@c1", "c2");
+        assert_eq!(s.origin("c2"), Some("fs/img@c1"));
         s.child_removed("c1");
         assert_eq!(
             s.reusable("img").as_deref(),
