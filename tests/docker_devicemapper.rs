@@ -147,21 +147,7 @@ fn the_daemon_works_on_devicemapper() {
     }
 
     // The layers outlive a restart.
-    d.restart();
-    assert_eq!(
-        d.ok(&["container", "inspect", "-f", "{{.GraphDriver.Name}}", "c1"])
-            .trim(),
-        "devicemapper"
-    );
-    d.ok(&[
-        "cp",
-        "c1:/note.txt",
-        d.dir.path().join("back.txt").to_str().expect("utf-8"),
-    ]);
-    assert_eq!(
-        std::fs::read_to_string(d.dir.path().join("back.txt")).expect("read"),
-        "on a thin device\n"
-    );
+    common::restart_keeps_c1(&mut d, "devicemapper", "on a thin device\n");
     d.ok(&["rm", "c1", "big"]);
     d.ok(&["rmi", "test/committed:1", "test/busybox:1"]);
     assert!(d.ok(&["images", "-q"]).trim().is_empty());

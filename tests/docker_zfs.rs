@@ -147,21 +147,7 @@ fn the_daemon_works_on_zfs() {
     }
 
     // The layers outlive a restart.
-    d.restart();
-    assert_eq!(
-        d.ok(&["container", "inspect", "-f", "{{.GraphDriver.Name}}", "c1"])
-            .trim(),
-        "zfs"
-    );
-    d.ok(&[
-        "cp",
-        "c1:/note.txt",
-        d.dir.path().join("back.txt").to_str().expect("utf-8"),
-    ]);
-    assert_eq!(
-        std::fs::read_to_string(d.dir.path().join("back.txt")).expect("read"),
-        "in a clone\n"
-    );
+    common::restart_keeps_c1(&mut d, "zfs", "in a clone\n");
     d.ok(&["rm", "c1", "small"]);
     d.ok(&["rmi", "test/committed:1", "test/busybox:1"]);
     assert!(d.ok(&["images", "-q"]).trim().is_empty());
@@ -179,16 +165,7 @@ fn in_the_vm() {
         return;
     }
     assert!(!vm::inside(), "inside the VM without ZFS");
-    let Some(modules) = vm::zfs_modules() else {
+    if !vm::run_suite_with_zfs("in_the_vm", 1) {
         eprintln!("SKIPPED: no ZFS here and no VM runner (../shared/vm/run-in-vm.sh)");
-        return;
-    };
-    let modules = modules.display().to_string();
-    vm::run_suite_wrapped(
-        "in_the_vm",
-        1,
-        &[("STRATA_ZFS_MODULES", &modules)],
-        &["with-zfs.sh"],
-    )
-    .expect("the VM runner");
+    }
 }

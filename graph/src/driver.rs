@@ -233,6 +233,93 @@ impl UseCounts {
     }
 }
 
+/// Outstanding `get`s of layers a driver mounts (zfs, aufs): the first `get` mounts, the
+/// last `put` unmounts, a mounted layer cannot be removed. The count's lock is held while
+/// mounting and unmounting, so one layer is never mounted twice.
+#[derive(Debug, Default)]
+pub struct MountCounts(std::sync::Mutex<HashMap<String, u32>>);
+
+impl MountCounts {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more `get` of `id`; `mount` runs for the first, and returns the path every `get`
+    /// of it returns (`path` says it for the others).
+    pub fn acquire(
+        &self,
+        id: &str,
+        path: impl FnOnce() -> PathBuf,
+        mount: impl FnOnce() -> DriverResult<PathBuf>,
+    ) -> DriverResult<PathBuf> {
+        let mut g = self.map();
+        if let Some(n) = g.get_mut(id) {
+            *n += 1;
+            return Ok(path());
+        }
+        let p = mount()?;
+        g.insert(id.into(), 1);
+        Ok(p)
+    }
+
+    /// One `put` of `id`; `unmount` runs for the last. An error when `id` has no `get`.
+    pub fn release(
+        &self,
+        driver: &'static str,
+        id: &str,
+        unmount: impl FnOnce() -> DriverResult<()>,
+    ) -> DriverResult<()> {
+        let mut g = self.map();
+        match g.get_mut(id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                Ok(())
+            }
+            Some(_) => {
+                unmount()?;
+                g.remove(id);
+                Ok(())
+            }
+            None => Err(DriverError::Invalid {
+                driver,
+                message: format!("put of layer {id}, which is not in use"),
+            }),
+        }
+    }
+
+    /// Whether `id` is mounted.
+    pub fn is_mounted(&self, id: &str) -> bool {
+        self.map().contains_key(id)
+    }
+
+    /// `Busy` while `id` is mounted.
+    pub fn check_unused(&self, driver: &'static str, id: &str) -> DriverResult<()> {
+        match self.map().get(id).copied() {
+            Some(mounts) => Err(DriverError::Busy {
+                driver,
+                id: id.into(),
+                mounts,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `unmount` for every mounted layer and forgets it (shutdown); stops at the first
+    /// error, keeping what is still mounted.
+    pub fn release_all(
+        &self,
+        mut unmount: impl FnMut(&str) -> DriverResult<()>,
+    ) -> DriverResult<()> {
+        let mut g = self.map();
+        let ids: Vec<String> = g.keys().cloned().collect();
+        for id in ids {
+            unmount(&id)?;
+            g.remove(&id);
+        }
+        Ok(())
+    }
+}
+
 pub mod naive {
     use super::*;
 
@@ -338,4 +425,53 @@ pub fn check_id(driver: &'static str, id: &str) -> DriverResult<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod mount_counts_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn the_first_get_mounts_and_the_last_put_unmounts() {
+        let m = MountCounts::default();
+        let (mounts, unmounts) = (Cell::new(0), Cell::new(0));
+        let get = || {
+            m.acquire(
+                "a",
+                || PathBuf::from("/mnt/a"),
+                || {
+                    mounts.set(mounts.get() + 1);
+                    Ok(PathBuf::from("/mnt/a"))
+                },
+            )
+        };
+        assert_eq!(get().unwrap(), Path::new("/mnt/a"));
+        assert_eq!(get().unwrap(), Path::new("/mnt/a"));
+        assert_eq!(mounts.get(), 1);
+        assert!(matches!(
+            m.check_unused("t", "a"),
+            Err(DriverError::Busy { mounts: 2, .. })
+        ));
+        let put = || {
+            m.release("t", "a", || {
+                unmounts.set(unmounts.get() + 1);
+                Ok(())
+            })
+        };
+        put().unwrap();
+        assert_eq!(unmounts.get(), 0);
+        put().unwrap();
+        assert_eq!(unmounts.get(), 1);
+        assert!(!m.is_mounted("a") && m.check_unused("t", "a").is_ok());
+        assert!(put().is_err(), "a put without a get");
+        // A failed mount counts nothing.
+        let e = m.acquire("b", PathBuf::new, || {
+            Err(DriverError::Invalid {
+                driver: "t",
+                message: "no".into(),
+            })
+        });
+        assert!(e.is_err() && !m.is_mounted("b"));
+    }
 }

@@ -483,6 +483,20 @@ pub fn cp_diff_commit_export_save(d: &Daemon, text: &str) {
     assert!(save.status.success() && save.stdout.len() > 1000);
 }
 
+/// After `cp_diff_commit_export_save`: restarts the daemon, and container `c1` is still on
+/// `driver` with the note `text` in it.
+pub fn restart_keeps_c1(d: &mut Daemon, driver: &str, text: &str) {
+    d.restart();
+    assert_eq!(
+        d.ok(&["container", "inspect", "-f", "{{.GraphDriver.Name}}", "c1"])
+            .trim(),
+        driver
+    );
+    let back = d.dir.path().join("back.txt");
+    d.ok(&["cp", "c1:/note.txt", back.to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read_to_string(&back).expect("read"), text);
+}
+
 pub fn runc_available() -> bool {
     Command::new("runc")
         .arg("--version")

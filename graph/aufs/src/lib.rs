@@ -17,11 +17,10 @@ pub mod branches;
 pub mod layers;
 
 use layers::LayerDirs;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use strata_graph::archive::{Change, WhiteoutFormat};
-use strata_graph::driver::{check_id, image_layer_opts, io_err};
+use strata_graph::driver::{check_id, image_layer_opts, io_err, MountCounts};
 use strata_graph::fsutil::unmount_all_under;
 use strata_graph::{
     sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
@@ -55,11 +54,7 @@ pub struct AufsDriver {
     dirperm1: bool,
     backing: &'static str,
     /// Outstanding `get`s.
-    mounts: Mutex<HashMap<String, u32>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    mounts: MountCounts,
 }
 
 impl AufsDriver {
@@ -91,7 +86,7 @@ impl AufsDriver {
             dirs,
             dirperm1,
             backing,
-            mounts: Mutex::new(HashMap::new()),
+            mounts: MountCounts::default(),
         })
     }
 
@@ -223,13 +218,7 @@ impl Driver for AufsDriver {
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(NAME, id)?;
-        if let Some(n) = lock(&self.mounts).get(id).copied() {
-            return Err(DriverError::Busy {
-                driver: NAME,
-                id: id.into(),
-                mounts: n,
-            });
-        }
+        self.mounts.check_unused(NAME, id)?;
         if !self.dirs.exists(id) {
             return Err(Self::not_found(id));
         }
@@ -243,42 +232,25 @@ impl Driver for AufsDriver {
         if !self.dirs.exists(id) {
             return Err(Self::not_found(id));
         }
-        let mut mounts = lock(&self.mounts);
-        if let Some(n) = mounts.get_mut(id) {
-            *n += 1;
-            return Ok(
-                if self.dirs.parents(id).map(|p| p.is_empty()).unwrap_or(false) {
-                    self.dirs.diff(id)
-                } else {
-                    self.dirs.mnt(id)
-                },
-            );
-        }
-        let path = self.mount(id, mount_label)?;
-        mounts.insert(id.into(), 1);
-        Ok(path)
+        let path = || {
+            if self.dirs.parents(id).map(|p| p.is_empty()).unwrap_or(false) {
+                self.dirs.diff(id)
+            } else {
+                self.dirs.mnt(id)
+            }
+        };
+        self.mounts
+            .acquire(id, path, || self.mount(id, mount_label))
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
-        let mut mounts = lock(&self.mounts);
-        match mounts.get_mut(id) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                Ok(())
+        self.mounts.release(NAME, id, || {
+            let mnt = self.dirs.mnt(id);
+            if strata_graph::fsutil::is_mountpoint(&mnt).unwrap_or(false) {
+                sys::umount2(&mnt, 0).map_err(io_err(NAME, format!("unmounting layer {id}")))?;
             }
-            Some(_) => {
-                if strata_graph::fsutil::is_mountpoint(&self.dirs.mnt(id)).unwrap_or(false) {
-                    sys::umount2(&self.dirs.mnt(id), 0)
-                        .map_err(io_err(NAME, format!("unmounting layer {id}")))?;
-                }
-                mounts.remove(id);
-                Ok(())
-            }
-            None => Err(DriverError::Invalid {
-                driver: NAME,
-                message: format!("put of layer {id}, which is not in use"),
-            }),
-        }
+            Ok(())
+        })
     }
 
     fn exists(&self, id: &str) -> bool {
@@ -307,7 +279,7 @@ impl Driver for AufsDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        lock(&self.mounts).clear();
+        self.mounts.release_all(|_| Ok(()))?;
         unmount_all_under(&self.home.join("mnt")).map_err(io_err(NAME, "unmounting"))?;
         Ok(())
     }

@@ -132,3 +132,21 @@ pub fn zfs_modules() -> Option<PathBuf> {
     );
     Some(dir)
 }
+
+/// Runs every test of the current test binary but `skip` in the VM with ZFS: the OpenZFS
+/// modules loaded and the pool of `tests/vm/with-zfs.sh` made (`STRATA_ZFS_POOL`); asserts
+/// that at least `min_passed` passed there. `false` when there is no VM runner (the caller
+/// reports the skip).
+pub fn run_suite_with_zfs(skip: &str, min_passed: usize) -> bool {
+    let Some(modules) = zfs_modules() else {
+        return false;
+    };
+    let modules = modules.display().to_string();
+    run_suite_wrapped(
+        skip,
+        min_passed,
+        &[("STRATA_ZFS_MODULES", &modules)],
+        &["with-zfs.sh"],
+    )
+    .is_some()
+}

@@ -21,11 +21,11 @@ pub mod snapshots;
 
 use cmd::ZfsError;
 use snapshots::SharedSnapshots;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use strata_graph::archive::{self, Change, WhiteoutFormat};
-use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err};
+use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err, MountCounts};
 use strata_graph::fsutil::{mkdir_all, mount_of, unmount_all_under};
 use strata_graph::{
     sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
@@ -48,7 +48,7 @@ pub struct ZfsDriver {
     /// command.
     layers: Mutex<HashSet<String>>,
     /// Outstanding `get`s of mounted layers.
-    mounts: Mutex<HashMap<String, u32>>,
+    mounts: MountCounts,
     /// Snapshots new children may be cloned from.
     snapshots: Mutex<SharedSnapshots>,
     /// Datasets of removed layers that still had clones (`<id>:removed`): destroyed once
@@ -134,7 +134,7 @@ impl ZfsDriver {
             home: home.to_path_buf(),
             fsname,
             layers: Mutex::new(HashSet::new()),
-            mounts: Mutex::new(HashMap::new()),
+            mounts: MountCounts::default(),
             snapshots: Mutex::new(SharedSnapshots::default()),
             removed: Mutex::new(HashSet::new()),
         };
@@ -267,7 +267,7 @@ impl ZfsDriver {
                     cmd::zfs(&a)
                 };
                 // Not while the parent is mounted: it may still be written to.
-                let shared = if lock(&self.mounts).contains_key(p) {
+                let shared = if self.mounts.is_mounted(p) {
                     None
                 } else {
                     lock(&self.snapshots).reusable(p)
@@ -438,13 +438,7 @@ impl Driver for ZfsDriver {
 
     fn remove(&self, id: &str) -> DriverResult<()> {
         check_id(NAME, id)?;
-        if let Some(n) = lock(&self.mounts).get(id).copied() {
-            return Err(DriverError::Busy {
-                driver: NAME,
-                id: id.into(),
-                mounts: n,
-            });
-        }
+        self.mounts.check_unused(NAME, id)?;
         if !lock(&self.layers).contains(id) {
             return Err(Self::not_found(id));
         }
@@ -481,42 +475,28 @@ impl Driver for ZfsDriver {
         // Mounted, it may change: its next child needs a snapshot of its own.
         lock(&self.snapshots).parent_touched(id);
         let mp = self.mountpoint(id);
-        let mut mounts = lock(&self.mounts);
-        if let Some(n) = mounts.get_mut(id) {
-            *n += 1;
-            return Ok(mp);
-        }
-        mkdir_all(&mp, 0o755).map_err(io_err(NAME, format!("creating the mount point of {id}")))?;
-        let data = (!mount_label.is_empty()).then(|| format!("context=\"{mount_label}\""));
-        sys::mount(
-            self.dataset(id).as_bytes(),
-            &mp,
-            b"zfs",
-            0,
-            data.as_deref().map(str::as_bytes),
+        self.mounts.acquire(
+            id,
+            || mp.clone(),
+            || {
+                mkdir_all(&mp, 0o755)
+                    .map_err(io_err(NAME, format!("creating the mount point of {id}")))?;
+                let data = (!mount_label.is_empty()).then(|| format!("context=\"{mount_label}\""));
+                sys::mount(
+                    self.dataset(id).as_bytes(),
+                    &mp,
+                    b"zfs",
+                    0,
+                    data.as_deref().map(str::as_bytes),
+                )
+                .map_err(io_err(NAME, format!("mounting {}", self.dataset(id))))?;
+                Ok(mp.clone())
+            },
         )
-        .map_err(io_err(NAME, format!("mounting {}", self.dataset(id))))?;
-        mounts.insert(id.into(), 1);
-        Ok(mp)
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
-        let mut mounts = lock(&self.mounts);
-        match mounts.get_mut(id) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                Ok(())
-            }
-            Some(_) => {
-                self.unmount(id)?;
-                mounts.remove(id);
-                Ok(())
-            }
-            None => Err(DriverError::Invalid {
-                driver: NAME,
-                message: format!("put of layer {id}, which is not mounted"),
-            }),
-        }
+        self.mounts.release(NAME, id, || self.unmount(id))
     }
 
     fn exists(&self, id: &str) -> bool {
@@ -573,13 +553,7 @@ impl Driver for ZfsDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        let mut mounts = lock(&self.mounts);
-        let ids: Vec<String> = mounts.keys().cloned().collect();
-        for id in ids {
-            self.unmount(&id)?;
-            mounts.remove(&id);
-        }
-        Ok(())
+        self.mounts.release_all(|id| self.unmount(id))
     }
 
     fn apply_target(&self, id: &str, _parent: Option<&str>) -> DriverResult<ApplyTarget> {

@@ -71,16 +71,7 @@ pub fn in_the_vm(min_passed: usize) {
     if vm::inside() {
         panic!("inside the VM without ZFS: {why}");
     }
-    let Some(modules) = vm::zfs_modules() else {
+    if !vm::run_suite_with_zfs("in_the_vm", min_passed) {
         eprintln!("SKIPPED: no ZFS here and no VM runner (../shared/vm/run-in-vm.sh)");
-        return;
-    };
-    let modules = modules.display().to_string();
-    vm::run_suite_wrapped(
-        "in_the_vm",
-        min_passed,
-        &[("STRATA_ZFS_MODULES", &modules)],
-        &["with-zfs.sh"],
-    )
-    .expect("the VM runner");
+    }
 }
