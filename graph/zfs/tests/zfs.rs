@@ -339,6 +339,8 @@ fn native_changes_equal_the_full_comparison() {
     let d = &t.drv;
     native::create_layers(d);
     assert!(d.native_diff());
+    // The scenario's 1,000 files are below the default threshold: ask `zfs diff` anyway.
+    d.set_diff_min_objects(0);
     assert!(d.changes("c", Some("base")).expect("changes").is_empty());
     let root = d.get("c", "").expect("get");
     native::change(&root);
@@ -363,6 +365,29 @@ fn native_changes_equal_the_full_comparison() {
 }
 
 #[test]
+fn small_parents_are_compared_whole_and_large_ones_through_zfs_diff() {
+    need_zfs!();
+    use strata_graph::graphtest::native;
+    let t = driver();
+    let d = &t.drv;
+    native::create_layers(d);
+    let root = d.get("c", "").expect("get");
+    native::change(&root);
+    d.put("c").expect("put");
+    let full = strata_graph::driver::naive::changes(d, "c", Some("base")).expect("full");
+    for min in [u64::MAX, 0] {
+        d.set_diff_min_objects(min);
+        assert_eq!(
+            d.changes("c", Some("base")).expect("changes"),
+            full,
+            "threshold {min}"
+        );
+    }
+    d.remove("c").expect("remove");
+    d.remove("base").expect("remove");
+}
+
+#[test]
 fn in_the_vm() {
-    support::in_the_vm(7);
+    support::in_the_vm(8);
 }
