@@ -244,12 +244,11 @@ impl Driver for AufsDriver {
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
+        // A layer without parents was never mounted: its mount point is no mount (EINVAL).
         self.mounts.release(NAME, id, || {
-            let mnt = self.dirs.mnt(id);
-            if strata_graph::fsutil::is_mountpoint(&mnt).unwrap_or(false) {
-                sys::umount2(&mnt, 0).map_err(io_err(NAME, format!("unmounting layer {id}")))?;
-            }
-            Ok(())
+            strata_graph::fsutil::unmount(&self.dirs.mnt(id))
+                .map(|_| ())
+                .map_err(io_err(NAME, format!("unmounting layer {id}")))
         })
     }
 

@@ -960,16 +960,8 @@ impl Driver for DevmapperDriver {
                 Ok(())
             }
             Some(_) => {
-                let mnt = self.mnt(id);
-                if let Err(e) = strata_graph::sys::umount2(&mnt, 0) {
-                    if e.raw_os_error() == Some(libc::EBUSY) {
-                        // Held open (a process's working directory): detach it from the tree.
-                        strata_graph::sys::umount2(&mnt, libc::MNT_DETACH)
-                            .map_err(io_err(NAME, format!("unmounting layer {id}")))?;
-                    } else if e.raw_os_error() != Some(libc::EINVAL) {
-                        return Err(io_err(NAME, format!("unmounting layer {id}"))(e));
-                    }
-                }
+                strata_graph::fsutil::unmount(&self.mnt(id))
+                    .map_err(io_err(NAME, format!("unmounting layer {id}")))?;
                 st.mounts.remove(id);
                 if let Err(e) = self.deactivate(id) {
                     tracing::warn!(layer = id, "devicemapper: deactivating after unmount: {e}");

@@ -382,18 +382,9 @@ impl Driver for OverlayDriver {
         *n -= 1;
         if *n == 0 && self.dir(id).join("lower").exists() {
             let merged = self.dir(id).join("merged");
-            match sys::umount2(&merged, 0) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    tracing::warn!(id, "merged dir busy; detaching lazily");
-                    sys::umount2(&merged, libc::MNT_DETACH)
-                        .map_err(io_err(NAME, format!("unmounting {id}")))?;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => {
-                    *n += 1;
-                    return Err(io_err(NAME, format!("unmounting {id}"))(e));
-                }
+            if let Err(e) = strata_graph::fsutil::unmount(&merged) {
+                *n += 1;
+                return Err(io_err(NAME, format!("unmounting {id}"))(e));
             }
         }
         Ok(())

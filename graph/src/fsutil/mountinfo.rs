@@ -88,20 +88,29 @@ pub fn is_mountpoint(path: &Path) -> io::Result<bool> {
     Ok(mounts_under(path)?.iter().any(|m| m == path))
 }
 
+/// Unmounts `path`, detaching it lazily when it is busy (held open, a working directory);
+/// a path that is not a mount point (EINVAL) is left alone. Returns whether it unmounted.
+pub fn unmount(path: &Path) -> io::Result<bool> {
+    match crate::sys::umount2(path, 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            tracing::warn!(mount = %path.display(), "busy; detaching lazily");
+            crate::sys::umount2(path, libc::MNT_DETACH)?;
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Unmounts everything at or below `dir` (lazily if busy); returns what was unmounted.
 pub fn unmount_all_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut done = Vec::new();
     for m in mounts_under(dir)? {
-        match crate::sys::umount2(&m, 0) {
-            Ok(()) => done.push(m),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                tracing::warn!(mount = %m.display(), "busy; detaching lazily");
-                crate::sys::umount2(&m, libc::MNT_DETACH)?;
-                done.push(m);
-            }
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINVAL)
-                    || e.raw_os_error() == Some(libc::ENOENT) => {}
+        match unmount(&m) {
+            Ok(true) => done.push(m),
+            Ok(false) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
     }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use strata_graph::archive::{self, Change, WhiteoutFormat};
 use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err, MountCounts};
-use strata_graph::fsutil::{mkdir_all, mount_of, unmount_all_under};
+use strata_graph::fsutil::{mkdir_all, mount_of, unmount, unmount_all_under};
 use strata_graph::{
     sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
 };
@@ -439,17 +439,9 @@ impl ZfsDriver {
     }
 
     fn unmount(&self, id: &str) -> DriverResult<()> {
-        let mp = self.mountpoint(id);
-        match sys::umount2(&mp, 0) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                tracing::warn!(layer = id, "busy; detaching lazily");
-                sys::umount2(&mp, libc::MNT_DETACH)
-                    .map_err(io_err(NAME, format!("unmounting {id}")))
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-            Err(e) => Err(io_err(NAME, format!("unmounting {id}"))(e)),
-        }
+        unmount(&self.mountpoint(id))
+            .map(|_| ())
+            .map_err(io_err(NAME, format!("unmounting {id}")))
     }
 }
 
