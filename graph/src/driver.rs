@@ -320,6 +320,31 @@ impl MountCounts {
     }
 }
 
+/// Runs `f` with layer `id` and its `parent` (if any) got (mounted), and puts both back
+/// whatever `f` returns.
+pub fn with_layer_and_parent<D: Driver + ?Sized, T>(
+    d: &D,
+    id: &str,
+    parent: Option<&str>,
+    f: impl FnOnce(&Path, Option<&Path>) -> DriverResult<T>,
+) -> DriverResult<T> {
+    let layer = d.get(id, "")?;
+    let parent_dir = match parent.map(|p| d.get(p, "")).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = d.put(id);
+            return Err(e);
+        }
+    };
+    let res = f(&layer, parent_dir.as_deref());
+    let r1 = d.put(id);
+    let r2 = parent.map(|p| d.put(p)).transpose();
+    let out = res?;
+    r1?;
+    r2?;
+    Ok(out)
+}
+
 pub mod naive {
     use super::*;
 
@@ -329,24 +354,12 @@ pub mod naive {
         parent: Option<&str>,
         f: impl FnOnce(&Path, Option<&Path>) -> io::Result<T>,
     ) -> DriverResult<T> {
-        let layer = d.get(id, "")?;
-        let parent_dir = match parent.map(|p| d.get(p, "")).transpose() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = d.put(id);
-                return Err(e);
-            }
-        };
-        let res = f(&layer, parent_dir.as_deref());
-        let r1 = d.put(id);
-        let r2 = parent.map(|p| d.put(p)).transpose();
-        let out = res.map_err(io_err(
-            d.name(),
-            format!("comparing layer {id} with its parent"),
-        ))?;
-        r1?;
-        r2?;
-        Ok(out)
+        with_layer_and_parent(d, id, parent, |l, p| {
+            f(l, p).map_err(io_err(
+                d.name(),
+                format!("comparing layer {id} with its parent"),
+            ))
+        })
     }
 
     pub fn changes<D: Driver + ?Sized>(

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use strata_graph::archive::{self, Change, WhiteoutFormat};
-use strata_graph::driver::{check_id, container_size, image_layer_opts, io_err, MountCounts};
+use strata_graph::driver::{
+    check_id, container_size, image_layer_opts, io_err, with_layer_and_parent, MountCounts,
+};
 use strata_graph::fsutil::{mkdir_all, mount_of, unmount, unmount_all_under};
 use strata_graph::{
     sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
@@ -362,17 +364,9 @@ impl ZfsDriver {
         parent: &str,
         f: impl FnOnce(&Path, &Path) -> DriverResult<T>,
     ) -> DriverResult<T> {
-        let layer = self.get(id, "")?;
-        let res = self.get(parent, "").and_then(|parent_dir| {
-            let res = f(&layer, &parent_dir);
-            let r = self.put(parent);
-            let out = res?;
-            r.map(|_| out)
-        });
-        let r = self.put(id);
-        let out = res?;
-        r?;
-        Ok(out)
+        with_layer_and_parent(self, id, Some(parent), |layer, p| {
+            f(layer, p.expect("the parent is mounted"))
+        })
     }
 
     /// The directories `zfs diff` says changed in `id` (mounted at `layer`) since `origin`,
