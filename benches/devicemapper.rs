@@ -156,28 +156,8 @@ fn ratio(x: f64) -> String {
 
 /// Runs this benchmark binary in the VM and prints what it printed there.
 fn in_the_vm() {
-    let Some(runner) = vm::project_runner() else {
-        eprintln!("SKIPPED: no device-mapper here and no VM runner (../shared/vm/run-in-vm.sh)");
-        return;
-    };
-    let exe = std::env::current_exe().expect("current_exe");
     eprintln!("no device-mapper in this kernel: running in the VM");
-    let out = std::process::Command::new(&runner)
-        .arg(runner.with_file_name("with-scratch.sh"))
-        .arg(exe)
-        .arg("--bench")
-        .env("STRATA_IN_VM", "1")
-        .env("VM_ENV", "STRATA_IN_VM STRATA_TEST_DIR")
-        .env("VM_DISK", "16G")
-        .env("VM_PRELOAD", "btrfs")
-        .env("VM_STDERR", "merge")
-        .output()
-        .expect("tests/vm/run.sh");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "the benchmark failed in the VM: {:?}",
-        out.status
-    );
+    if !vm::rerun_bench(&[("VM_DISK", "16G"), ("VM_PRELOAD", "btrfs")], &[]) {
+        eprintln!("SKIPPED: no device-mapper here and no VM runner (../shared/vm/run-in-vm.sh)");
+    }
 }

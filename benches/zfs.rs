@@ -211,33 +211,19 @@ fn ratio(x: f64) -> String {
 /// Runs this benchmark binary in the VM, with the zfs modules and a pool, and prints what it
 /// printed there.
 fn in_the_vm() {
-    let (Some(runner), Some(modules)) = (vm::project_runner(), vm::zfs_modules()) else {
+    let Some(modules) = vm::zfs_modules() else {
         eprintln!("SKIPPED: no ZFS here and no VM runner (../shared/vm/run-in-vm.sh)");
         return;
     };
-    let exe = std::env::current_exe().expect("current_exe");
     eprintln!("no ZFS in this kernel: running in the VM");
-    let out = std::process::Command::new(&runner)
-        .arg(runner.with_file_name("with-scratch.sh"))
-        .arg(runner.with_file_name("with-zfs.sh"))
-        .arg(exe)
-        .arg("--bench")
-        .env("STRATA_IN_VM", "1")
-        .env(
-            "VM_ENV",
-            "STRATA_IN_VM STRATA_TEST_DIR STRATA_ZFS_MODULES STRATA_ZFS_POOL STRATA_ZFS_POOL_SIZE",
-        )
-        .env("STRATA_ZFS_MODULES", &modules)
-        .env("STRATA_ZFS_POOL_SIZE", "8G")
-        .env("VM_DISK", "16G")
-        .env("VM_STDERR", "merge")
-        .output()
-        .expect("tests/vm/run.sh");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let modules = modules.display().to_string();
+    let env = [
+        ("STRATA_ZFS_MODULES", modules.as_str()),
+        ("STRATA_ZFS_POOL_SIZE", "8G"),
+        ("VM_DISK", "16G"),
+    ];
     assert!(
-        out.status.success(),
-        "the benchmark failed in the VM: {:?}",
-        out.status
+        vm::rerun_bench(&env, &["with-zfs.sh"]),
+        "the VM runner went away"
     );
 }

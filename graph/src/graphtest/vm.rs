@@ -67,27 +67,11 @@ pub fn run_suite_wrapped(
     env: &[(&str, &str)],
     wrappers: &[&str],
 ) -> Option<String> {
-    let runner = project_runner()?;
-    let scratch = runner.with_file_name("with-scratch.sh");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(&runner);
-    cmd.arg(scratch);
-    for w in wrappers {
-        cmd.arg(runner.with_file_name(w));
-    }
-    let out = cmd
-        .arg(exe)
-        .args(["--skip", skip, "--test-threads=1", "--color", "never"])
-        .env("STRATA_IN_VM", "1")
-        .env(
-            "VM_ENV",
-            "STRATA_IN_VM STRATA_TEST_DIR STRATA_ZFS_MODULES STRATA_ZFS_POOL",
-        )
-        .env("VM_STDERR", "merge")
-        .env("VM_DISK", "8G")
-        .envs(env.iter().copied())
-        .output()
-        .expect("tests/vm/run.sh");
+    let out = run_exe(
+        &["--skip", skip, "--test-threads=1", "--color", "never"],
+        env,
+        wrappers,
+    )?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -105,6 +89,54 @@ pub fn run_suite_wrapped(
         out.status.code()
     );
     Some(text)
+}
+
+/// Runs the current executable with `args` in the VM, on the scratch disk
+/// (`tests/vm/with-scratch.sh`) and under the `tests/vm/` `wrappers`, with `env` for the
+/// runner (`VM_DISK` 8G and merged output unless `env` says otherwise). `None` when there is
+/// no VM runner.
+pub fn run_exe(
+    args: &[&str],
+    env: &[(&str, &str)],
+    wrappers: &[&str],
+) -> Option<std::process::Output> {
+    let runner = project_runner()?;
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(&runner);
+    cmd.arg(runner.with_file_name("with-scratch.sh"));
+    for w in wrappers {
+        cmd.arg(runner.with_file_name(w));
+    }
+    let out = cmd
+        .arg(exe)
+        .args(args)
+        .env("STRATA_IN_VM", "1")
+        .env(
+            "VM_ENV",
+            "STRATA_IN_VM STRATA_TEST_DIR STRATA_ZFS_MODULES STRATA_ZFS_POOL STRATA_ZFS_POOL_SIZE",
+        )
+        .env("VM_STDERR", "merge")
+        .env("VM_DISK", "8G")
+        .envs(env.iter().copied())
+        .output()
+        .expect("tests/vm/run.sh");
+    Some(out)
+}
+
+/// Runs the current benchmark binary (`--bench`) in the VM as [`run_exe`] does, prints what
+/// it printed there and asserts that it succeeded. `false` when there is no VM runner.
+pub fn rerun_bench(env: &[(&str, &str)], wrappers: &[&str]) -> bool {
+    let Some(out) = run_exe(&["--bench"], env, wrappers) else {
+        return false;
+    };
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the benchmark failed in the VM: {:?}",
+        out.status
+    );
+    true
 }
 
 /// The OpenZFS modules for the VM's kernel: `shared/vm/build-zfs-module.sh` builds them the
