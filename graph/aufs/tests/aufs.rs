@@ -3,7 +3,6 @@
 //! directories of middle layers honoured, writes landing in the read-write branch. Runs only
 //! where `/proc/filesystems` lists aufs; elsewhere it says SKIPPED with the reason.
 
-use std::path::PathBuf;
 use strata_aufs::AufsDriver;
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::{CreateOpts, Driver, StorageOpts};
@@ -14,10 +13,7 @@ fn a_200_layer_image_mounts_with_appended_branches() {
         eprintln!("SKIPPED: {why}");
         return;
     }
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).expect("tempdir");
+    let dir = strata_graph::graphtest::scratch_dir("strata-aufs-");
     let d = AufsDriver::new(&dir.path().join("home"), &StorageOpts::default()).expect("driver");
     let mut parent: Option<String> = None;
     for i in 0..200 {

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strata_btrfs::{ioctl, BtrfsDriver};
 use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 use strata_graph::{CreateOpts, Driver, StorageOpts};
@@ -23,13 +23,7 @@ fn btrfs(dir: &Path) -> Option<LoopFs> {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("strata-btrfs-")
-        .tempdir_in(base)
-        .expect("tempdir")
+    strata_graph::graphtest::scratch_dir("strata-btrfs-")
 }
 
 fn sized(size: &str) -> CreateOpts {

@@ -29,13 +29,7 @@ macro_rules! need_dm {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("strata-dm-")
-        .tempdir_in(base)
-        .expect("tempdir")
+    strata_graph::graphtest::scratch_dir("strata-dm-")
 }
 
 fn opts(extra: &[&str]) -> StorageOpts {

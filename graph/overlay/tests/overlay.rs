@@ -13,13 +13,7 @@ fn opts(items: &[&str]) -> StorageOpts {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("strata-overlay-")
-        .tempdir_in(base)
-        .expect("tempdir")
+    strata_graph::graphtest::scratch_dir("strata-overlay-")
 }
 
 /// Unmounts everything under a directory when dropped (also when a test fails).

@@ -22,6 +22,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tars::TarBuilder;
 
+/// A temporary directory for a test, named `<prefix>...`, in `$STRATA_TEST_DIR` (the VM's
+/// scratch disk), else the system's temp dir; removed when dropped.
+pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
+    let base = std::env::var_os("STRATA_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).expect("test dir");
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("tempdir")
+}
+
 /// Makes a driver with its home at the given directory.
 pub type Factory = fn(&Path) -> Arc<dyn Driver>;
 
@@ -34,14 +47,7 @@ pub struct Env {
 
 impl Env {
     pub fn new(factory: Factory) -> Env {
-        let base = std::env::var_os("STRATA_TEST_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&base).expect("test dir");
-        let dir = tempfile::Builder::new()
-            .prefix("strata-graphtest-")
-            .tempdir_in(base)
-            .expect("tempdir");
+        let dir = scratch_dir("strata-graphtest-");
         let driver = factory(&dir.path().join("home"));
         Env {
             dir,

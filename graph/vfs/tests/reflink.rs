@@ -1,19 +1,12 @@
 //! vfs shares file data between a layer and its copy with reflinks where the filesystem can.
 
-use std::path::PathBuf;
 use std::process::Command;
 use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 use strata_graph::{CreateOpts, Driver, StorageOpts};
 
 #[test]
 fn copies_share_extents_on_btrfs() {
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new()
-        .prefix("strata-vfs-")
-        .tempdir_in(base)
-        .expect("tempdir");
+    let dir = strata_graph::graphtest::scratch_dir("strata-vfs-");
     let fs = match LoopFs::new(dir.path(), &["mkfs.btrfs", "-q"], 256 << 20, "") {
         Ok(fs) => fs,
         Err(LoopFsError::NoTool(t)) => {

@@ -10,7 +10,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strata_graph::graphtest::tars::TarBuilder;
 use strata_graph::{CreateOpts, Driver, DriverError, StorageOpts};
 use strata_zfs::ZfsDriver;
@@ -26,13 +26,7 @@ macro_rules! need_zfs {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    let base = std::env::var_os("STRATA_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("strata-zfs-")
-        .tempdir_in(base)
-        .expect("tempdir")
+    strata_graph::graphtest::scratch_dir("strata-zfs-")
 }
 
 /// A driver on a dataset of its own; the dataset is destroyed when the guard drops.
