@@ -237,28 +237,27 @@ impl UseCounts {
 /// last `put` unmounts, a mounted layer cannot be removed. The count's lock is held while
 /// mounting and unmounting, so one layer is never mounted twice.
 #[derive(Debug, Default)]
-pub struct MountCounts(std::sync::Mutex<HashMap<String, u32>>);
+pub struct MountCounts(std::sync::Mutex<HashMap<String, (u32, PathBuf)>>);
 
 impl MountCounts {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, PathBuf)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One more `get` of `id`; `mount` runs for the first, and returns the path every `get`
-    /// of it returns (`path` says it for the others).
+    /// One more `get` of `id`; `mount` runs for the first, and the path it returns is what
+    /// every `get` of `id` returns until the last `put`.
     pub fn acquire(
         &self,
         id: &str,
-        path: impl FnOnce() -> PathBuf,
         mount: impl FnOnce() -> DriverResult<PathBuf>,
     ) -> DriverResult<PathBuf> {
         let mut g = self.map();
-        if let Some(n) = g.get_mut(id) {
+        if let Some((n, p)) = g.get_mut(id) {
             *n += 1;
-            return Ok(path());
+            return Ok(p.clone());
         }
         let p = mount()?;
-        g.insert(id.into(), 1);
+        g.insert(id.into(), (1, p.clone()));
         Ok(p)
     }
 
@@ -271,7 +270,7 @@ impl MountCounts {
     ) -> DriverResult<()> {
         let mut g = self.map();
         match g.get_mut(id) {
-            Some(n) if *n > 1 => {
+            Some((n, _)) if *n > 1 => {
                 *n -= 1;
                 Ok(())
             }
@@ -294,11 +293,11 @@ impl MountCounts {
 
     /// `Busy` while `id` is mounted.
     pub fn check_unused(&self, driver: &'static str, id: &str) -> DriverResult<()> {
-        match self.map().get(id).copied() {
-            Some(mounts) => Err(DriverError::Busy {
+        match self.map().get(id) {
+            Some((mounts, _)) => Err(DriverError::Busy {
                 driver,
                 id: id.into(),
-                mounts,
+                mounts: *mounts,
             }),
             None => Ok(()),
         }
@@ -450,14 +449,10 @@ mod mount_counts_tests {
         let m = MountCounts::default();
         let (mounts, unmounts) = (Cell::new(0), Cell::new(0));
         let get = || {
-            m.acquire(
-                "a",
-                || PathBuf::from("/mnt/a"),
-                || {
-                    mounts.set(mounts.get() + 1);
-                    Ok(PathBuf::from("/mnt/a"))
-                },
-            )
+            m.acquire("a", || {
+                mounts.set(mounts.get() + 1);
+                Ok(PathBuf::from("/mnt/a"))
+            })
         };
         assert_eq!(get().unwrap(), Path::new("/mnt/a"));
         assert_eq!(get().unwrap(), Path::new("/mnt/a"));
@@ -479,7 +474,7 @@ mod mount_counts_tests {
         assert!(!m.is_mounted("a") && m.check_unused("t", "a").is_ok());
         assert!(put().is_err(), "a put without a get");
         // A failed mount counts nothing.
-        let e = m.acquire("b", PathBuf::new, || {
+        let e = m.acquire("b", || {
             Err(DriverError::Invalid {
                 driver: "t",
                 message: "no".into(),

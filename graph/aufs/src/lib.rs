@@ -232,15 +232,7 @@ impl Driver for AufsDriver {
         if !self.dirs.exists(id) {
             return Err(Self::not_found(id));
         }
-        let path = || {
-            if self.dirs.parents(id).map(|p| p.is_empty()).unwrap_or(false) {
-                self.dirs.diff(id)
-            } else {
-                self.dirs.mnt(id)
-            }
-        };
-        self.mounts
-            .acquire(id, path, || self.mount(id, mount_label))
+        self.mounts.acquire(id, || self.mount(id, mount_label))
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {

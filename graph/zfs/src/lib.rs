@@ -497,24 +497,20 @@ impl Driver for ZfsDriver {
         // Mounted, it may change: its next child needs a snapshot of its own.
         lock(&self.snapshots).parent_touched(id);
         let mp = self.mountpoint(id);
-        self.mounts.acquire(
-            id,
-            || mp.clone(),
-            || {
-                mkdir_all(&mp, 0o755)
-                    .map_err(io_err(NAME, format!("creating the mount point of {id}")))?;
-                let data = (!mount_label.is_empty()).then(|| format!("context=\"{mount_label}\""));
-                sys::mount(
-                    self.dataset(id).as_bytes(),
-                    &mp,
-                    b"zfs",
-                    0,
-                    data.as_deref().map(str::as_bytes),
-                )
-                .map_err(io_err(NAME, format!("mounting {}", self.dataset(id))))?;
-                Ok(mp.clone())
-            },
-        )
+        self.mounts.acquire(id, || {
+            mkdir_all(&mp, 0o755)
+                .map_err(io_err(NAME, format!("creating the mount point of {id}")))?;
+            let data = (!mount_label.is_empty()).then(|| format!("context=\"{mount_label}\""));
+            sys::mount(
+                self.dataset(id).as_bytes(),
+                &mp,
+                b"zfs",
+                0,
+                data.as_deref().map(str::as_bytes),
+            )
+            .map_err(io_err(NAME, format!("mounting {}", self.dataset(id))))?;
+            Ok(mp)
+        })
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
