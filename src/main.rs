@@ -32,6 +32,9 @@ enum Command {
     Daemon(Box<DaemonArgs>),
     #[command(flatten)]
     Client(strata_cli::ClientCommand),
+    /// Benchmarks (`strata bench storage`).
+    #[command(subcommand)]
+    Bench(strata_bench::args::BenchCommand),
     /// The per-container shim (started by the daemon).
     #[command(hide = true)]
     Shim(ShimArgs),
@@ -166,6 +169,7 @@ fn main() {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Daemon(args) => daemon(*args),
+        Command::Bench(b) => bench(b),
         Command::Shim(a) => std::process::exit(strata_runtime::shim::main(&a.state)),
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {
@@ -186,6 +190,44 @@ fn main() {
         eprintln!("strata: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `strata bench storage`: the harness lives in strata-bench; this only reports.
+fn bench(cmd: strata_bench::args::BenchCommand) -> anyhow::Result<()> {
+    let strata_bench::args::BenchCommand::Storage(args) = cmd;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
+            std::env::var("STRATA_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    if args.list_workloads {
+        print!("{}", strata_bench::run::list_workloads());
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("the strata binary")?;
+    let outcome = strata_bench::run::run(&args, &exe)?;
+    print!("{}", outcome.table);
+    for d in &outcome.report.drivers {
+        if d.state != "measured" {
+            println!(
+                "{} {}: {}",
+                d.state,
+                d.name,
+                d.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if let Some(p) = &args.json {
+        println!("results: {}", p.display());
+    }
+    for p in &outcome.plots {
+        println!("plot: {}", p.display());
+    }
+    for e in &outcome.report.errors {
+        eprintln!("error: {e}");
+    }
+    std::process::exit(outcome.exit_code());
 }
 
 fn level(debug: bool, log_level: &str) -> String {
