@@ -117,7 +117,7 @@ impl Rng {
         while out.len() < len {
             let w = WORDS[(self.next_u64() % 64) as usize];
             out.extend_from_slice(w.as_bytes());
-            out.push(if self.next_u64() % 12 == 0 {
+            out.push(if self.next_u64().is_multiple_of(12) {
                 b'\n'
             } else {
                 b' '
@@ -178,11 +178,19 @@ impl TarMaker {
         self.0.append(&h, None).ctx(|| format!("tar entry {path}"))
     }
     pub fn file(&mut self, path: &str, data: &[u8]) -> BenchResult<()> {
-        let h = Self::header(path, Kind::Regular, data.len() as u64, 0o644);
+        self.file_mode(path, data, 0o644)
+    }
+    pub fn file_mode(&mut self, path: &str, data: &[u8], mode: u32) -> BenchResult<()> {
+        let h = Self::header(path, Kind::Regular, data.len() as u64, mode);
         let mut r = data;
         self.0
             .append(&h, Some(&mut r))
             .ctx(|| format!("tar entry {path}"))
+    }
+    pub fn symlink(&mut self, path: &str, target: &str) -> BenchResult<()> {
+        let mut h = Self::header(path, Kind::Symlink, 0, 0o777);
+        h.link = target.as_bytes().to_vec();
+        self.0.append(&h, None).ctx(|| format!("tar entry {path}"))
     }
     pub fn finish(self) -> BenchResult<Vec<u8>> {
         self.0.finish().ctx(|| "end of a tar".into())

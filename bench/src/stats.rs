@@ -82,7 +82,10 @@ mod tests {
         assert_eq!(s.p95, 4.0);
         // Per-run medians 2 and 3: mean 2.5, sd 0.7071.
         let cv = s.run_cv.unwrap();
-        assert!((cv - 0.7071 / 2.5).abs() < 1e-3, "{cv}");
+        assert!(
+            (cv - std::f64::consts::FRAC_1_SQRT_2 / 2.5).abs() < 1e-3,
+            "{cv}"
+        );
         assert_eq!(summarize(&[vec![5.0]]).run_cv, None);
         let p = quantile(&(1..=100).map(f64::from).collect::<Vec<_>>(), 0.95);
         assert_eq!(p, 95.0);

@@ -52,6 +52,7 @@ pub fn used_bytes(path: &Path) -> std::io::Result<u64> {
 }
 
 /// A workload.
+#[derive(Debug)]
 pub struct Workload {
     pub name: &'static str,
     /// What it does and measures, exactly.
