@@ -489,3 +489,42 @@ fn compare_puts_another_engine_beside_strata() {
     assert_eq!(images.trim(), "", "{images}");
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_run_cleans_up_and_writes_what_it_measured() {
+    use std::io::BufRead;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let j = out.path().join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "bench", "storage", "--driver", "overlay2", "--driver", "vfs", "--size", "small",
+        ])
+        .args(["--runs", "20", "--json", j.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // In the middle of overlay2's first workload, with its loop filesystem mounted.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("overlay2 · apply · run 2/") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    let report = json(&j);
+    assert_eq!(report["complete"], false);
+    let series = report["results"].as_array().unwrap();
+    assert!(series
+        .iter()
+        .any(|s| s["workload"] == "apply" && s["driver"] == "overlay2"));
+    // vfs never started.
+    assert!(series.iter().all(|s| s["driver"] == "overlay2"));
+    assert_eq!(leftovers(), Vec::<String>::new());
+}

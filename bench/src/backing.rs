@@ -2,11 +2,12 @@
 //!
 //! | driver | made here | with `--root DIR` |
 //! |---|---|---|
-//! | overlay2 | xfs with project quota (`pquota`) on a loop-mounted sparse file, so `size=` works; a directory under /var/tmp when `mkfs.xfs` is missing | a directory in DIR |
+//! | overlay2, vfs, aufs | xfs with project quota (`pquota`) on a loop-mounted sparse file, so `size=` works (without `pquota` where the kernel refuses it); a directory when `mkfs.xfs` is missing | a directory in DIR |
 //! | btrfs | btrfs on a loop-mounted sparse file | a directory in DIR (which must be on btrfs) |
 //! | zfs | a pool on a sparse file (`cachefile=none`) | a directory in DIR (which must be on a ZFS dataset) |
-//! | devicemapper | a directory under /var/tmp: the driver makes its loop-backed thin pool there | a directory in DIR |
-//! | vfs, aufs | a directory under /var/tmp | a directory in DIR |
+//! | devicemapper | a directory: the driver makes its loop-backed thin pool there | a directory in DIR |
+//!
+//! Made files and directories go in `$TMPDIR`, else /var/tmp ([`default_parent`]).
 //!
 //! Before anything is made, [`probe`] says whether the kernel has what the driver needs.
 
@@ -42,6 +43,15 @@ pub fn probe(driver: &str) -> Option<String> {
     }
 }
 
+/// Where backing stores made for a run go: `$TMPDIR` when set, else /var/tmp (on disk,
+/// where /tmp is often tmpfs).
+pub fn default_parent() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+}
+
 /// Whether a program is on PATH.
 fn tool(name: &str) -> bool {
     std::env::var_os("PATH")
@@ -70,7 +80,8 @@ pub struct Backing {
     pub description: String,
     /// The directory made for this run; removed at teardown.
     dir: PathBuf,
-    /// A loop-mounted filesystem's mount point.
+    /// The mount point of a filesystem mounted for the run (on a loop device, or the ZFS
+    /// root dataset).
     loop_mnt: Option<PathBuf>,
     /// A ZFS pool made for this run.
     zpool: Option<String>,
@@ -81,7 +92,8 @@ impl Backing {
     /// Makes the backing store for `driver`: in `user_root` when given, else its own.
     /// `size` is the size of made filesystems (sparse).
     pub fn make(driver: &str, user_root: Option<&Path>, size: u64) -> BenchResult<Backing> {
-        let parent = user_root.unwrap_or(Path::new("/var/tmp"));
+        let tmp = default_parent();
+        let parent = user_root.unwrap_or(&tmp);
         if user_root.is_some() && !parent.is_dir() {
             return Err(BenchError::Usage(format!(
                 "--root {}: not a directory",
@@ -110,7 +122,7 @@ impl Backing {
                 b.description = format!("{} ({fs})", r.display());
                 Ok(())
             }
-            ("overlay2", None) if tool("mkfs.xfs") => {
+            ("overlay2" | "vfs" | "aufs", None) if tool("mkfs.xfs") => {
                 b.description = format!("xfs (pquota) on a {gib} GiB loop file");
                 b.loop_fs(&["mkfs.xfs", "-q", "-f"], "pquota", size)
             }
@@ -182,16 +194,28 @@ impl Backing {
             .and_then(|f| f.set_len(size))
             .ctx(|| format!("making {}", image.display()))?;
         let name = format!("strata-bench-{}", std::process::id());
-        let mnt = self.dir.join("mnt");
         run(
             Command::new("zpool")
-                .args(["create", "-o", "cachefile=none", "-O"])
-                .arg(format!("mountpoint={}", mnt.display()))
+                .args(["create", "-f", "-o", "cachefile=none", "-O", "mountpoint=none"])
                 .arg(&name)
                 .arg(&image),
             "zpool create",
         )?;
-        self.zpool = Some(name);
+        self.zpool = Some(name.clone());
+        // The data root is a dataset the harness mounts itself (no zfs-mount service, no
+        // automatic mount points): the driver takes it as its parent dataset.
+        let dataset = format!("{name}/root");
+        run(
+            Command::new("zfs").args(["create", "-o", "mountpoint=legacy", &dataset]),
+            "zfs create",
+        )?;
+        let mnt = self.dir.join("mnt");
+        std::fs::create_dir(&mnt).ctx(|| format!("mkdir {}", mnt.display()))?;
+        run(
+            Command::new("mount").args(["-t", "zfs", &dataset]).arg(&mnt),
+            &format!("mounting {dataset}"),
+        )?;
+        self.loop_mnt = Some(mnt.clone());
         self.root = mnt.join("root");
         Ok(())
     }

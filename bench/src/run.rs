@@ -373,7 +373,7 @@ fn bench_driver(
                 args.runs
             ));
             let mut s = Samples::default();
-            let r = w.run(&ctx, &mut s);
+            let r = w.run(&ctx, &mut s).map(drop);
             results.add_run("strata", driver, w.name, run, s);
             progress.done();
             if let Err(e) = r {

@@ -33,12 +33,14 @@ pub fn num(v: f64) -> String {
     }
 }
 
-/// Where the driver's name comes with its engine when it is not Strata.
+/// The driver's name, with its engine when it is not Strata (without the engine's address,
+/// which the report keeps).
 pub fn label(s: &Series) -> String {
     if s.engine == "strata" {
         s.driver.clone()
     } else {
-        format!("{} ({})", s.driver, s.engine)
+        let engine = s.engine.split(" at ").next().unwrap_or(&s.engine);
+        format!("{} ({engine})", s.driver)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `concurrent-starts`: container layers prepared at once.
 
-use super::Ctx;
+use super::{timed, Ctx};
 use crate::error::{BenchResult, Context};
 use crate::scope::Scope;
 use crate::series::Samples;
@@ -13,31 +13,31 @@ pub fn starts(ctx: &Ctx, out: &mut Samples) -> BenchResult<()> {
     let image = s.layer("image", None, &ctx.data.small_files()?.tar)?;
     let ids: Vec<String> = (0..n).map(|_| s.id("c")).collect();
     let d = ctx.driver;
-    let t0 = Instant::now();
-    let results: Vec<BenchResult<Duration>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                let image = &image;
-                sc.spawn(move || {
-                    let t = Instant::now();
-                    d.create_rw(id, Some(image), &CreateOpts::default())
-                        .ctx(|| format!("creating container layer {id}"))?;
-                    d.get(id, "").ctx(|| format!("mounting {id}"))?;
-                    Ok(t.elapsed())
+    let (results, wall) = timed(|| -> BenchResult<Vec<BenchResult<Duration>>> {
+        Ok(std::thread::scope(|sc| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let image = &image;
+                    sc.spawn(move || {
+                        let t = Instant::now();
+                        d.create_rw(id, Some(image), &CreateOpts::default())
+                            .ctx(|| format!("creating container layer {id}"))?;
+                        d.get(id, "").ctx(|| format!("mounting {id}"))?;
+                        Ok(t.elapsed())
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(crate::BenchError::Engine("a start thread panicked".into()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(crate::BenchError::Engine("a start thread panicked".into()))
+                    })
                 })
-            })
-            .collect()
-    });
-    let wall = t0.elapsed();
+                .collect()
+        }))
+    })?;
     // Undo whatever each thread got done, also when one failed.
     let mut first_err = None;
     for (id, r) in ids.iter().zip(&results) {

@@ -13,8 +13,9 @@ mod writes;
 use crate::data::DataSet;
 use crate::error::{BenchError, BenchResult, Context};
 use crate::series::Samples;
+use std::cell::Cell;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use strata_graph::Driver;
 
 /// What a workload runs against.
@@ -63,9 +64,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Runs the workload once.
-    pub fn run(&self, ctx: &Ctx, out: &mut Samples) -> BenchResult<()> {
-        (self.run)(ctx, out)
+    /// Runs the workload once; returns the sum of its timed sections (what the criterion
+    /// benches count: setting up is left out).
+    pub fn run(&self, ctx: &Ctx, out: &mut Samples) -> BenchResult<Duration> {
+        TIMED.with(|c| c.set(Duration::ZERO));
+        (self.run)(ctx, out)?;
+        Ok(TIMED.with(|c| c.get()))
     }
 }
 
@@ -169,11 +173,19 @@ pub fn select(named: &[String]) -> BenchResult<Vec<&'static Workload>> {
         .collect())
 }
 
-/// Runs `f` and returns its result and how long it took.
-pub fn timed<T>(f: impl FnOnce() -> BenchResult<T>) -> BenchResult<(T, std::time::Duration)> {
+thread_local! {
+    /// The time spent in [`timed`] sections since the workload began.
+    static TIMED: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Runs `f` and returns its result and how long it took; the time counts towards the
+/// workload's total. Timed sections do not nest.
+pub fn timed<T>(f: impl FnOnce() -> BenchResult<T>) -> BenchResult<(T, Duration)> {
     let t = Instant::now();
     let v = f()?;
-    Ok((v, t.elapsed()))
+    let took = t.elapsed();
+    TIMED.with(|c| c.set(c.get() + took));
+    Ok((v, took))
 }
 
 #[cfg(test)]
