@@ -69,7 +69,7 @@ fn devicemapper_and_zfs_on_backing_stores_of_their_own() {
     assert_eq!(workloads.len(), 12);
     for (d, backing) in [
         ("devicemapper", "strata-bench-devicemapper-"),
-        ("zfs", "a ZFS pool on a"),
+        ("zfs", "a ZFS pool on a "),
     ] {
         let dr = report["drivers"]
             .as_array()

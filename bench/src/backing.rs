@@ -60,6 +60,7 @@ fn tool(name: &str) -> bool {
 }
 
 fn run(cmd: &mut Command, what: &str) -> BenchResult<()> {
+    tracing::debug!(?cmd, "backing store");
     let out = cmd
         .output()
         .map_err(|e| BenchError::Backing(format!("{what}: {e}")))?;
@@ -85,6 +86,8 @@ pub struct Backing {
     loop_mnt: Option<PathBuf>,
     /// A ZFS pool made for this run.
     zpool: Option<String>,
+    /// The loop device under that pool (detached by hand: `losetup` sets no autoclear).
+    loop_dev: Option<String>,
     done: bool,
 }
 
@@ -111,6 +114,7 @@ impl Backing {
             dir: dir.clone(),
             loop_mnt: None,
             zpool: None,
+            loop_dev: None,
             done: false,
         };
         let gib = size as f64 / (1u64 << 30) as f64;
@@ -131,7 +135,7 @@ impl Backing {
                 b.loop_fs(&["mkfs.btrfs", "-q", "-f"], "", size)
             }
             ("zfs", None) => {
-                b.description = format!("a ZFS pool on a {gib} GiB file");
+                b.description = format!("a ZFS pool on a {gib} GiB loop file");
                 b.zfs_pool(size)
             }
             (_, None) => {
@@ -193,12 +197,34 @@ impl Backing {
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(size))
             .ctx(|| format!("making {}", image.display()))?;
+        // On a loop device: a file vdev is refused by some builds ("no such pool or
+        // dataset").
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .map_err(|e| BenchError::Backing(format!("losetup: {e}")))?;
+        if !out.status.success() {
+            return Err(BenchError::Backing(format!(
+                "losetup: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        self.loop_dev = Some(dev.clone());
         let name = format!("strata-bench-{}", std::process::id());
         run(
             Command::new("zpool")
-                .args(["create", "-f", "-o", "cachefile=none", "-O", "mountpoint=none"])
+                .args([
+                    "create",
+                    "-f",
+                    "-o",
+                    "cachefile=none",
+                    "-O",
+                    "mountpoint=none",
+                ])
                 .arg(&name)
-                .arg(&image),
+                .arg(&dev),
             "zpool create",
         )?;
         self.zpool = Some(name.clone());
@@ -212,7 +238,9 @@ impl Backing {
         let mnt = self.dir.join("mnt");
         std::fs::create_dir(&mnt).ctx(|| format!("mkdir {}", mnt.display()))?;
         run(
-            Command::new("mount").args(["-t", "zfs", &dataset]).arg(&mnt),
+            Command::new("mount")
+                .args(["-t", "zfs", &dataset])
+                .arg(&mnt),
             &format!("mounting {dataset}"),
         )?;
         self.loop_mnt = Some(mnt.clone());
@@ -244,6 +272,21 @@ impl Backing {
                 Command::new("zpool").args(["destroy", "-f", &pool]),
                 "zpool destroy",
             )?;
+        }
+        if let Some(dev) = self.loop_dev.take() {
+            run(Command::new("losetup").args(["-d", &dev]), "losetup -d")?;
+            // ZFS closes the vdev a moment after the destroy; until then the detach is
+            // only scheduled (autoclear).
+            let backing = Path::new("/sys/block")
+                .join(dev.trim_start_matches("/dev/"))
+                .join("loop/backing_file");
+            let t = std::time::Instant::now();
+            while backing.exists() && t.elapsed() < std::time::Duration::from_secs(10) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if backing.exists() {
+                return Err(BenchError::Backing(format!("{dev} is still attached")));
+            }
         }
         if let Some(mnt) = self.loop_mnt.take() {
             fsutil::unmount(&mnt).ctx(|| format!("unmounting {}", mnt.display()))?;

@@ -39,8 +39,24 @@ impl Ctx<'_> {
     }
 }
 
-/// Bytes in use on the filesystem holding `path` (`statvfs`: blocks less free blocks).
+/// Bytes in use on the filesystem holding `path` (`statvfs`: blocks less free blocks). On
+/// ZFS, where `statvfs` counts the dataset's own blocks only and a layer is a dataset of its
+/// own, the `used` property of the dataset, which counts its descendants too.
 pub fn used_bytes(path: &Path) -> std::io::Result<u64> {
+    if let Some(m) = strata_graph::fsutil::mount_of(path)?.filter(|m| m.fstype == "zfs") {
+        let out = std::process::Command::new("zfs")
+            .args(["list", "-H", "-p", "-o", "used", &m.source])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        return text.trim().parse().map_err(|_| {
+            std::io::Error::other(format!(
+                "zfs list -o used {}: {}{}",
+                m.source,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        });
+    }
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
