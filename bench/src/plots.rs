@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 const COLORS: [&str; 8] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f",
 ];
-const PANEL_W: f64 = 900.0;
+const PANEL_W: f64 = 1000.0;
 const PANEL_H: f64 = 300.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 300.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 

@@ -4,7 +4,7 @@
 //! workload makes is removed when it ends, also on failure ([`crate::scope::Scope`]).
 
 mod apply;
-mod commit;
+pub(crate) mod commit;
 mod concurrent;
 mod layers;
 mod space;
@@ -147,13 +147,13 @@ pub const ALL: &[Workload] = &[
     },
     Workload {
         name: "disk-space",
-        definition: "Space used on the driver's filesystem (statvfs after syncfs) by the small-files layer and by 10 child layers that add 1 MiB each, divided by the content they add (1.0 = no overhead).",
+        definition: "Space used on the driver's filesystem (statvfs after syncfs; on ZFS the data root dataset's used property) by the small-files layer and by 10 child layers that add 1 MiB each, divided by the content they add (1.0 = no overhead).",
         api: false,
         run: space::disk_space,
     },
     Workload {
         name: "density",
-        definition: "Create and mount 100 container layers from one image (small-files layer): milliseconds per container, and per container the space used (statvfs) and the memory used (MemTotal - MemAvailable).",
+        definition: "Create and mount 100 container layers from one image (small-files layer): milliseconds per container, and per container the space used (statvfs; on ZFS the used property) and the kernel memory kept (slab, with clean caches dropped before and after).",
         api: false,
         run: space::density,
     },
