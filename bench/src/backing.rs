@@ -59,7 +59,8 @@ fn tool(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn run(cmd: &mut Command, what: &str) -> BenchResult<()> {
+/// Runs a command; its standard output, or an error with `what` and its standard error.
+fn run(cmd: &mut Command, what: &str) -> BenchResult<String> {
     tracing::debug!(?cmd, "backing store");
     let out = cmd
         .output()
@@ -70,7 +71,7 @@ fn run(cmd: &mut Command, what: &str) -> BenchResult<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A driver's data root for one benchmark and what was made to hold it.
@@ -199,18 +200,12 @@ impl Backing {
             .ctx(|| format!("making {}", image.display()))?;
         // On a loop device: a file vdev is refused by some builds ("no such pool or
         // dataset").
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&image)
-            .output()
-            .map_err(|e| BenchError::Backing(format!("losetup: {e}")))?;
-        if !out.status.success() {
-            return Err(BenchError::Backing(format!(
-                "losetup: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let dev = run(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&image),
+            "losetup",
+        )?;
         self.loop_dev = Some(dev.clone());
         let name = format!("strata-bench-{}", std::process::id());
         run(

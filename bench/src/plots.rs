@@ -106,11 +106,17 @@ fn frame(
     scale
 }
 
-fn legend(svg: &mut Svg, top: f64, names: &[String], color: &dyn Fn(&str) -> &'static str) {
-    for (i, n) in names.iter().enumerate() {
+/// The legend: each entry's text, drawn in the colour of its label.
+fn legend(
+    svg: &mut Svg,
+    top: f64,
+    entries: &[(String, String)],
+    color: &dyn Fn(&str) -> &'static str,
+) {
+    for (i, (text, label)) in entries.iter().enumerate() {
         let y = top + TOP + 4.0 + i as f64 * 18.0;
-        svg.rect(PANEL_W - RIGHT + 14.0, y, 12.0, 12.0, color(n), n);
-        svg.text(PANEL_W - RIGHT + 32.0, y + 10.0, 12.0, "start", n);
+        svg.rect(PANEL_W - RIGHT + 14.0, y, 12.0, 12.0, color(label), text);
+        svg.text(PANEL_W - RIGHT + 32.0, y + 10.0, 12.0, "start", text);
     }
 }
 
@@ -165,7 +171,8 @@ fn bar_panel(
             None => svg.text(cx, y0 + 16.0, 11.0, "middle", m),
         }
     }
-    legend(svg, top, &names, color);
+    let entries: Vec<(String, String)> = names.iter().map(|n| (n.clone(), n.clone())).collect();
+    legend(svg, top, &entries, color);
 }
 
 fn line_panel(
@@ -260,11 +267,7 @@ fn line_panel(
         }
         names.push((name, l.clone()));
     }
-    for (i, (n, l)) in names.iter().enumerate() {
-        let y = top + TOP + 4.0 + i as f64 * 18.0;
-        svg.rect(PANEL_W - RIGHT + 14.0, y, 12.0, 12.0, color(l), n);
-        svg.text(PANEL_W - RIGHT + 32.0, y + 10.0, 12.0, "start", n);
-    }
+    legend(svg, top, &names, color);
 }
 
 #[cfg(test)]
