@@ -506,6 +506,16 @@ pub fn copy_file_range_all(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -
     Ok(done)
 }
 
+/// `statvfs(2)` of the filesystem holding `path`: its block and inode counts.
+pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+    let c = cpath(path)?;
+    // SAFETY: a zeroed statvfs is a valid out-buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    check(unsafe { libc::statvfs(c.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
 /// Filesystem magic of the filesystem holding `path`.
 pub fn statfs_type(path: &Path) -> io::Result<i64> {
     let c = cpath(path)?;

@@ -57,14 +57,7 @@ pub fn used_bytes(path: &Path) -> std::io::Result<u64> {
             ))
         });
     }
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let st = strata_graph::sys::statvfs(path)?;
     Ok((st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64)
 }
 

@@ -24,11 +24,7 @@ fn copies_share_extents_on_btrfs() {
         .build();
     d.apply_diff("base", None, &mut &tar[..]).expect("apply");
     let fs_used = || {
-        // SAFETY: zeroed statvfs is a valid out-buffer.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let c = strata_graph::sys::cpath(&mnt).expect("path");
-        // SAFETY: valid pointers.
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        let st = strata_graph::sys::statvfs(&mnt).expect("statvfs");
         (st.f_blocks - st.f_bfree) * st.f_frsize
     };
     strata_graph::fsutil::syncfs_path(&mnt).expect("sync");

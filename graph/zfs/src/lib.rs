@@ -69,13 +69,7 @@ pub const DIFF_MIN_OBJECTS: u64 = 4000;
 /// The objects (files, directories, ...) a mounted ZFS filesystem holds: statfs' total less
 /// free inodes is ZFS' used object count.
 fn used_objects(mnt: &Path) -> std::io::Result<u64> {
-    let c = sys::cpath(mnt)?;
-    // SAFETY: a zeroed statvfs is a valid out-buffer; `c` is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let st = sys::statvfs(mnt)?;
     Ok(st.f_files.saturating_sub(st.f_ffree))
 }
 
