@@ -37,12 +37,6 @@ impl HostFacts {
             .find_map(|l| l.strip_prefix("PRETTY_NAME="))
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_default();
-        let memory_bytes = read("/proc/meminfo")
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024;
         HostFacts {
             strata_version: env!("CARGO_PKG_VERSION"),
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
@@ -51,7 +45,7 @@ impl HostFacts {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            memory_bytes,
+            memory_bytes: strata_runtime::cgroups::host_memory(),
             virtualized: field("flags").split_whitespace().any(|f| f == "hypervisor"),
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
         }

@@ -39,14 +39,12 @@ pub fn disk_space(ctx: &Ctx, out: &mut Samples) -> BenchResult<()> {
 /// mounted containers cost the kernel, without the page cache's ups and downs.
 fn memory_used() -> BenchResult<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ctx(|| "reading /proc/meminfo".into())?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    Ok(field("Slab:"))
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(kib * 1024)
 }
 
 pub fn density(ctx: &Ctx, out: &mut Samples) -> BenchResult<()> {
