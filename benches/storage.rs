@@ -33,11 +33,6 @@ fn main() {
         Ok("normal") => Sizes::normal(),
         _ => Sizes::small(),
     };
-    let fs_size = if sizes.name == "normal" {
-        16 << 30
-    } else {
-        2 << 30
-    };
     let data = DataSet::new(sizes);
     let drivers: Vec<String> = match std::env::var("STRATA_BENCH_DRIVERS") {
         Ok(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
@@ -65,7 +60,7 @@ fn main() {
                 continue;
             }
         }
-        let backing = Backing::make(name, None, fs_size).expect("backing store");
+        let backing = Backing::make(name, None, data.sizes.backing_bytes).expect("backing store");
         let driver = match strata_drivers::open(name, &backing.root, &StorageOpts::default()) {
             Ok(d) => d,
             Err(e) => {

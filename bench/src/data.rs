@@ -289,6 +289,8 @@ pub struct Sizes {
     pub density: usize,
     /// Containers started at once by concurrent-starts.
     pub concurrent: usize,
+    /// The size (sparse) of the filesystems made for a driver to run these on.
+    pub backing_bytes: u64,
 }
 
 impl Sizes {
@@ -314,6 +316,7 @@ impl Sizes {
             space_child_bytes: 1 << 20,
             density: 100,
             concurrent: 8,
+            backing_bytes: 16 << 30,
         }
     }
 
@@ -339,6 +342,7 @@ impl Sizes {
             space_child_bytes: 64 << 10,
             density: 4,
             concurrent: 3,
+            backing_bytes: 2 << 30,
         }
     }
 }

@@ -312,12 +312,7 @@ fn bench_driver(
         skip_steps(progress, steps);
         return Err(BenchError::Backing(why));
     }
-    let fs_size = if data.sizes.name == "small" {
-        2 << 30
-    } else {
-        16 << 30
-    };
-    let backing = match Backing::make(driver, args.root.as_deref(), fs_size) {
+    let backing = match Backing::make(driver, args.root.as_deref(), data.sizes.backing_bytes) {
         Ok(b) => b,
         Err(e) => {
             skip_steps(progress, steps);
