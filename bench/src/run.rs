@@ -213,7 +213,7 @@ pub fn run(args: &StorageArgs, exe: &Path) -> BenchResult<Outcome> {
             state: "measured",
             reason: None,
             backing: None,
-            storage_opts: StorageOpts::parse(&opts).map(|o| o.0).unwrap_or_default(),
+            storage_opts: Default::default(),
             status: Vec::new(),
         };
         match bench_driver(
@@ -307,6 +307,9 @@ fn bench_driver(
 ) -> BenchResult<Vec<String>> {
     let steps = plan.workloads.len() * args.runs + if plan.api { args.runs } else { 0 };
     let skip_steps = |p: &Progress, n: usize| (0..n).for_each(|_| p.done());
+    // The options are known good: `plan` parsed them all.
+    let storage = StorageOpts::parse(opts).map_err(|e| BenchError::Usage(e.to_string()))?;
+    dr.storage_opts = storage.0.clone();
     if let Some(why) = probe(driver) {
         dr.state = "skipped";
         skip_steps(progress, steps);
@@ -320,7 +323,6 @@ fn bench_driver(
         }
     };
     dr.backing = Some(backing.description.clone());
-    let storage = StorageOpts::parse(opts).map_err(|e| BenchError::Usage(e.to_string()))?;
     let d = match strata_drivers::open(driver, &backing.root, &storage) {
         Ok(d) => d,
         Err(e) => {
