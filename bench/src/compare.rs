@@ -133,23 +133,19 @@ pub fn lifecycle(e: &Engine, archive: &[u8], out: &mut Samples) -> BenchResult<(
     let what = |s: &str| format!("{} ({}): {s}", e.label, e.driver);
     let t = Instant::now();
     let mut input = archive;
-    c.call(
-        "POST",
-        "/images/load",
-        &[("quiet", "1".into())],
-        Body::Stream {
-            content_type: "application/x-tar",
-            reader: &mut input,
-        },
-    )
-    .and_then(|r| {
-        r.bytes()
-            .map_err(|e| strata_api::client::ClientError::Protocol {
-                addr: String::new(),
-                what: e.to_string(),
-            })
-    })
-    .ctx(|| what("loading the image"))?;
+    let mut r = c
+        .call(
+            "POST",
+            "/images/load",
+            &[("quiet", "1".into())],
+            Body::Stream {
+                content_type: "application/x-tar",
+                reader: &mut input,
+            },
+        )
+        .ctx(|| what("loading the image"))?;
+    // The load is done when its answer has been read to the end.
+    std::io::copy(r.reader(), &mut std::io::sink()).ctx(|| what("reading the load's answer"))?;
     out.push(Metric::ms("load"), ms(t.elapsed()));
     let script = "mkdir -p /w; i=0; while [ $i -lt 500 ]; do echo $i > /w/f$i; i=$((i+1)); done";
     let t = Instant::now();
@@ -235,18 +231,8 @@ fn container_steps(
     let mut r = c
         .call("GET", &format!("/containers/{id}/export"), &[], Body::None)
         .ctx(|| what("exporting"))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = r
-            .reader()
-            .read(&mut buf)
-            .ctx(|| what("reading the export"))?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-    }
+    let bytes =
+        std::io::copy(r.reader(), &mut std::io::sink()).ctx(|| what("reading the export"))?;
     let took = t.elapsed();
     out.push(Metric::ms("export"), ms(took));
     out.push(
