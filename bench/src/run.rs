@@ -125,13 +125,12 @@ fn plan(args: &StorageArgs, exe: &Path) -> BenchResult<Plan> {
     }
     StorageOpts::parse(&args.storage_opts).map_err(|e| BenchError::Usage(e.to_string()))?;
     let workloads = workloads::select(&args.workloads)?;
-    let api = args.compare.is_some()
-        && (args.workloads.is_empty()
-            || args
-                .workloads
-                .iter()
-                .any(|w| compare::WORKLOADS.iter().any(|a| a.name == w)));
-    if args.workloads.iter().any(|w| w.starts_with("api-")) && args.compare.is_none() {
+    let api_named = args
+        .workloads
+        .iter()
+        .any(|w| compare::WORKLOADS.iter().any(|a| a.name == w));
+    let api = args.compare.is_some() && (args.workloads.is_empty() || api_named);
+    if api_named && args.compare.is_none() {
         return Err(BenchError::Usage(
             "the api-* workloads run through the Engine API: give --compare DOCKER_HOST".into(),
         ));
