@@ -4,6 +4,7 @@
 mod config;
 mod netflags;
 mod pidfile;
+mod storage;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     /// Benchmarks (`strata bench storage`).
     #[command(subcommand)]
     Bench(strata_bench::args::BenchCommand),
+    /// Check, repair and migrate the image and layer stores (`strata storage check`).
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
     /// The per-container shim (started by the daemon).
     #[command(hide = true)]
     Shim(ShimArgs),
@@ -170,6 +174,18 @@ fn main() {
     let res = match cli.command {
         Command::Daemon(args) => daemon(*args),
         Command::Bench(b) => bench(b),
+        Command::Storage(s) => {
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new(
+                    std::env::var("STRATA_LOG").unwrap_or_else(|_| "warn".into()),
+                ))
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                .init();
+            match storage::run(&cli.client, s) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
         Command::Shim(a) => std::process::exit(strata_runtime::shim::main(&a.state)),
         Command::Client(cmd) => {
             if let Err(e) = strata_cli::run(&cli.client, cmd) {
@@ -315,23 +331,32 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_root)
         .with_context(|| format!("creating {}", cfg.data_root.display()))?;
     let _pid = pidfile::PidLock::acquire(&cfg.pidfile, "pidfile")?;
-    let _root = pidfile::PidLock::acquire(&cfg.data_root.join("strata.lock"), "data root lock")?;
+    let _root = pidfile::PidLock::acquire(
+        &strata_graph::layout::lock(&cfg.data_root),
+        "data root lock",
+    )?;
+    if let Some(m) = strata_storage_ops::migrate::pending(&cfg.data_root) {
+        anyhow::bail!(
+            "a storage migration from {} to {} has not finished ({}): resume it with `strata storage migrate --to {}`, or undo it with `strata storage migrate --abort`",
+            m.from, m.to, m.phase, m.to
+        );
+    }
     let driver = strata_drivers::open_default(cfg.storage_driver.as_deref(), &cfg.data_root, &opts)
         .context("storage driver")?;
     let (layers, report) =
-        strata_graph::LayerStore::open(&cfg.data_root.join("layers"), driver.clone())
+        strata_graph::LayerStore::open(&strata_graph::layout::layers(&cfg.data_root), driver.clone())
             .context("opening the layer store")?;
     if !report.is_clean() {
         tracing::warn!(?report, "the layer store was reconciled");
     }
     let layers = Arc::new(layers);
     let (images, problems) =
-        strata_graph::image::ImageStore::open(&cfg.data_root.join("images"), layers.clone())
+        strata_graph::image::ImageStore::open(&strata_graph::layout::images(&cfg.data_root), layers.clone())
             .context("opening the image store")?;
     for p in problems {
         tracing::warn!("{p}");
     }
-    let containers = strata_runtime::ContainerStore::open(&cfg.data_root.join("containers"))
+    let containers = strata_runtime::ContainerStore::open(&strata_graph::layout::containers(&cfg.data_root))
         .context("opening the container store")?;
     // A crash between creating a container's layer and writing its record leaves a layer no
     // container owns.

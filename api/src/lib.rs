@@ -22,6 +22,7 @@ pub mod restart;
 pub mod run;
 pub mod runtimes;
 pub mod sandbox;
+mod storage;
 mod system;
 pub mod tls;
 pub mod volumes;
@@ -381,6 +382,7 @@ async fn route(
         (&Method::POST, "/auth") => distribution::login(&d, req).await,
         (&Method::POST, "/build") => build::build(&d, req, &q).await,
         (&Method::GET, "/system/df") => images::system_df(&d).await,
+        (&Method::GET, "/storage/check") => storage::check(&d, &q).await,
         (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
         (&Method::POST, "/images/prune") => images::prune(&d, &q).await,

@@ -47,6 +47,15 @@ pub enum DriverError {
     },
 }
 
+/// A kernel object a driver made that no layer uses (see [`Driver::strays`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stray {
+    /// What it is, e.g. "device-mapper device".
+    pub kind: String,
+    /// Its name, as the driver removes it.
+    pub name: String,
+}
+
 /// Result of driver calls.
 pub type DriverResult<T> = Result<T, DriverError>;
 
@@ -118,6 +127,33 @@ pub trait Driver: Send + Sync {
     /// production); none by default.
     fn warnings(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Kernel objects the driver made that none of its layers uses now (e.g. device-mapper
+    /// devices left active by a crash), for `strata storage check`; none by default. Mounts
+    /// under the home and loop devices are found by the caller.
+    fn strays(&self) -> DriverResult<Vec<Stray>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes what `strays` reported (`strata storage repair`).
+    fn remove_stray(&self, stray: &Stray) -> DriverResult<()> {
+        Err(DriverError::Invalid {
+            driver: self.name(),
+            message: format!("cannot remove {}", stray.name),
+        })
+    }
+
+    /// Files the driver has attached to loop devices itself (devicemapper's loop-lvm pool):
+    /// those loop devices are not strays.
+    fn backing_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// The deepest chain of layers (a layer and its ancestors) the driver can mount; `None`
+    /// when there is no limit. Registering a deeper layer is refused.
+    fn max_depth(&self) -> Option<usize> {
+        None
     }
 
     /// Key/value pairs for `inspect`'s GraphDriver.Data.

@@ -3,6 +3,7 @@
 //! - [`driver`]: the graph driver contract every backend implements, with a generic diff.
 //! - [`layer`]: the content-addressed, crash-safe layer store over a driver.
 //! - [`archive`]: layer tars: streaming reader/writer, safe apply, diff, exact re-export.
+//! - [`layout`]: where each store lives under the data root.
 //! - [`digest`], [`options`], [`fsutil`], [`sys`], [`quota`]: the pieces underneath.
 //! - `graphtest` (feature): the conformance suite each driver crate runs against itself.
 
@@ -12,6 +13,7 @@ pub mod driver;
 pub mod fsutil;
 pub mod image;
 pub mod layer;
+pub mod layout;
 pub mod options;
 pub mod quota;
 pub mod sys;
@@ -21,6 +23,6 @@ pub mod time;
 pub mod graphtest;
 
 pub use digest::{chain_id, ChainId, DiffId, Digest};
-pub use driver::{ApplyTarget, CreateOpts, Driver, DriverError, DriverResult};
+pub use driver::{ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, Stray};
 pub use layer::{Layer, LayerError, LayerStore, ReconcileReport, RegisterOpts, RwLayer};
 pub use options::{OptionError, OptionSpec, StorageOpts};

@@ -1076,6 +1076,34 @@ impl Driver for DevmapperDriver {
         ]))
     }
 
+    fn strays(&self) -> DriverResult<Vec<strata_graph::Stray>> {
+        let mounted: std::collections::HashSet<String> =
+            self.lock().mounts.keys().map(|id| self.dev_name(id)).collect();
+        Ok(self
+            .active_devices()?
+            .into_iter()
+            .filter(|n| !mounted.contains(n))
+            .map(|name| strata_graph::Stray {
+                kind: "device-mapper device".into(),
+                name,
+            })
+            .collect())
+    }
+
+    fn remove_stray(&self, stray: &strata_graph::Stray) -> DriverResult<()> {
+        if !stray.name.starts_with(&format!("{}-", self.prefix)) || stray.name == self.pool {
+            return Err(invalid(format!("{} is not a device of this driver", stray.name)));
+        }
+        self.ctl.remove(&stray.name, false).map_err(dm_err)
+    }
+
+    fn backing_files(&self) -> Vec<PathBuf> {
+        self.loop_files
+            .as_ref()
+            .map(|(d, m)| vec![d.clone(), m.clone()])
+            .unwrap_or_default()
+    }
+
     fn cleanup(&self) -> DriverResult<()> {
         let mut st = self.lock();
         let mut first_err = None;

@@ -97,6 +97,11 @@ pub fn open_default(
     if let Some(name) = configured {
         return open(name, data_root, opts);
     }
+    // The driver the layer store was made with (as dockerd prefers the prior driver).
+    let layers = strata_graph::layout::layers(data_root);
+    if let Ok(Some(recorded)) = strata_graph::layer::store_driver(&layers) {
+        return open(&recorded, data_root, opts);
+    }
     let present = in_use(data_root);
     let mut why = Vec::new();
     for name in ["overlay2", "vfs"] {

@@ -9,7 +9,7 @@ mod remove;
 pub use atomic::{atomic_write, fsync_dir, rename_durable};
 pub use copy::{copy_file_contents, copy_tree, CopyMode};
 pub use mountinfo::{
-    is_mountpoint, mount_of, mounts_under, unmount, unmount_all_under, MountEntry,
+    entries_under, is_mountpoint, mount_of, mounts_under, unmount, unmount_all_under, MountEntry,
 };
 pub use remove::{empty_dir, list_dir, remove_tree, remove_tree_at};
 

@@ -62,6 +62,19 @@ fn parse_entry(line: &str) -> Option<MountEntry> {
     })
 }
 
+/// Mounts strictly below `dir`, with their types and sources, deepest first.
+pub fn entries_under(dir: &Path) -> io::Result<Vec<MountEntry>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut out: Vec<MountEntry> = text
+        .lines()
+        .filter_map(parse_entry)
+        .filter(|e| e.mount_point.starts_with(dir) && e.mount_point != dir)
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.mount_point.components().count()));
+    out.dedup_by(|a, b| a.mount_point == b.mount_point);
+    Ok(out)
+}
+
 /// The mount that holds `path` (which must be absolute): the one with the longest mount point
 /// above it, the last mounted where several share it.
 pub fn mount_of(path: &Path) -> io::Result<Option<MountEntry>> {

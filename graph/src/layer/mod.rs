@@ -5,5 +5,5 @@ pub mod record;
 mod store;
 
 pub use store::{
-    Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts, RwLayer,
+    store_driver, Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts, RwLayer,
 };

@@ -8,6 +8,7 @@
 //! <root>/removing/<chainID hex>/              a removal in progress
 //! <root>/quarantine/<name>/                   records set aside by reconciliation
 //! <root>/mounts/<name>.json                   container (read-write) layers
+//! <root>/driver                               the driver the records' cache ids belong to
 //! ```
 //! A layer is visible only once its directory has been renamed into `sha256/`, which happens
 //! after its data and records are durable.
@@ -52,6 +53,15 @@ pub struct StorePaths {
 }
 
 impl StorePaths {
+    /// The paths of a store at `root`.
+    pub fn at(root: &Path) -> StorePaths {
+        StorePaths {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn driver_file(&self) -> PathBuf {
+        self.root.join("driver")
+    }
     pub fn committed(&self) -> PathBuf {
         self.root.join("sha256")
     }

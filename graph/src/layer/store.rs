@@ -8,7 +8,7 @@ use crate::driver::{CreateOpts, Driver, DriverError};
 use crate::fsutil::{
     self, atomic_write, fsync_dir, mkdir_all, random_id, remove_tree, rename_durable,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub enum LayerError {
     BadName(String),
     #[error("layer {0} has no references to release")]
     NotReferenced(ChainId),
+    #[error("the layer store holds layers of the {store} storage driver, not {driver}: start with --storage-driver {store}, or move the layers with `strata storage migrate --to {driver}`")]
+    OtherDriver { store: String, driver: String },
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error(transparent)]
@@ -109,6 +111,8 @@ struct State {
     mounts: HashMap<String, RwRecord>,
     /// Layers being used as a parent by a registration in progress.
     pins: HashMap<ChainId, u32>,
+    /// Cache ids of registrations in progress (their directories are in `tmp/`).
+    inflight: HashSet<String>,
 }
 
 /// Content-addressed layers over one graph driver.
@@ -132,6 +136,17 @@ impl LayerStore {
         for d in paths.all_dirs() {
             mkdir_all(&d, 0o700).map_err(io_ctx(format!("creating {}", d.display())))?;
         }
+        match store_driver(root).map_err(io_ctx("reading the layer store's driver"))? {
+            Some(name) if name != driver.name() => {
+                return Err(LayerError::OtherDriver {
+                    store: name,
+                    driver: driver.name().into(),
+                })
+            }
+            Some(_) => {}
+            None => atomic_write(&paths.driver_file(), driver.name().as_bytes())
+                .map_err(io_ctx("recording the layer store's driver"))?,
+        }
         let store = LayerStore {
             paths,
             driver,
@@ -140,6 +155,77 @@ impl LayerStore {
         };
         let report = store.reconcile()?;
         Ok((store, report))
+    }
+
+    /// Opens the store at `root` to read it, changing nothing: no directory is made, no record
+    /// moved, nothing reconciled. Records that cannot be read, or whose data or parent is
+    /// missing, are simply left out (`strata storage check` reports them from the disk).
+    pub fn open_read_only(root: &Path, driver: Arc<dyn Driver>) -> Result<LayerStore, LayerError> {
+        let paths = StorePaths {
+            root: root.to_path_buf(),
+        };
+        let mut st = State::default();
+        for e in read_dir_if_any(&paths.committed()).map_err(io_ctx("reading layers"))? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(rec) = read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
+                if rec.chain_id.hex() == name && driver.exists(&rec.cache_id) {
+                    st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
+                }
+            }
+        }
+        for e in read_dir_if_any(&paths.mounts()).map_err(io_ctx("reading mounts"))? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_suffix(".json") {
+                if let Ok(rec) = read_json::<RwRecord>(&e.path()) {
+                    if rec.name == n {
+                        st.mounts.insert(rec.name.clone(), rec);
+                    }
+                }
+            }
+        }
+        // Only whole chains: a layer whose parent is left out is left out too.
+        loop {
+            let orphaned: Vec<ChainId> = st
+                .layers
+                .iter()
+                .filter(|(_, e)| e.rec.parent.is_some_and(|p| !st.layers.contains_key(&p)))
+                .map(|(c, _)| *c)
+                .collect();
+            if orphaned.is_empty() {
+                break;
+            }
+            for c in orphaned {
+                st.layers.remove(&c);
+            }
+        }
+        let parents: Vec<ChainId> = st
+            .layers
+            .values()
+            .filter_map(|e| e.rec.parent)
+            .chain(st.mounts.values().filter_map(|m| m.parent))
+            .collect();
+        for par in parents {
+            if let Some(e) = st.layers.get_mut(&par) {
+                e.children += 1;
+            }
+        }
+        Ok(LayerStore {
+            paths,
+            driver,
+            state: Mutex::new(st),
+            chain_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where the store keeps its records.
+    pub fn paths(&self) -> &StorePaths {
+        &self.paths
+    }
+
+    /// Cache ids of registrations in progress: their `tmp/` directories and driver data are
+    /// not leftovers.
+    pub fn inflight(&self) -> HashSet<String> {
+        self.state().inflight.clone()
     }
 
     /// The driver under the store.
@@ -480,6 +566,7 @@ impl LayerStore {
         }
         let cache_id = random_id(32);
         let tmp = self.paths.tmp().join(&cache_id);
+        let _inflight = Inflight::new(self, &cache_id);
         fs::create_dir(&tmp).map_err(io_ctx("creating a registration directory"))?;
         let result = self.extract(&tmp, &cache_id, parent_cache, input, &opts);
         let (diff_id, size, tar_bytes, overrides) = match result {
@@ -856,6 +943,75 @@ impl LayerStore {
         }
     }
 
+    /// Unpacks a layer tar (changes, with whiteouts) into container layer `name`, as a
+    /// migration carries a container's changes from one driver to another.
+    pub fn apply_rw(&self, name: &str, input: &mut (dyn Read + Send)) -> Result<u64, LayerError> {
+        let (rec, pc) = self.rw(name)?;
+        Ok(self.driver.apply_diff(&rec.cache_id, pc.as_deref(), input)?)
+    }
+
+    /// Sets layer `chain` aside with `why`: its record, and those of every layer and container
+    /// layer built on it, move to `quarantine/`, and their driver data is kept for inspection.
+    /// Returns the layers and the container layers set aside.
+    pub fn quarantine_layer(
+        &self,
+        chain: &ChainId,
+        why: &str,
+    ) -> Result<(Vec<ChainId>, Vec<String>), LayerError> {
+        let mut st = self.state();
+        if !st.layers.contains_key(chain) {
+            return Err(LayerError::NotFound(*chain));
+        }
+        let mut set: HashSet<ChainId> = HashSet::from([*chain]);
+        loop {
+            let more: Vec<ChainId> = st
+                .layers
+                .iter()
+                .filter(|(c, e)| !set.contains(*c) && e.rec.parent.is_some_and(|p| set.contains(&p)))
+                .map(|(c, _)| *c)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            set.extend(more);
+        }
+        let rws: Vec<String> = st
+            .mounts
+            .values()
+            .filter(|m| m.parent.is_some_and(|p| set.contains(&p)))
+            .map(|m| m.name.clone())
+            .collect();
+        let mut report = ReconcileReport::default();
+        for name in &rws {
+            self.quarantine(
+                &self.paths.mount_record(name),
+                &format!("{name}.json"),
+                &format!("built on layer {chain}: {why}"),
+                &mut report,
+            )?;
+            st.mounts.remove(name);
+        }
+        let mut layers: Vec<ChainId> = set.into_iter().collect();
+        layers.sort();
+        for c in &layers {
+            let reason = if c == chain {
+                why.to_string()
+            } else {
+                format!("built on layer {chain}: {why}")
+            };
+            self.quarantine(&self.paths.layer_dir(c), &c.hex(), &reason, &mut report)?;
+            if let Some(e) = st.layers.remove(c) {
+                if let Some(p) = e.rec.parent {
+                    if let Some(pe) = st.layers.get_mut(&p) {
+                        pe.children = pe.children.saturating_sub(1);
+                    }
+                }
+            }
+            tracing::error!(layer = %c, "layer quarantined: {reason}");
+        }
+        Ok((layers, rws))
+    }
+
     /// Names of every container layer.
     pub fn rw_names(&self) -> Vec<String> {
         self.state().mounts.keys().cloned().collect()
@@ -885,6 +1041,47 @@ impl LayerStore {
     /// Unmounts everything; called at shutdown.
     pub fn cleanup(&self) -> Result<(), LayerError> {
         Ok(self.driver.cleanup()?)
+    }
+}
+
+/// Marks a registration as in progress for as long as it lives.
+struct Inflight<'a> {
+    store: &'a LayerStore,
+    cache_id: String,
+}
+
+impl<'a> Inflight<'a> {
+    fn new(store: &'a LayerStore, cache_id: &str) -> Inflight<'a> {
+        store.state().inflight.insert(cache_id.into());
+        Inflight {
+            store,
+            cache_id: cache_id.into(),
+        }
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.store.state().inflight.remove(&self.cache_id);
+    }
+}
+
+/// The entries of a directory; none when it does not exist.
+fn read_dir_if_any(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The driver whose data a layer store at `root` refers to, as recorded when the store was
+/// first opened; `None` for a store that has never been opened.
+pub fn store_driver(root: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(StorePaths::at(root).driver_file()) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
