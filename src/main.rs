@@ -343,21 +343,26 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     }
     let driver = strata_drivers::open_default(cfg.storage_driver.as_deref(), &cfg.data_root, &opts)
         .context("storage driver")?;
-    let (layers, report) =
-        strata_graph::LayerStore::open(&strata_graph::layout::layers(&cfg.data_root), driver.clone())
-            .context("opening the layer store")?;
+    let (layers, report) = strata_graph::LayerStore::open(
+        &strata_graph::layout::layers(&cfg.data_root),
+        driver.clone(),
+    )
+    .context("opening the layer store")?;
     if !report.is_clean() {
         tracing::warn!(?report, "the layer store was reconciled");
     }
     let layers = Arc::new(layers);
-    let (images, problems) =
-        strata_graph::image::ImageStore::open(&strata_graph::layout::images(&cfg.data_root), layers.clone())
-            .context("opening the image store")?;
+    let (images, problems) = strata_graph::image::ImageStore::open(
+        &strata_graph::layout::images(&cfg.data_root),
+        layers.clone(),
+    )
+    .context("opening the image store")?;
     for p in problems {
         tracing::warn!("{p}");
     }
-    let containers = strata_runtime::ContainerStore::open(&strata_graph::layout::containers(&cfg.data_root))
-        .context("opening the container store")?;
+    let containers =
+        strata_runtime::ContainerStore::open(&strata_graph::layout::containers(&cfg.data_root))
+            .context("opening the container store")?;
     // A crash between creating a container's layer and writing its record leaves a layer no
     // container owns.
     for name in layers.rw_names() {

@@ -96,7 +96,11 @@ fn from_daemon_json() -> (PathBuf, Vec<String>) {
     let opts = file
         .get("storage-opts")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     (root, opts)
 }
@@ -223,7 +227,12 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<i32> {
     let root = a.data_root.clone().unwrap_or(file_root);
     if a.abort {
         let st = strata_storage_ops::migrate::abort(&root, &say)?;
-        println!("The migration to {} is undone; {} uses {} again.", st.to, root.display(), st.from);
+        println!(
+            "The migration to {} is undone; {} uses {} again.",
+            st.to,
+            root.display(),
+            st.from
+        );
         return Ok(0);
     }
     let Some(to) = a.to.clone() else {
@@ -260,7 +269,11 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<i32> {
         r.copied,
         r.container_layers
     );
-    let opts: String = o.to_opts.iter().map(|k| format!(" --storage-opt {k}")).collect();
+    let opts: String = o
+        .to_opts
+        .iter()
+        .map(|k| format!(" --storage-opt {k}"))
+        .collect();
     println!(
         "Start the daemon with --storage-driver {}{opts} (or without --storage-driver: it follows the layer store); set storage-driver in daemon.json too if it names one.",
         r.to

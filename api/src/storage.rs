@@ -15,9 +15,9 @@ pub async fn check(d: &Arc<Daemon>, q: &Query) -> Result<Resp, ApiError> {
         ..CheckOptions::default()
     };
     if let Some(s) = q.get("sample") {
-        o.sample = s
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid sample {s:?}: expected a number")))?;
+        o.sample = s.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid sample {s:?}: expected a number"))
+        })?;
     }
     let daemon = d.clone();
     let report = tokio::task::spawn_blocking(move || {

@@ -1077,8 +1077,12 @@ impl Driver for DevmapperDriver {
     }
 
     fn strays(&self) -> DriverResult<Vec<strata_graph::Stray>> {
-        let mounted: std::collections::HashSet<String> =
-            self.lock().mounts.keys().map(|id| self.dev_name(id)).collect();
+        let mounted: std::collections::HashSet<String> = self
+            .lock()
+            .mounts
+            .keys()
+            .map(|id| self.dev_name(id))
+            .collect();
         Ok(self
             .active_devices()?
             .into_iter()
@@ -1092,7 +1096,10 @@ impl Driver for DevmapperDriver {
 
     fn remove_stray(&self, stray: &strata_graph::Stray) -> DriverResult<()> {
         if !stray.name.starts_with(&format!("{}-", self.prefix)) || stray.name == self.pool {
-            return Err(invalid(format!("{} is not a device of this driver", stray.name)));
+            return Err(invalid(format!(
+                "{} is not a device of this driver",
+                stray.name
+            )));
         }
         self.ctl.remove(&stray.name, false).map_err(dm_err)
     }

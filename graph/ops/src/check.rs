@@ -95,7 +95,9 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                         rec.chain_id.to_string(),
                         format!(
                             "parent {} and diffID {} give chainID {want}",
-                            rec.parent.map(|p| p.to_string()).unwrap_or_else(|| "(none)".into()),
+                            rec.parent
+                                .map(|p| p.to_string())
+                                .unwrap_or_else(|| "(none)".into()),
                             rec.diff_id
                         ),
                     );
@@ -104,14 +106,21 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                     r.problem(
                         Kind::TarSplitMissing,
                         rec.chain_id.to_string(),
-                        format!("{} is missing: the layer cannot be exported exactly", TAR_SPLIT),
+                        format!(
+                            "{} is missing: the layer cannot be exported exactly",
+                            TAR_SPLIT
+                        ),
                     );
                 }
                 if !driver.exists(&rec.cache_id) {
                     r.problem(
                         Kind::DriverDataMissing,
                         rec.chain_id.to_string(),
-                        format!("{} has no data for it (cache id {})", driver.name(), rec.cache_id),
+                        format!(
+                            "{} has no data for it (cache id {})",
+                            driver.name(),
+                            rec.cache_id
+                        ),
                     );
                 }
                 records.insert(rec.chain_id, rec);
@@ -164,7 +173,11 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                     r.problem(
                         Kind::DriverDataMissing,
                         format!("container layer {name}"),
-                        format!("{} has no data for it (cache id {})", driver.name(), rec.cache_id),
+                        format!(
+                            "{} has no data for it (cache id {})",
+                            driver.name(),
+                            rec.cache_id
+                        ),
                     );
                 }
                 if let Some(p) = rec.parent.filter(|p| !records.contains_key(p)) {
@@ -267,7 +280,11 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
         let bytes = match std::fs::read(e.path()) {
             Ok(b) => b,
             Err(err) => {
-                r.problem(Kind::ImageConfig, format!("image {name}"), format!("unreadable: {err}"));
+                r.problem(
+                    Kind::ImageConfig,
+                    format!("image {name}"),
+                    format!("unreadable: {err}"),
+                );
                 continue;
             }
         };
@@ -347,7 +364,10 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
             r.problem(
                 Kind::ReferenceCount,
                 rec.chain_id.to_string(),
-                format!("recorded {} reference(s), {want} image(s) use it", rec.references),
+                format!(
+                    "recorded {} reference(s), {want} image(s) use it",
+                    rec.references
+                ),
             );
         }
     }
@@ -363,7 +383,9 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                 );
             }
         }
-        Err(e) => r.notes.push(format!("could not list the driver's layers: {e}")),
+        Err(e) => r
+            .notes
+            .push(format!("could not list the driver's layers: {e}")),
     }
 
     // Mounts, loop devices and driver devices.
@@ -415,23 +437,35 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
             r.problem(
                 Kind::StrayLoopDevice,
                 dev.display().to_string(),
-                format!("a loop device on {}, which the driver does not use", file.display()),
+                format!(
+                    "a loop device on {}, which the driver does not use",
+                    file.display()
+                ),
             );
         }
     }
     match driver.strays() {
         Ok(list) => {
             for s in list {
-                r.problem(Kind::StrayDevice, s.name, format!("a {} no layer uses", s.kind));
+                r.problem(
+                    Kind::StrayDevice,
+                    s.name,
+                    format!("a {} no layer uses", s.kind),
+                );
             }
         }
-        Err(e) => r.notes.push(format!("could not list the driver's devices: {e}")),
+        Err(e) => r
+            .notes
+            .push(format!("could not list the driver's devices: {e}")),
     }
     if let Some(m) = crate::migrate::pending(t.data_root) {
         r.problem(
             Kind::MigrationPending,
             layout::migration(t.data_root).display().to_string(),
-            format!("a migration from {} to {} has not finished ({})", m.from, m.to, m.phase),
+            format!(
+                "a migration from {} to {} has not finished ({})",
+                m.from, m.to, m.phase
+            ),
         );
     }
 

@@ -57,7 +57,11 @@ impl PidLock {
             return Err(LockError::Held {
                 what: what.into(),
                 path: path.to_path_buf(),
-                holder: if holder.is_empty() { "?".into() } else { holder.into() },
+                holder: if holder.is_empty() {
+                    "?".into()
+                } else {
+                    holder.into()
+                },
             });
         }
         f.set_len(0).map_err(io)?;

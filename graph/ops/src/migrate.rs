@@ -239,7 +239,12 @@ fn copy_with(
         )));
     }
     if let Some(max) = new_driver.max_depth() {
-        let deepest = old.list().iter().map(|l| depth(&old, l.chain_id)).max().unwrap_or(0);
+        let deepest = old
+            .list()
+            .iter()
+            .map(|l| depth(&old, l.chain_id))
+            .max()
+            .unwrap_or(0);
         if deepest > max {
             return Err(OpsError::Refused(format!(
                 "{} mounts at most {max} layers, and this store has a chain of {deepest}",
@@ -259,7 +264,10 @@ fn copy_with(
             continue;
         }
         if stall == Some(report.copied) {
-            say(&format!("stalled after {} layers ({STALL_ENV})", report.copied));
+            say(&format!(
+                "stalled after {} layers ({STALL_ENV})",
+                report.copied
+            ));
             std::thread::sleep(std::time::Duration::from_secs(600));
         }
         let ex = old.export(&l.chain_id)?;
@@ -317,10 +325,15 @@ fn copy_with(
             verify_container(&old, &new, name)?;
         }
         report.container_layers += 1;
-        say(&format!("{} container layer {}/{} {name}", match st.containers {
-            ContainerMode::Convert => "converted",
-            ContainerMode::Reset => "reset",
-        }, i + 1, names.len()));
+        say(&format!(
+            "{} container layer {}/{} {name}",
+            match st.containers {
+                ContainerMode::Convert => "converted",
+                ContainerMode::Reset => "reset",
+            },
+            i + 1,
+            names.len()
+        ));
     }
 
     // Every layer, read back from the new driver.
@@ -444,7 +457,12 @@ pub fn abort(data_root: &Path, say: &dyn Fn(&str)) -> Result<State, OpsError> {
     let live = layout::layers(data_root);
     let staged = new_store_path(data_root);
     let kept = kept_store(data_root, &st.from);
-    if strata_graph::layer::store_driver(&live).ok().flatten().as_deref() == Some(st.to.as_str()) {
+    if strata_graph::layer::store_driver(&live)
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some(st.to.as_str())
+    {
         rename_durable(&live, &staged).map_err(io_ctx("taking the new layer store back"))?;
     }
     if !live.exists() && kept.exists() {
@@ -458,7 +476,10 @@ pub fn abort(data_root: &Path, say: &dyn Fn(&str)) -> Result<State, OpsError> {
     }
     remove_driver_data(data_root, &st.to, &st.to_opts, Some(&staged), say)?;
     remove_tree(&layout::migration(data_root)).map_err(io_ctx("ending the migration"))?;
-    say(&format!("the migration to {} is undone; the data root uses {}", st.to, st.from));
+    say(&format!(
+        "the migration to {} is undone; the data root uses {}",
+        st.to, st.from
+    ));
     Ok(st)
 }
 
@@ -518,7 +539,11 @@ fn remove_driver_data(
             )));
         }
         remove_tree(&home).map_err(io_ctx(format!("removing {}", home.display())))?;
-        say(&format!("removed {} layer(s) of {name} and {}", ids.len(), home.display()));
+        say(&format!(
+            "removed {} layer(s) of {name} and {}",
+            ids.len(),
+            home.display()
+        ));
     }
     if let Some(s) = store.filter(|s| s.exists()) {
         remove_tree(s).map_err(io_ctx(format!("removing {}", s.display())))?;

@@ -74,7 +74,6 @@ impl Offline {
     pub fn facts(&self) -> Vec<ContainerFacts> {
         self.containers.iter().map(facts).collect()
     }
-
 }
 
 /// A container's facts: running means its process is alive (live-restore keeps containers

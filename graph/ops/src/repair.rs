@@ -121,7 +121,9 @@ pub fn repair(
         }
         let why = match std::fs::read(e.path()) {
             Err(err) => Some(format!("unreadable: {err}")),
-            Ok(b) if Digest::of(&b).hex() != name => Some("content does not match its digest".into()),
+            Ok(b) if Digest::of(&b).hex() != name => {
+                Some("content does not match its digest".into())
+            }
             Ok(b) => ConfigHead::parse(&b).err().map(|e| e.to_string()),
         };
         if let Some(why) = why {
@@ -168,10 +170,11 @@ pub fn repair(
 
     // Images whose layers are gone: set aside and listed to be pulled again.
     let refs_path = images_root.join("repositories.json");
-    let refs: BTreeMap<String, String> = strata_graph::layer::record::read_json::<serde_json::Value>(&refs_path)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["refs"].clone()).ok())
-        .unwrap_or_default();
+    let refs: BTreeMap<String, String> =
+        strata_graph::layer::record::read_json::<serde_json::Value>(&refs_path)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["refs"].clone()).ok())
+            .unwrap_or_default();
     let mut images_to_pull = Vec::new();
     let mut kept: HashSet<String> = HashSet::new();
     for e in entries(&content) {
@@ -240,7 +243,9 @@ pub fn repair(
     for name in store.rw_names() {
         if !ids.contains(name.as_str()) {
             store.remove_rw(&name)?;
-            actions.push(format!("removed container layer {name}, which no container owned"));
+            actions.push(format!(
+                "removed container layer {name}, which no container owned"
+            ));
         }
     }
     let mut broken_containers = Vec::new();
@@ -297,10 +302,15 @@ fn set_aside(path: &Path, dir: &Path, name: &str, why: &str) -> Result<(), OpsEr
         n += 1;
     }
     rename_durable(path, &dest).map_err(io_ctx(format!("quarantining {}", path.display())))?;
-    let _ = std::fs::write(dest.with_file_name(format!(
-        "{}.reason",
-        dest.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
-    )), why);
+    let _ = std::fs::write(
+        dest.with_file_name(format!(
+            "{}.reason",
+            dest.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        )),
+        why,
+    );
     Ok(())
 }
 

@@ -117,7 +117,12 @@ impl Report {
         self.problems.iter().filter(move |f| f.kind == kind)
     }
 
-    pub(crate) fn problem(&mut self, kind: Kind, subject: impl Into<String>, detail: impl Into<String>) {
+    pub(crate) fn problem(
+        &mut self,
+        kind: Kind,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.problems.push(Finding {
             kind,
             subject: subject.into(),
@@ -161,7 +166,10 @@ impl Report {
                 f.kind.repair()
             );
         }
-        let _ = writeln!(s, "Run `strata storage repair` (daemon stopped) to fix them.");
+        let _ = writeln!(
+            s,
+            "Run `strata storage repair` (daemon stopped) to fix them."
+        );
         s
     }
 }

@@ -63,14 +63,26 @@ mod tests {
         let home = Path::new("/var/lib/strata/overlay2");
         let known = |c: &str| c == "abc" || c == "def";
         assert_eq!(
-            owner(home, Path::new("/var/lib/strata/overlay2/abc/merged"), known).as_deref(),
+            owner(
+                home,
+                Path::new("/var/lib/strata/overlay2/abc/merged"),
+                known
+            )
+            .as_deref(),
             Some("abc")
         );
         assert_eq!(
             owner(home, Path::new("/var/lib/strata/overlay2/mnt/def"), known).as_deref(),
             Some("def")
         );
-        assert_eq!(owner(home, Path::new("/var/lib/strata/overlay2/zzz/merged"), known), None);
+        assert_eq!(
+            owner(
+                home,
+                Path::new("/var/lib/strata/overlay2/zzz/merged"),
+                known
+            ),
+            None
+        );
         assert_eq!(owner(home, Path::new("/elsewhere/abc"), known), None);
     }
 }

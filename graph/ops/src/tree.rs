@@ -40,7 +40,13 @@ fn walk(root: &Path, dir: &Path, dev: u64, out: &mut TreeEntries) -> io::Result<
         };
         out.insert(
             rel,
-            format!("{what} mode {:o} owner {}:{} size {}", m.mode(), m.uid(), m.gid(), if ft.is_dir() { 0 } else { m.len() }),
+            format!(
+                "{what} mode {:o} owner {}:{} size {}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if ft.is_dir() { 0 } else { m.len() }
+            ),
         );
         if ft.is_dir() && m.dev() == dev {
             walk(root, &p, dev, out)?;

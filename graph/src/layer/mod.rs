@@ -5,5 +5,6 @@ pub mod record;
 mod store;
 
 pub use store::{
-    store_driver, Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts, RwLayer,
+    store_driver, Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts,
+    RwLayer,
 };

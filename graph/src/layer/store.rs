@@ -947,7 +947,9 @@ impl LayerStore {
     /// migration carries a container's changes from one driver to another.
     pub fn apply_rw(&self, name: &str, input: &mut (dyn Read + Send)) -> Result<u64, LayerError> {
         let (rec, pc) = self.rw(name)?;
-        Ok(self.driver.apply_diff(&rec.cache_id, pc.as_deref(), input)?)
+        Ok(self
+            .driver
+            .apply_diff(&rec.cache_id, pc.as_deref(), input)?)
     }
 
     /// Sets layer `chain` aside with `why`: its record, and those of every layer and container
@@ -967,7 +969,9 @@ impl LayerStore {
             let more: Vec<ChainId> = st
                 .layers
                 .iter()
-                .filter(|(c, e)| !set.contains(*c) && e.rec.parent.is_some_and(|p| set.contains(&p)))
+                .filter(|(c, e)| {
+                    !set.contains(*c) && e.rec.parent.is_some_and(|p| set.contains(&p))
+                })
                 .map(|(c, _)| *c)
                 .collect();
             if more.is_empty() {
