@@ -608,3 +608,35 @@ fn a_killed_migration_resumes_or_is_undone() {
     assert_eq!(Digest::of(&d.docker(&["save", "test/many:1"]).stdout), save);
     d.stop();
 }
+
+#[test]
+fn chains_deeper_than_dockers_limit_work_where_the_driver_can_mount_them() {
+    if skip_without_docker() {
+        return;
+    }
+    for (driver, limit) in [("overlay2", "500"), ("vfs", "unlimited")] {
+        let d = Daemon::start(driver);
+        let status = d.ok(&["info", "--format", "{{json .DriverStatus}}"]);
+        assert!(
+            status.contains(&format!("[\"Max Layer Depth\",\"{limit}\"]")),
+            "{driver}: {status}"
+        );
+        // 200 layers: Docker refuses more than 125.
+        load_layers(&d, 200);
+        d.ok(&["create", "--name", "deep", "test/many:1", "x"]);
+        for i in [0, 199] {
+            let out = d.docker(&["cp", &format!("deep:/data/f{i}"), "-"]);
+            assert!(out.status.success(), "{driver}: cp f{i}");
+            let body = String::from_utf8_lossy(&out.stdout);
+            assert!(body.contains(&format!("layer {i}\n")), "{driver}: f{i}");
+        }
+        let layers = d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{len .RootFS.Layers}}",
+            "test/many:1",
+        ]);
+        assert_eq!(layers.trim(), "200");
+    }
+}

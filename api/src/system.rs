@@ -107,10 +107,17 @@ pub async fn info(d: &Daemon) -> Result<Resp, ApiError> {
     let paused = containers.iter().filter(|c| c.state.paused).count();
     let (status, driver_warnings): (Vec<[String; 2]>, Vec<String>) =
         tokio::task::spawn_blocking(move || {
-            (
-                driver.status().into_iter().map(|(k, v)| [k, v]).collect(),
-                driver.warnings(),
-            )
+            let mut status: Vec<[String; 2]> =
+                driver.status().into_iter().map(|(k, v)| [k, v]).collect();
+            // How deep a chain of layers this driver can mount (Docker has 125 for all).
+            status.push([
+                "Max Layer Depth".into(),
+                driver
+                    .max_depth()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unlimited".into()),
+            ]);
+            (status, driver.warnings())
         })
         .await?;
     let (runtimes, default_runtime) = {

@@ -252,6 +252,11 @@ impl Driver for AufsDriver {
         self.dirs.list().map_err(io_err(NAME, "listing layers"))
     }
 
+    fn max_depth(&self) -> Option<usize> {
+        // aufs is built with at most 127 branches; a container's own layer takes one.
+        Some(126)
+    }
+
     fn status(&self) -> Vec<(String, String)> {
         let n = self.dirs.list().map(|l| l.len()).unwrap_or(0);
         vec![

@@ -411,6 +411,16 @@ impl Driver for OverlayDriver {
         Ok(out)
     }
 
+    fn max_depth(&self) -> Option<usize> {
+        Some(match self.api {
+            // The kernel's own limit on stacked lower layers (OVL_MAX_STACK).
+            MountApi::New => 500,
+            // Every lower's short link (`l/<26 chars>:`) must fit in one page of mount options
+            // beside the upper and work dirs, as in Docker.
+            MountApi::Legacy => 128,
+        })
+    }
+
     fn status(&self) -> Vec<(String, String)> {
         vec![
             ("Backing Filesystem".into(), self.backing_fs.into()),
@@ -421,8 +431,10 @@ impl Driver for OverlayDriver {
             (
                 "Mount API".into(),
                 match self.api {
-                    MountApi::New => "new (fsconfig lowerdir+, no layer limit)".into(),
-                    MountApi::Legacy => "legacy (mount(2), about 128 layers at most)".into(),
+                    MountApi::New => "new (fsconfig lowerdir+, one option per layer)".into(),
+                    MountApi::Legacy => {
+                        "legacy (mount(2), all layers in one page of options)".into()
+                    }
                 },
             ),
             (

@@ -29,6 +29,12 @@ pub enum LayerError {
     RwNotFound(String),
     #[error("invalid container layer name {0:?}")]
     BadName(String),
+    #[error("max depth exceeded: a chain of {depth} layers is deeper than the {driver} driver can mount ({max})")]
+    TooDeep {
+        depth: usize,
+        max: usize,
+        driver: &'static str,
+    },
     #[error("layer {0} has no references to release")]
     NotReferenced(ChainId),
     #[error("the layer store holds layers of the {store} storage driver, not {driver}: start with --storage-driver {store}, or move the layers with `strata storage migrate --to {driver}`")]
@@ -428,6 +434,29 @@ impl LayerStore {
         Ok(())
     }
 
+    /// The number of layers in the chain ending at `chain` (1 for a base layer).
+    fn depth_of(st: &State, chain: &ChainId) -> usize {
+        let mut n = 0;
+        let mut cur = Some(*chain);
+        while let Some(c) = cur {
+            n += 1;
+            cur = st.layers.get(&c).and_then(|e| e.rec.parent);
+        }
+        n
+    }
+
+    /// Refuses a chain deeper than the driver can mount.
+    fn check_depth(&self, depth: usize) -> Result<(), LayerError> {
+        match self.driver.max_depth() {
+            Some(max) if depth > max => Err(LayerError::TooDeep {
+                depth,
+                max,
+                driver: self.driver.name(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn to_layer(e: &Entry) -> Layer {
         Layer {
             chain_id: e.rec.chain_id,
@@ -524,6 +553,7 @@ impl LayerStore {
                     .get(p)
                     .map(|e| e.rec.cache_id.clone())
                     .ok_or(LayerError::ParentNotFound(*p))?;
+                self.check_depth(Self::depth_of(&st, p) + 1)?;
                 *st.pins.entry(*p).or_default() += 1;
                 Some(cache)
             }
@@ -832,6 +862,10 @@ impl LayerStore {
             ),
             None => None,
         };
+        if let Some(p) = parent {
+            // The container's layer mounts over every layer of its image.
+            self.check_depth(Self::depth_of(&st, p))?;
+        }
         let cache_id = random_id(32);
         self.driver
             .create_rw(&cache_id, parent_cache.as_deref(), opts)?;
