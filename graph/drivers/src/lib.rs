@@ -210,4 +210,24 @@ mod tests {
             "vfs"
         );
     }
+
+    #[test]
+    fn the_layer_store_names_its_driver_and_refuses_another() {
+        let d = tempfile::tempdir().unwrap();
+        let vfs = open("vfs", d.path(), &StorageOpts::default()).unwrap();
+        let layers = strata_graph::layout::layers(d.path());
+        strata_graph::LayerStore::open(&layers, vfs).unwrap();
+        // Without --storage-driver the recorded driver is chosen, as dockerd picks the prior one.
+        let chosen = open_default(None, d.path(), &StorageOpts::default()).unwrap();
+        assert_eq!(chosen.name(), "vfs");
+        let ov = open("overlay2", d.path(), &StorageOpts::default()).unwrap();
+        let e = match strata_graph::LayerStore::open(&layers, ov) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a vfs layer store opened with overlay2"),
+        };
+        assert!(
+            e.contains("vfs") && e.contains("strata storage migrate --to overlay2"),
+            "{e}"
+        );
+    }
 }
