@@ -559,6 +559,27 @@ fn a_killed_migration_resumes_or_is_undone() {
     d.stop();
     let root: PathBuf = d.root();
 
+    // A driver that cannot work here is refused before anything is recorded.
+    let o = storage(
+        &[
+            "migrate",
+            "--data-root",
+            root.to_str().expect("utf-8"),
+            "--to",
+            "btrfs",
+        ],
+        None,
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("btrfs"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !root.join("migration").exists(),
+        "a refused migration left state behind"
+    );
+
     // Killed after 3 of 6 layers: the store says so, the daemon will not start on it.
     kill_midway(&root, 3);
     let (code, r) = check(&root, &[]);

@@ -168,6 +168,12 @@ pub fn migrate(
                     data_root.display()
                 )));
             }
+            // The new driver must work here before anything is recorded.
+            let probe = strata_drivers::open(to, data_root, &parse_opts(&o.to_opts)?)?;
+            if let Err(e) = probe.cleanup() {
+                tracing::warn!(driver = to, "releasing the driver: {e}");
+            }
+            drop(probe);
             let st = State {
                 from: from.into(),
                 to: to.into(),
