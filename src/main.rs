@@ -3,7 +3,6 @@
 
 mod config;
 mod netflags;
-mod pidfile;
 mod storage;
 
 use anyhow::Context;
@@ -330,8 +329,8 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let opts = strata_graph::StorageOpts::parse(&cfg.storage_opts).context("storage options")?;
     std::fs::create_dir_all(&cfg.data_root)
         .with_context(|| format!("creating {}", cfg.data_root.display()))?;
-    let _pid = pidfile::PidLock::acquire(&cfg.pidfile, "pidfile")?;
-    let _root = pidfile::PidLock::acquire(
+    let _pid = strata_storage_ops::lock::PidLock::acquire(&cfg.pidfile, "pidfile")?;
+    let _root = strata_storage_ops::lock::PidLock::acquire(
         &strata_graph::layout::lock(&cfg.data_root),
         "data root lock",
     )?;

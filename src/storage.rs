@@ -105,6 +105,15 @@ fn from_daemon_json() -> (PathBuf, Vec<String>) {
     (root, opts)
 }
 
+/// Progress of re-exporting layers, on one line.
+fn progress(done: usize, total: usize) {
+    if total > 0 && done < total {
+        eprint!("\rre-exporting layer {}/{total}", done + 1);
+    } else if total > 0 {
+        eprintln!("\rre-exported {total} layer(s)      ");
+    }
+}
+
 fn say(line: &str) {
     eprintln!("{line}");
 }
@@ -172,23 +181,7 @@ fn check(client: &strata_cli::ClientOpts, a: CheckArgs) -> anyhow::Result<i32> {
             ),
             e => e.into(),
         })?;
-    let facts = off.facts();
-    let r = strata_storage_ops::check(
-        &strata_storage_ops::Target {
-            data_root: &root,
-            layers: &off.layers,
-            containers: &facts,
-            live: false,
-        },
-        &o,
-        &|done, total| {
-            if total > 0 && done < total {
-                eprint!("\rre-exporting layer {}/{total}", done + 1);
-            } else if total > 0 {
-                eprintln!("\rre-exported {total} layer(s)      ");
-            }
-        },
-    );
+    let r = off.check(&o, &progress);
     if let Err(e) = off.driver.cleanup() {
         tracing::warn!("releasing the driver: {e}");
     }
@@ -206,13 +199,7 @@ fn repair(a: CheckArgs) -> anyhow::Result<i32> {
         a.root.storage_driver.as_deref(),
         &opts,
         &o,
-        &|done, total| {
-            if total > 0 && done < total {
-                eprint!("\rre-exporting layer {}/{total}", done + 1);
-            } else if total > 0 {
-                eprintln!("\rre-exported {total} layer(s)      ");
-            }
-        },
+        &progress,
     )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -4,7 +4,6 @@
 mod common;
 
 use common::Daemon;
-use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 
 #[test]
 fn the_daemon_works_on_btrfs() {
@@ -14,25 +13,7 @@ fn the_daemon_works_on_btrfs() {
     }
     let mut missing = None;
     let d = Daemon::start_prepared("btrfs", &[], &[], |dir| {
-        let fsdir = dir.join("btrfs");
-        std::fs::create_dir_all(&fsdir).expect("dir");
-        match LoopFs::new(&fsdir, &["mkfs.btrfs", "-q"], 1 << 30, "") {
-            Ok(fs) => {
-                // The data root is the btrfs itself; the daemon's clean-up unmounts it.
-                let root = dir.join("root");
-                std::fs::create_dir_all(&root).expect("root");
-                let o = std::process::Command::new("mount")
-                    .args(["--bind"])
-                    .arg(&fs.mnt)
-                    .arg(&root)
-                    .output()
-                    .expect("mount");
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                std::mem::forget(fs);
-            }
-            Err(LoopFsError::NoTool(t)) => missing = Some(t),
-            Err(LoopFsError::Mount(why)) => panic!("mounting btrfs: {why}"),
-        }
+        missing = common::btrfs_data_root(dir);
     });
     if let Some(t) = missing {
         eprintln!("SKIPPED: {t} is not installed (Debian package btrfs-progs)");

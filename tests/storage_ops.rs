@@ -9,7 +9,6 @@ use common::Daemon;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use strata_graph::digest::Digest;
-use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
 
 /// Runs `strata storage ARGS` (no daemon reachable unless `host` is given).
 fn storage(args: &[&str], host: Option<&Path>) -> Output {
@@ -383,6 +382,22 @@ fn facts(d: &Daemon) -> Vec<String> {
     v
 }
 
+/// A migration that must be refused; returns what it said.
+fn migrate_refused(root: &Path, to: &str) -> String {
+    let o = storage(
+        &[
+            "migrate",
+            "--data-root",
+            root.to_str().expect("utf-8"),
+            "--to",
+            to,
+        ],
+        None,
+    );
+    assert!(!o.status.success(), "migrating to {to} was not refused");
+    text(&o)
+}
+
 fn migrate(root: &Path, args: &[&str]) -> String {
     let mut a = vec!["migrate", "--data-root", root.to_str().expect("utf-8")];
     a.extend_from_slice(args);
@@ -398,24 +413,7 @@ fn migrating_vfs_overlay2_btrfs_and_back_keeps_everything() {
     }
     let mut missing = None;
     let mut d = Daemon::start_prepared("vfs", &[], &[], |dir| {
-        let fsdir = dir.join("btrfs");
-        std::fs::create_dir_all(&fsdir).expect("dir");
-        match LoopFs::new(&fsdir, &["mkfs.btrfs", "-q"], 1 << 30, "") {
-            Ok(fs) => {
-                let root = dir.join("root");
-                std::fs::create_dir_all(&root).expect("root");
-                let o = Command::new("mount")
-                    .arg("--bind")
-                    .arg(&fs.mnt)
-                    .arg(&root)
-                    .output()
-                    .expect("mount");
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                std::mem::forget(fs);
-            }
-            Err(LoopFsError::NoTool(t)) => missing = Some(t),
-            Err(LoopFsError::Mount(why)) => panic!("mounting btrfs: {why}"),
-        }
+        missing = common::btrfs_data_root(dir);
     });
     if let Some(t) = missing {
         eprintln!("SKIPPED: {t} is not installed (Debian package btrfs-progs)");
@@ -461,21 +459,8 @@ fn migrating_vfs_overlay2_btrfs_and_back_keeps_everything() {
     d.stop();
 
     // Back to vfs: refused while the old vfs data is kept, then done.
-    let o = storage(
-        &[
-            "migrate",
-            "--data-root",
-            root.to_str().expect("utf-8"),
-            "--to",
-            "vfs",
-        ],
-        None,
-    );
-    assert!(
-        !o.status.success() && text(&o).contains("--remove-old"),
-        "{}",
-        text(&o)
-    );
+    let said = migrate_refused(&root, "vfs");
+    assert!(said.contains("--remove-old"), "{said}");
     migrate(&root, &["--remove-old"]);
     assert!(!root.join("layers.vfs").exists() && !root.join("vfs").exists());
     migrate(&root, &["--to", "vfs", "--remove-old"]);
@@ -560,21 +545,8 @@ fn a_killed_migration_resumes_or_is_undone() {
     let root: PathBuf = d.root();
 
     // A driver that cannot work here is refused before anything is recorded.
-    let o = storage(
-        &[
-            "migrate",
-            "--data-root",
-            root.to_str().expect("utf-8"),
-            "--to",
-            "btrfs",
-        ],
-        None,
-    );
-    assert!(
-        !o.status.success() && text(&o).contains("btrfs"),
-        "{}",
-        text(&o)
-    );
+    let said = migrate_refused(&root, "btrfs");
+    assert!(said.contains("btrfs"), "{said}");
     assert!(
         !root.join("migration").exists(),
         "a refused migration left state behind"

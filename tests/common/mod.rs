@@ -585,3 +585,28 @@ pub fn tar_names(data: impl std::io::Read) -> Vec<String> {
     }
     out
 }
+
+/// For `Daemon::start_prepared`: a loop-mounted btrfs as the data root `<dir>/root` (the
+/// daemon's clean-up unmounts it). Returns the missing tool when mkfs.btrfs is not installed.
+pub fn btrfs_data_root(dir: &Path) -> Option<String> {
+    use strata_graph::graphtest::loopfs::{LoopFs, LoopFsError};
+    let fsdir = dir.join("btrfs");
+    std::fs::create_dir_all(&fsdir).expect("dir");
+    match LoopFs::new(&fsdir, &["mkfs.btrfs", "-q"], 1 << 30, "") {
+        Ok(fs) => {
+            let root = dir.join("root");
+            std::fs::create_dir_all(&root).expect("root");
+            let o = Command::new("mount")
+                .arg("--bind")
+                .arg(&fs.mnt)
+                .arg(&root)
+                .output()
+                .expect("mount");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            std::mem::forget(fs);
+            None
+        }
+        Err(LoopFsError::NoTool(t)) => Some(t.to_string()),
+        Err(LoopFsError::Mount(why)) => panic!("mounting btrfs: {why}"),
+    }
+}

@@ -70,6 +70,20 @@ impl Offline {
         })
     }
 
+    /// Checks it (see [`crate::check`]).
+    pub fn check(&self, o: &crate::CheckOptions, progress: &dyn Fn(usize, usize)) -> crate::Report {
+        crate::check(
+            &crate::Target {
+                data_root: &self.data_root,
+                layers: &self.layers,
+                containers: &self.facts(),
+                live: false,
+            },
+            o,
+            progress,
+        )
+    }
+
     /// The containers as a check sees them.
     pub fn facts(&self) -> Vec<ContainerFacts> {
         self.containers.iter().map(facts).collect()

@@ -3,7 +3,7 @@
 //! are moved to quarantine, never deleted, and the images that need them are listed so they
 //! can be pulled again.
 
-use crate::check::{check, entries, CheckOptions, Target};
+use crate::check::{entries, CheckOptions};
 use crate::offline::Offline;
 use crate::report::{Kind, Report};
 use crate::{io_ctx, OpsError};
@@ -50,17 +50,7 @@ pub fn repair(
 ) -> Result<RepairReport, OpsError> {
     let off = Offline::open(data_root, driver, opts)?;
     let driver_name = off.driver.name();
-    let facts = off.facts();
-    let before = check(
-        &Target {
-            data_root,
-            layers: &off.layers,
-            containers: &facts,
-            live: false,
-        },
-        co,
-        progress,
-    );
+    let before = off.check(co, progress);
     let mut actions = Vec::new();
     if before.of(Kind::MigrationPending).next().is_some() {
         return Err(OpsError::Refused(
@@ -266,17 +256,7 @@ pub fn repair(
 
     let after = {
         let off = Offline::open(data_root, Some(driver_name), opts)?;
-        let facts = off.facts();
-        let r = check(
-            &Target {
-                data_root,
-                layers: &off.layers,
-                containers: &facts,
-                live: false,
-            },
-            co,
-            &|_, _| {},
-        );
+        let r = off.check(co, &|_, _| {});
         if let Err(e) = off.driver.cleanup() {
             tracing::warn!("releasing the driver: {e}");
         }

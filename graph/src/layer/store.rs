@@ -204,17 +204,7 @@ impl LayerStore {
                 st.layers.remove(&c);
             }
         }
-        let parents: Vec<ChainId> = st
-            .layers
-            .values()
-            .filter_map(|e| e.rec.parent)
-            .chain(st.mounts.values().filter_map(|m| m.parent))
-            .collect();
-        for par in parents {
-            if let Some(e) = st.layers.get_mut(&par) {
-                e.children += 1;
-            }
-        }
+        count_children(&mut st);
         Ok(LayerStore {
             paths,
             driver,
@@ -389,17 +379,7 @@ impl LayerStore {
                 &mut report,
             )?;
         }
-        let parents: Vec<ChainId> = st
-            .layers
-            .values()
-            .filter_map(|e| e.rec.parent)
-            .chain(st.mounts.values().filter_map(|m| m.parent))
-            .collect();
-        for par in parents {
-            if let Some(e) = st.layers.get_mut(&par) {
-                e.children += 1;
-            }
-        }
+        count_children(&mut st);
         // Driver data that no record owns: half-applied layers.
         let owned: std::collections::HashSet<&str> = st
             .layers
@@ -1101,6 +1081,21 @@ impl<'a> Inflight<'a> {
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         self.store.state().inflight.remove(&self.cache_id);
+    }
+}
+
+/// Counts each layer's children (layers and container layers built on it).
+fn count_children(st: &mut State) {
+    let parents: Vec<ChainId> = st
+        .layers
+        .values()
+        .filter_map(|e| e.rec.parent)
+        .chain(st.mounts.values().filter_map(|m| m.parent))
+        .collect();
+    for par in parents {
+        if let Some(e) = st.layers.get_mut(&par) {
+            e.children += 1;
+        }
     }
 }
 
