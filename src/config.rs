@@ -189,6 +189,9 @@ fn distribution(
     })
 }
 
+/// Where daemon.json is unless `--config-file` says otherwise.
+pub const DEFAULT_FILE: &str = "/etc/strata/daemon.json";
+
 /// Reads daemon.json; a missing file is an empty one unless `required`.
 pub fn read_file(
     path: &Path,

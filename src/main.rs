@@ -288,7 +288,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let config_path = args
         .config_file
         .clone()
-        .unwrap_or_else(|| PathBuf::from("/etc/strata/daemon.json"));
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
     let file = config::read_file(&config_path, args.config_file.is_some())?;
     let cfg = config::merge(&flags, &file)?;
     let (filter, log_handle) = tracing_subscriber::reload::Layer::new(

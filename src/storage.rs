@@ -86,7 +86,7 @@ pub enum ContainersArg {
 
 /// daemon.json's data-root and storage-opts.
 fn from_daemon_json() -> (PathBuf, Vec<String>) {
-    let file = crate::config::read_file(std::path::Path::new("/etc/strata/daemon.json"), false)
+    let file = crate::config::read_file(std::path::Path::new(crate::config::DEFAULT_FILE), false)
         .unwrap_or_default();
     let root = file
         .get("data-root")
