@@ -30,19 +30,19 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// `check --json` of a stopped daemon's data root: (exit code, report).
-fn check(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec![
-        "check",
-        "--json",
-        "--data-root",
-        root.to_str().expect("utf-8"),
-    ];
+/// `strata storage CMD --json` on a stopped daemon's data root: (exit code, report).
+fn run_json(cmd: &str, root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![cmd, "--json", "--data-root", root.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
     let o = storage(&args, None);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", text(&o)));
+        .unwrap_or_else(|e| panic!("{cmd} printed no JSON ({e}): {}", text(&o)));
     (o.status.code().unwrap_or(-1), v)
+}
+
+/// `check --json` of a stopped daemon's data root.
+fn check(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    run_json("check", root, extra)
 }
 
 fn kinds(report: &serde_json::Value) -> Vec<String> {
@@ -56,18 +56,9 @@ fn kinds(report: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `repair --json` of a stopped daemon's data root.
 fn repair(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec![
-        "repair",
-        "--json",
-        "--data-root",
-        root.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    let o = storage(&args, None);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("repair printed no JSON ({e}): {}", text(&o)));
-    (o.status.code().unwrap_or(-1), v)
+    run_json("repair", root, extra)
 }
 
 /// A daemon on `driver` with the busybox image, a container `c1` holding `/note.txt`, and
