@@ -1,14 +1,17 @@
 //! `strata storage check`: reads the stores of a data root and the driver's data, and reports
 //! what does not agree. It changes nothing.
 
+use crate::images::{BadConfig, ConfigFile};
 use crate::report::{Kind, Report};
 use crate::strays;
 use rand::seq::IndexedRandom;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use strata_graph::digest::{chain_id, ChainId, Digest};
-use strata_graph::image::ConfigHead;
-use strata_graph::layer::record::{read_json, LayerRecord, RwRecord, LAYER_JSON, TAR_SPLIT};
+use strata_graph::layer::record::{
+    layer_records, read_json, rw_records, LayerRecord, RecordProblem, RwRecord, LAYER_JSON,
+    TAR_SPLIT,
+};
 use strata_graph::{layout, LayerError, LayerStore};
 
 /// How thorough a check is.
@@ -69,16 +72,20 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
     // Layer records, as they are on disk.
     let mut records: BTreeMap<ChainId, LayerRecord> = BTreeMap::new();
     let mut owned: HashSet<String> = HashSet::new();
-    for e in entries(&paths.committed()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let dir = e.path();
-        match read_json::<LayerRecord>(&dir.join(LAYER_JSON)) {
-            Err(why) => r.problem(
+    let layer_files = layer_records(&paths).unwrap_or_else(|e| {
+        r.notes
+            .push(format!("could not read the layer records: {e}"));
+        Vec::new()
+    });
+    for f in layer_files {
+        let name = f.name;
+        match f.record {
+            Err(RecordProblem::Unreadable(why)) => r.problem(
                 Kind::LayerRecord,
                 format!("layer directory {name}"),
                 format!("unreadable record: {why}"),
             ),
-            Ok(rec) if rec.chain_id.hex() != name => {
+            Err(RecordProblem::Misplaced(rec)) => {
                 owned.insert(rec.cache_id.clone());
                 r.problem(
                     Kind::LayerRecord,
@@ -102,7 +109,7 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                         ),
                     );
                 }
-                if !dir.join(TAR_SPLIT).is_file() {
+                if !f.path.join(TAR_SPLIT).is_file() {
                     r.problem(
                         Kind::TarSplitMissing,
                         rec.chain_id.to_string(),
@@ -142,6 +149,7 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
     let containers: HashMap<&str, &ContainerFacts> =
         t.containers.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut rw: HashMap<String, RwRecord> = HashMap::new();
+    // Removals and writes that were cut off.
     for e in entries(&paths.mounts()) {
         let file = e.file_name().to_string_lossy().into_owned();
         if file.starts_with('.') {
@@ -150,9 +158,7 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                 e.path().display().to_string(),
                 "the temporary file of an interrupted write",
             );
-            continue;
-        }
-        if file.ends_with(".removing") {
+        } else if file.ends_with(".removing") {
             if let Ok(rec) = read_json::<RwRecord>(&e.path()) {
                 owned.insert(rec.cache_id);
             }
@@ -161,13 +167,18 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                 e.path().display().to_string(),
                 "an interrupted removal of a container layer",
             );
-            continue;
         }
-        let Some(name) = file.strip_suffix(".json") else {
-            continue;
-        };
-        match read_json::<RwRecord>(&e.path()) {
-            Ok(rec) if rec.name == name => {
+    }
+    let rw_files = rw_records(&paths).unwrap_or_else(|e| {
+        r.notes
+            .push(format!("could not read the container layer records: {e}"));
+        Vec::new()
+    });
+    for f in rw_files {
+        let name = f.name.as_str();
+        let file = format!("{name}.json");
+        match f.record {
+            Ok(rec) => {
                 owned.insert(rec.cache_id.clone());
                 if !driver.exists(&rec.cache_id) {
                     r.problem(
@@ -198,12 +209,12 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                 }
                 rw.insert(name.to_string(), rec);
             }
-            Ok(rec) => r.problem(
+            Err(RecordProblem::Misplaced(rec)) => r.problem(
                 Kind::LayerRecord,
                 format!("container layer record {file}"),
                 format!("it is the record of {}", rec.name),
             ),
-            Err(why) => r.problem(
+            Err(RecordProblem::Unreadable(why)) => r.problem(
                 Kind::LayerRecord,
                 format!("container layer record {file}"),
                 format!("unreadable: {why}"),
@@ -267,61 +278,45 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
     let images_root = layout::images(t.data_root);
     let mut expected: HashMap<ChainId, u64> = HashMap::new();
     let mut image_ids: HashSet<Digest> = HashSet::new();
-    for e in entries(&images_root.join("content/sha256")) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            r.problem(
-                Kind::Interrupted,
-                e.path().display().to_string(),
-                "the temporary file of an interrupted write",
-            );
-            continue;
-        }
-        let bytes = match std::fs::read(e.path()) {
-            Ok(b) => b,
-            Err(err) => {
+    for f in crate::images::configs(&images_root) {
+        let (id, head) = match f {
+            ConfigFile::Temp(path) => {
                 r.problem(
-                    Kind::ImageConfig,
-                    format!("image {name}"),
-                    format!("unreadable: {err}"),
+                    Kind::Interrupted,
+                    path.display().to_string(),
+                    "the temporary file of an interrupted write",
                 );
                 continue;
             }
-        };
-        let id = Digest::of(&bytes);
-        if id.hex() != name {
-            r.problem(
-                Kind::ImageDigest,
-                format!("image sha256:{name}"),
-                format!("its config's digest is {id}"),
-            );
-            continue;
-        }
-        let head = match ConfigHead::parse(&bytes) {
-            Ok(h) => h,
-            Err(err) => {
-                r.problem(Kind::ImageConfig, id.to_string(), err.to_string());
+            ConfigFile::Bad { name, why, .. } => {
+                match why {
+                    BadConfig::Unreadable(err) => r.problem(
+                        Kind::ImageConfig,
+                        format!("image {name}"),
+                        format!("unreadable: {err}"),
+                    ),
+                    BadConfig::Digest(id) => r.problem(
+                        Kind::ImageDigest,
+                        format!("image sha256:{name}"),
+                        format!("its config's digest is {id}"),
+                    ),
+                    BadConfig::Invalid(err) => {
+                        r.problem(Kind::ImageConfig, format!("sha256:{name}"), err)
+                    }
+                }
                 continue;
             }
+            ConfigFile::Good { id, head, .. } => (id, head),
         };
         image_ids.insert(id);
-        let mut parent: Option<ChainId> = None;
-        let mut missing = None;
-        for d in &head.rootfs.diff_ids {
-            let c = chain_id(parent.as_ref(), d);
-            if missing.is_none() && !records.contains_key(&c) {
-                missing = Some(c);
-            }
-            parent = Some(c);
-        }
-        if let Some(c) = missing {
+        if let Some(c) = crate::images::first_missing(&head, |c| records.contains_key(c)) {
             r.problem(
                 Kind::ImageLayerMissing,
                 id.to_string(),
                 format!("its layer {c} is not in the layer store"),
             );
         }
-        if let Some(top) = parent {
+        if let Some(top) = head.top_chain() {
             *expected.entry(top).or_default() += 1;
         }
     }
@@ -335,28 +330,23 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
             );
         }
     }
-    let refs_path = images_root.join("repositories.json");
-    if refs_path.exists() {
-        match read_json::<serde_json::Value>(&refs_path) {
-            Ok(v) => {
-                let refs = v["refs"].as_object().cloned().unwrap_or_default();
-                for (name, id) in refs {
-                    let id = id.as_str().and_then(|s| s.parse::<Digest>().ok());
-                    if !id.is_some_and(|i| image_ids.contains(&i)) {
-                        r.problem(
-                            Kind::DanglingReference,
-                            name,
-                            "it names an image that is not in the image store",
-                        );
-                    }
+    match crate::images::references(&images_root) {
+        Ok(refs) => {
+            for (name, id) in refs {
+                if !id.parse::<Digest>().is_ok_and(|i| image_ids.contains(&i)) {
+                    r.problem(
+                        Kind::DanglingReference,
+                        name,
+                        "it names an image that is not in the image store",
+                    );
                 }
             }
-            Err(why) => r.problem(
-                Kind::DanglingReference,
-                refs_path.display().to_string(),
-                format!("unreadable: {why}"),
-            ),
         }
+        Err(why) => r.problem(
+            Kind::DanglingReference,
+            images_root.join("repositories.json").display().to_string(),
+            format!("unreadable: {why}"),
+        ),
     }
     for rec in records.values() {
         let want = expected.get(&rec.chain_id).copied().unwrap_or(0);
@@ -394,7 +384,7 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
         .map(|m| (m.cache_id.as_str(), m.name.as_str()))
         .collect();
     let layer_caches: HashSet<&str> = records.values().map(|l| l.cache_id.as_str()).collect();
-    match strays::mounts_under(driver.home()) {
+    match strata_graph::fsutil::entries_under(driver.home()) {
         Ok(mounts) => {
             for m in mounts {
                 let owner = strays::owner(driver.home(), &m.mount_point, |c| {

@@ -10,6 +10,7 @@
 //! - [`offline`]: opening a data root while the daemon is stopped.
 
 pub mod check;
+mod images;
 pub mod lock;
 pub mod migrate;
 pub mod offline;

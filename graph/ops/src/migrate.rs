@@ -248,7 +248,7 @@ fn copy_with(
         let deepest = old
             .list()
             .iter()
-            .map(|l| depth(&old, l.chain_id))
+            .map(|l| old.depth(&l.chain_id))
             .max()
             .unwrap_or(0);
         if deepest > max {
@@ -262,7 +262,7 @@ fn copy_with(
 
     // Image layers, parents first.
     let mut layers = old.list();
-    layers.sort_by_key(|l| (depth(&old, l.chain_id), l.chain_id));
+    layers.sort_by_key(|l| (old.depth(&l.chain_id), l.chain_id));
     report.layers = layers.len();
     let stall: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
     for (i, l) in layers.iter().enumerate() {
@@ -409,15 +409,6 @@ fn verify_container(old: &LayerStore, new: &LayerStore, name: &str) -> Result<()
     Ok(())
 }
 
-fn depth(store: &LayerStore, mut c: strata_graph::ChainId) -> usize {
-    let mut n = 1;
-    while let Some(p) = store.get(&c).and_then(|l| l.parent) {
-        n += 1;
-        c = p;
-    }
-    n
-}
-
 /// Swaps the stores (idempotent: an interrupted switch finishes), points the containers at
 /// the new driver and ends the migration.
 fn switch(data_root: &Path, st: &State, say: &dyn Fn(&str)) -> Result<(), OpsError> {
@@ -535,7 +526,7 @@ fn remove_driver_data(
         }
         d.cleanup()?;
         drop(d);
-        if !crate::strays::mounts_under(&home)
+        if !strata_graph::fsutil::entries_under(&home)
             .map_err(io_ctx("reading the mount table"))?
             .is_empty()
         {

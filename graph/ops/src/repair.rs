@@ -3,7 +3,8 @@
 //! are moved to quarantine, never deleted, and the images that need them are listed so they
 //! can be pulled again.
 
-use crate::check::{entries, CheckOptions};
+use crate::check::CheckOptions;
+use crate::images::{BadConfig, ConfigFile};
 use crate::offline::Offline;
 use crate::report::{Kind, Report};
 use crate::{io_ctx, OpsError};
@@ -11,9 +12,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use strata_graph::digest::{chain_id, ChainId, Digest};
+use strata_graph::digest::ChainId;
 use strata_graph::fsutil::{atomic_write, mkdir_all, rename_durable};
-use strata_graph::image::{ConfigHead, ImageStore};
+use strata_graph::image::ImageStore;
 use strata_graph::{layout, LayerStore, StorageOpts};
 
 /// An image that lost a layer: pull it again.
@@ -103,21 +104,15 @@ pub fn repair(
     // Image configs that are not what their names say.
     let images_root = layout::images(data_root);
     let image_quarantine = images_root.join("quarantine");
-    let content = images_root.join("content/sha256");
-    for e in entries(&content) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue; // the image store removes interrupted writes itself
-        }
-        let why = match std::fs::read(e.path()) {
-            Err(err) => Some(format!("unreadable: {err}")),
-            Ok(b) if Digest::of(&b).hex() != name => {
-                Some("content does not match its digest".into())
-            }
-            Ok(b) => ConfigHead::parse(&b).err().map(|e| e.to_string()),
-        };
-        if let Some(why) = why {
-            set_aside(&e.path(), &image_quarantine, &name, &why)?;
+    for f in crate::images::configs(&images_root) {
+        // Temporary files: the image store removes interrupted writes itself.
+        if let ConfigFile::Bad { name, path, why } = f {
+            let why = match why {
+                BadConfig::Unreadable(err) => format!("unreadable: {err}"),
+                BadConfig::Digest(_) => "content does not match its digest".into(),
+                BadConfig::Invalid(err) => err,
+            };
+            set_aside(&path, &image_quarantine, &name, &why)?;
             actions.push(format!("quarantined image config {name}: {why}"));
         }
     }
@@ -160,41 +155,24 @@ pub fn repair(
 
     // Images whose layers are gone: set aside and listed to be pulled again.
     let refs_path = images_root.join("repositories.json");
-    let refs: BTreeMap<String, String> =
-        strata_graph::layer::record::read_json::<serde_json::Value>(&refs_path)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["refs"].clone()).ok())
-            .unwrap_or_default();
+    let refs = crate::images::references(&images_root).unwrap_or_default();
     let mut images_to_pull = Vec::new();
     let mut kept: HashSet<String> = HashSet::new();
-    for e in entries(&content) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(e.path()) else {
-            continue;
-        };
-        let Ok(head) = ConfigHead::parse(&bytes) else {
+    for f in crate::images::configs(&images_root) {
+        let ConfigFile::Good {
+            name, path, head, ..
+        } = f
+        else {
             continue;
         };
-        let mut parent: Option<ChainId> = None;
-        let mut missing = None;
-        for d in &head.rootfs.diff_ids {
-            let c = chain_id(parent.as_ref(), d);
-            if missing.is_none() && store.get(&c).is_none() {
-                missing = Some(c);
-            }
-            parent = Some(c);
-        }
         let id = format!("sha256:{name}");
-        match missing {
+        match crate::images::first_missing(&head, |c| store.get(c).is_some()) {
             None => {
                 kept.insert(id);
             }
             Some(c) => {
                 let why = format!("its layer {c} is missing or quarantined");
-                set_aside(&e.path(), &image_quarantine, &name, &why)?;
+                set_aside(&path, &image_quarantine, &name, &why)?;
                 actions.push(format!("quarantined image {id}: {why}"));
                 images_to_pull.push(LostImage {
                     references: refs

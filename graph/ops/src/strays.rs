@@ -2,12 +2,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use strata_graph::fsutil::MountEntry;
-
-/// Mounts strictly below `dir`, deepest first.
-pub fn mounts_under(dir: &Path) -> io::Result<Vec<MountEntry>> {
-    strata_graph::fsutil::entries_under(dir)
-}
 
 /// The layer data (cache id) a mount below `home` belongs to: the first component of its path
 /// below `home` that `known` recognises (`<home>/<id>/merged`, `<home>/mnt/<id>`, ...).

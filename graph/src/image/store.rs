@@ -81,10 +81,16 @@ impl ConfigHead {
 
     /// The chainID of the top layer (`None` for an image without layers).
     pub fn top_chain(&self) -> Option<ChainId> {
-        self.rootfs
-            .diff_ids
-            .iter()
-            .fold(None, |parent, d| Some(chain_id(parent.as_ref(), d)))
+        self.chain_ids().pop()
+    }
+
+    /// The chainID of each of its layers, bottom first.
+    pub fn chain_ids(&self) -> Vec<ChainId> {
+        let mut out: Vec<ChainId> = Vec::with_capacity(self.rootfs.diff_ids.len());
+        for d in &self.rootfs.diff_ids {
+            out.push(chain_id(out.last(), d));
+        }
+        out
     }
 }
 
@@ -262,18 +268,16 @@ impl ImageStore {
         if let Some(img) = st.images.get(&id) {
             return Ok(img.clone());
         }
-        let mut parent: Option<ChainId> = None;
-        for d in &head.rootfs.diff_ids {
-            let c = chain_id(parent.as_ref(), d);
-            if self.layers.get(&c).is_none() {
+        let chains = head.chain_ids();
+        for (d, c) in head.rootfs.diff_ids.iter().zip(&chains) {
+            if self.layers.get(c).is_none() {
                 return Err(ImageError::MissingLayer {
                     diff_id: *d,
-                    chain: c,
+                    chain: *c,
                 });
             }
-            parent = Some(c);
         }
-        let top = parent;
+        let top = chains.last().copied();
         if let Some(t) = &top {
             self.layers.retain(t)?;
         }

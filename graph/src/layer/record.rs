@@ -111,3 +111,77 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Strin
     let data = std::fs::read(path).map_err(|e| e.to_string())?;
     serde_json::from_slice(&data).map_err(|e| e.to_string())
 }
+
+/// What is wrong with a record file.
+#[derive(Debug, Clone)]
+pub enum RecordProblem<T> {
+    /// It cannot be read or parsed.
+    Unreadable(String),
+    /// It is the record of another layer than its file name says (the record it holds).
+    Misplaced(T),
+}
+
+/// A record file found in the store: its name (the chainID hex of a layer directory, the
+/// container layer's name), where it is, and what it holds.
+#[derive(Debug, Clone)]
+pub struct Found<T> {
+    pub name: String,
+    pub path: PathBuf,
+    pub record: Result<T, RecordProblem<T>>,
+}
+
+/// The entries of a directory, by name; none when it does not exist.
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    let mut v: Vec<std::fs::DirEntry> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.collect::<Result<_, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    v.sort_by_key(|e| e.file_name());
+    Ok(v)
+}
+
+/// Every committed layer's record (`sha256/<hex>/layer.json`).
+pub fn layer_records(paths: &StorePaths) -> std::io::Result<Vec<Found<LayerRecord>>> {
+    Ok(sorted_entries(&paths.committed())?
+        .into_iter()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let record = match read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
+                Ok(rec) if rec.chain_id.hex() == name => Ok(rec),
+                Ok(rec) => Err(RecordProblem::Misplaced(rec)),
+                Err(why) => Err(RecordProblem::Unreadable(why)),
+            };
+            Found {
+                name,
+                path: e.path(),
+                record,
+            }
+        })
+        .collect())
+}
+
+/// Every container layer's record (`mounts/<name>.json`; removals in progress and temporary
+/// files are not records).
+pub fn rw_records(paths: &StorePaths) -> std::io::Result<Vec<Found<RwRecord>>> {
+    Ok(sorted_entries(&paths.mounts())?
+        .into_iter()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let name = file
+                .strip_suffix(".json")
+                .filter(|_| !file.starts_with('.'))?
+                .to_string();
+            let record = match read_json::<RwRecord>(&e.path()) {
+                Ok(rec) if rec.name == name => Ok(rec),
+                Ok(rec) => Err(RecordProblem::Misplaced(rec)),
+                Err(why) => Err(RecordProblem::Unreadable(why)),
+            };
+            Some(Found {
+                name,
+                path: e.path(),
+                record,
+            })
+        })
+        .collect())
+}

@@ -171,23 +171,21 @@ impl LayerStore {
             root: root.to_path_buf(),
         };
         let mut st = State::default();
-        for e in read_dir_if_any(&paths.committed()).map_err(io_ctx("reading layers"))? {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Ok(rec) = read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
-                if rec.chain_id.hex() == name && driver.exists(&rec.cache_id) {
-                    st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
-                }
+        for rec in layer_records(&paths)
+            .map_err(io_ctx("reading layers"))?
+            .into_iter()
+            .filter_map(|f| f.record.ok())
+        {
+            if driver.exists(&rec.cache_id) {
+                st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
             }
         }
-        for e in read_dir_if_any(&paths.mounts()).map_err(io_ctx("reading mounts"))? {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_suffix(".json") {
-                if let Ok(rec) = read_json::<RwRecord>(&e.path()) {
-                    if rec.name == n {
-                        st.mounts.insert(rec.name.clone(), rec);
-                    }
-                }
-            }
+        for rec in rw_records(&paths)
+            .map_err(io_ctx("reading mounts"))?
+            .into_iter()
+            .filter_map(|f| f.record.ok())
+        {
+            st.mounts.insert(rec.name.clone(), rec);
         }
         // Only whole chains: a layer whose parent is left out is left out too.
         loop {
@@ -291,42 +289,36 @@ impl LayerStore {
             }
         }
         let mut st = self.state();
-        for e in fs::read_dir(p.committed()).map_err(io_ctx("reading layers"))? {
-            let e = e.map_err(io_ctx("reading layers"))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            match read_json::<LayerRecord>(&e.path().join(LAYER_JSON)) {
-                Ok(rec) if rec.chain_id.hex() == name => {
+        for f in layer_records(p).map_err(io_ctx("reading layers"))? {
+            match f.record {
+                Ok(rec) => {
                     st.layers.insert(rec.chain_id, Entry { rec, children: 0 });
                 }
-                Ok(_) => self.quarantine(
-                    &e.path(),
-                    &name,
+                Err(RecordProblem::Misplaced(_)) => self.quarantine(
+                    &f.path,
+                    &f.name,
                     "record does not match its directory name",
                     &mut report,
                 )?,
-                Err(why) => self.quarantine(
-                    &e.path(),
-                    &name,
+                Err(RecordProblem::Unreadable(why)) => self.quarantine(
+                    &f.path,
+                    &f.name,
                     &format!("unreadable record: {why}"),
                     &mut report,
                 )?,
             }
         }
-        for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
-            let e = e.map_err(io_ctx("reading mounts"))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_suffix(".json") {
-                match read_json::<RwRecord>(&e.path()) {
-                    Ok(rec) if rec.name == n => {
-                        st.mounts.insert(rec.name.clone(), rec);
-                    }
-                    _ => self.quarantine(
-                        &e.path(),
-                        &name,
-                        "unreadable container layer record",
-                        &mut report,
-                    )?,
+        for f in rw_records(p).map_err(io_ctx("reading mounts"))? {
+            match f.record {
+                Ok(rec) => {
+                    st.mounts.insert(rec.name.clone(), rec);
                 }
+                Err(_) => self.quarantine(
+                    &f.path,
+                    &format!("{}.json", f.name),
+                    "unreadable container layer record",
+                    &mut report,
+                )?,
             }
         }
         // Records whose data is gone, or whose parent is gone, are set aside, never used.
@@ -447,6 +439,17 @@ impl LayerStore {
             references: e.rec.references,
             created: e.rec.created,
             tar_bytes: e.rec.tar_bytes,
+        }
+    }
+
+    /// The number of layers in the chain ending at `chain` (1 for a base layer, 0 when it
+    /// does not exist).
+    pub fn depth(&self, chain: &ChainId) -> usize {
+        let st = self.state();
+        if st.layers.contains_key(chain) {
+            Self::depth_of(&st, chain)
+        } else {
+            0
         }
     }
 
@@ -1096,15 +1099,6 @@ fn count_children(st: &mut State) {
         if let Some(e) = st.layers.get_mut(&par) {
             e.children += 1;
         }
-    }
-}
-
-/// The entries of a directory; none when it does not exist.
-fn read_dir_if_any(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
-    match fs::read_dir(dir) {
-        Ok(rd) => rd.collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
     }
 }
 
