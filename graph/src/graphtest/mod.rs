@@ -946,6 +946,82 @@ pub fn store_reopen_reconciles(f: Factory) {
     assert!(again.is_clean(), "second open is clean: {again:?}");
 }
 
+/// Container layers' sizes are counted: 0 when new, forgotten while mounted, measured again
+/// after the last unmount, kept across a reopen, and equal to what the driver measures.
+pub fn store_counts_rw_sizes(f: Factory) {
+    let env = Env::new(f);
+    let root = env.dir.path().join("layers");
+    let written = {
+        let store = env.store();
+        let base = store
+            .register(None, &base_tar()[..], RegisterOpts::default())
+            .expect("base");
+        store
+            .create_rw("c", Some(&base.chain_id), &CreateOpts::default())
+            .expect("create_rw");
+        assert_eq!(store.counted_rw_size("c"), Some(0), "a new layer is empty");
+        let rw = store.get_rw("c").expect("rw");
+        let p = store.mount_rw("c", "").expect("mount");
+        assert_eq!(store.counted_rw_size("c"), None, "mounted: not counted");
+        std::fs::write(p.join("newfile"), vec![0u8; 10_000]).expect("write");
+        std::fs::write(p.join("etc/passwd"), vec![1u8; 500]).expect("write");
+        // While mounted, a reader measures the tree and records nothing.
+        assert_eq!(store.rw_size("c").expect("size"), 10_500);
+        assert!(!store.rw_size_path("c").exists());
+        store.unmount_rw("c").expect("unmount");
+        assert_eq!(store.measure_pending_sizes(), 1);
+        let measured = env
+            .driver
+            .diff_size(&rw.cache_id, Some(&base.cache_id))
+            .expect("diff_size");
+        assert_eq!(store.counted_rw_size("c"), Some(measured));
+        assert_eq!(
+            crate::layer::read_size_file(&store.rw_size_path("c")),
+            Some(measured)
+        );
+        // A diff applied to the layer is counted too.
+        let add = TarBuilder::new().file("more", &[2u8; 2_000]).build();
+        store.apply_rw("c", &mut &add[..]).expect("apply_rw");
+        assert_eq!(store.counted_rw_size("c"), None);
+        assert_eq!(store.rw_size("c").expect("size"), measured + 2_000);
+        assert_eq!(store.counted_rw_size("c"), Some(measured + 2_000));
+        measured + 2_000
+    };
+    // A counter whose layer is gone, and one that is not a number, are dropped at open.
+    std::fs::write(root.join("mounts/gone.size"), "12").expect("write");
+    store_with_rw(&env, &root, "d");
+    std::fs::write(root.join("mounts/d.size"), "twelve").expect("write");
+    let (store, _) = LayerStore::open(&root, env.reopen_driver()).expect("reopen");
+    assert_eq!(
+        store.counted_rw_size("c"),
+        Some(written),
+        "kept across a reopen"
+    );
+    assert!(!root.join("mounts/gone.size").exists());
+    assert!(!root.join("mounts/d.size").exists());
+    assert_eq!(store.counted_rw_size("d"), None);
+    assert_eq!(
+        store.measure_pending_sizes(),
+        1,
+        "the unreadable one is measured"
+    );
+    assert_eq!(store.counted_rw_size("d"), Some(0));
+    store.forget_rw_size("c").expect("forget");
+    assert!(!store.rw_size_path("c").exists());
+    assert_eq!(store.rw_size("c").expect("size"), written);
+    store.remove_rw("c").expect("remove");
+    store.remove_rw("d").expect("remove");
+    assert!(!store.rw_size_path("c").exists());
+}
+
+/// Opens the store at `root`, adds an empty container layer `name`, and closes it.
+fn store_with_rw(env: &Env, root: &Path, name: &str) {
+    let (store, _) = LayerStore::open(root, env.driver.clone()).expect("open");
+    store
+        .create_rw(name, None, &CreateOpts::default())
+        .expect("create_rw");
+}
+
 /// Apply keeps what real images carry: modes, owners, times, xattrs, capabilities, devices,
 /// FIFOs, links, long names and sparse files.
 pub fn apply_preserves_metadata(f: Factory) {
@@ -1315,7 +1391,7 @@ macro_rules! graphtest_suite {
             remove_while_mounted_fails, cleanup_leaves_no_mounts, hostile_tars_are_refused,
             store_exact_reexport, store_register_dedupes, store_concurrent_register_extracts_once,
             store_failed_apply_leaves_nothing, store_reopen_reconciles, apply_preserves_metadata,
-            hardlink_to_lower_layer, store_reports_progress);
+            hardlink_to_lower_layer, store_reports_progress, store_counts_rw_sizes);
         #[test]
         #[ignore = "helper: run in a child process by crash_during_apply"]
         fn crash_child() {

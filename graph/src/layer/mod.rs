@@ -2,8 +2,10 @@
 //! graph driver, with crash-safe commits and exact re-export.
 
 pub mod record;
+mod rw_size;
 mod store;
 
+pub use rw_size::{read_size_file, SIZE_SUFFIX};
 pub use store::{
     store_driver, Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts,
     RwLayer,

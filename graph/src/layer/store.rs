@@ -1,6 +1,7 @@
 //! The layer store: content-addressed image layers and container layers over a graph driver.
 
 use super::record::*;
+use super::rw_size::{size_path, Known, RwSizes, SIZE_SUFFIX};
 use crate::archive::tarsplit::{TarSplitReader, TarSplitWriter};
 use crate::archive::{apply_layer, ApplyError, ApplyOptions, Change, TarSplitSink};
 use crate::digest::{chain_id, ChainId, DiffId, DigestReader};
@@ -128,6 +129,8 @@ pub struct LayerStore {
     state: Mutex<State>,
     /// One lock per chainID: two registrations of the same layer extract it once.
     chain_locks: Mutex<HashMap<ChainId, Arc<Mutex<()>>>>,
+    /// Container layers' size counters.
+    sizes: Arc<RwSizes>,
 }
 
 impl LayerStore {
@@ -153,13 +156,15 @@ impl LayerStore {
             None => atomic_write(&paths.driver_file(), driver.name().as_bytes())
                 .map_err(io_ctx("recording the layer store's driver"))?,
         }
-        let store = LayerStore {
+        let mut store = LayerStore {
+            sizes: Arc::new(RwSizes::load(&paths.mounts(), [])),
             paths,
             driver,
             state: Mutex::new(State::default()),
             chain_locks: Mutex::new(HashMap::new()),
         };
         let report = store.reconcile()?;
+        store.sizes = Arc::new(RwSizes::load(&store.paths.mounts(), store.rw_names()));
         Ok((store, report))
     }
 
@@ -203,11 +208,13 @@ impl LayerStore {
             }
         }
         count_children(&mut st);
+        let sizes = RwSizes::load(&paths.mounts(), st.mounts.keys().cloned());
         Ok(LayerStore {
             paths,
             driver,
             state: Mutex::new(st),
             chain_locks: Mutex::new(HashMap::new()),
+            sizes: Arc::new(sizes),
         })
     }
 
@@ -370,6 +377,18 @@ impl LayerStore {
                 &why,
                 &mut report,
             )?;
+        }
+        // Size counters of container layers that are gone, or that cannot be read.
+        for e in fs::read_dir(p.mounts()).map_err(io_ctx("reading mounts"))? {
+            let e = e.map_err(io_ctx("reading mounts"))?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(SIZE_SUFFIX) else {
+                continue;
+            };
+            if !st.mounts.contains_key(name) || super::rw_size::read_size_file(&e.path()).is_none()
+            {
+                fs::remove_file(e.path()).map_err(io_ctx("removing a stale size counter"))?;
+            }
         }
         count_children(&mut st);
         // Driver data that no record owns: half-applied layers.
@@ -870,6 +889,7 @@ impl LayerStore {
             }
         }
         st.mounts.insert(name.into(), rec);
+        self.sizes.created(name);
         Ok(RwLayer {
             name: name.into(),
             cache_id,
@@ -899,16 +919,27 @@ impl LayerStore {
         })
     }
 
-    /// Mounts a container layer and returns its root.
+    /// Mounts a container layer and returns its root. Its size counter is forgotten until
+    /// the last mount is released.
     pub fn mount_rw(&self, name: &str, mount_label: &str) -> Result<PathBuf, LayerError> {
         let (rec, _) = self.rw(name)?;
-        Ok(self.driver.get(&rec.cache_id, mount_label)?)
+        self.sizes
+            .mounting(name)
+            .map_err(io_ctx("forgetting a container layer's size"))?;
+        let res = self.driver.get(&rec.cache_id, mount_label);
+        if res.is_err() {
+            self.sizes.unmounted(name);
+        }
+        Ok(res?)
     }
 
-    /// Releases one mount of a container layer.
+    /// Releases one mount of a container layer; after the last, its size is measured again
+    /// (by the size worker, or by the next reader).
     pub fn unmount_rw(&self, name: &str) -> Result<(), LayerError> {
         let (rec, _) = self.rw(name)?;
-        Ok(self.driver.put(&rec.cache_id)?)
+        self.driver.put(&rec.cache_id)?;
+        self.sizes.unmounted(name);
+        Ok(())
     }
 
     /// Changes of a container layer against its image.
@@ -923,10 +954,81 @@ impl LayerStore {
         Ok(self.driver.diff(&rec.cache_id, pc.as_deref(), out)?)
     }
 
-    /// Size of a container layer's changes.
+    /// Size of a container layer's changes: its counter when it is not mounted and has been
+    /// measured since its last mount; otherwise measured now (and counted, when unmounted).
     pub fn rw_size(&self, name: &str) -> Result<u64, LayerError> {
         let (rec, pc) = self.rw(name)?;
-        Ok(self.driver.diff_size(&rec.cache_id, pc.as_deref())?)
+        let (mounted, generation) = match self.sizes.known(name) {
+            Known::Size(s) => return Ok(s),
+            Known::Unknown {
+                mounted,
+                generation,
+            } => (mounted, generation),
+        };
+        let size = self.driver.diff_size(&rec.cache_id, pc.as_deref())?;
+        if !mounted {
+            if let Err(e) = self.sizes.record(name, generation, size) {
+                tracing::warn!(layer = name, "recording a container layer's size: {e}");
+            }
+        }
+        Ok(size)
+    }
+
+    /// The counted size of a container layer, if it is not mounted and has been measured
+    /// since its last mount; never walks the layer.
+    pub fn counted_rw_size(&self, name: &str) -> Option<u64> {
+        match self.sizes.known(name) {
+            Known::Size(s) => Some(s),
+            Known::Unknown { .. } => None,
+        }
+    }
+
+    /// Forgets the counted size of container layer `name` (`strata storage repair`, when it
+    /// is wrong); it is measured again.
+    pub fn forget_rw_size(&self, name: &str) -> Result<(), LayerError> {
+        self.sizes
+            .forget(name)
+            .map_err(io_ctx("forgetting a container layer's size"))
+    }
+
+    /// Where the counted size of container layer `name` is kept.
+    pub fn rw_size_path(&self, name: &str) -> PathBuf {
+        size_path(&self.paths.mounts(), name)
+    }
+
+    /// Measures every container layer waiting to be measured, now; returns how many.
+    pub fn measure_pending_sizes(&self) -> usize {
+        let mut n = 0;
+        while let Some(name) = self.sizes.next(std::time::Duration::ZERO) {
+            if let Err(e) = self.rw_size(&name) {
+                tracing::debug!(layer = name, "measuring a container layer: {e}");
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Starts a thread that measures container layers after their last unmount, so that
+    /// their sizes are counted before anyone asks. It ends when the store is dropped.
+    pub fn start_size_worker(self: &Arc<Self>) -> io::Result<std::thread::JoinHandle<()>> {
+        let store = Arc::downgrade(self);
+        let sizes = self.sizes.clone();
+        std::thread::Builder::new()
+            .name("layer-sizes".into())
+            .spawn(move || {
+                while store.strong_count() > 0 {
+                    let Some(name) = sizes.next(std::time::Duration::from_secs(1)) else {
+                        continue;
+                    };
+                    let Some(store) = store.upgrade() else {
+                        break;
+                    };
+                    match store.rw_size(&name) {
+                        Ok(size) => tracing::debug!(layer = name, size, "container layer measured"),
+                        Err(e) => tracing::debug!(layer = name, "measuring a container layer: {e}"),
+                    }
+                }
+            })
     }
 
     /// Removes a container layer (an error while it is mounted); returns image layers that
@@ -949,6 +1051,7 @@ impl LayerStore {
         }
         fs::remove_file(&gone).map_err(io_ctx("finishing a container layer removal"))?;
         st.mounts.remove(name);
+        self.sizes.removed(name);
         match rec.parent {
             Some(p) => {
                 if let Some(pe) = st.layers.get_mut(&p) {
@@ -964,9 +1067,12 @@ impl LayerStore {
     /// migration carries a container's changes from one driver to another.
     pub fn apply_rw(&self, name: &str, input: &mut (dyn Read + Send)) -> Result<u64, LayerError> {
         let (rec, pc) = self.rw(name)?;
-        Ok(self
-            .driver
-            .apply_diff(&rec.cache_id, pc.as_deref(), input)?)
+        self.sizes
+            .mounting(name)
+            .map_err(io_ctx("forgetting a container layer's size"))?;
+        let res = self.driver.apply_diff(&rec.cache_id, pc.as_deref(), input);
+        self.sizes.unmounted(name);
+        Ok(res?)
     }
 
     /// Sets layer `chain` aside with `why`: its record, and those of every layer and container
@@ -1011,6 +1117,7 @@ impl LayerStore {
                 &mut report,
             )?;
             st.mounts.remove(name);
+            self.sizes.removed(name);
         }
         let mut layers: Vec<ChainId> = set.into_iter().collect();
         layers.sort();
