@@ -351,6 +351,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         tracing::warn!(?report, "the layer store was reconciled");
     }
     let layers = Arc::new(layers);
+    // Container layers are measured after their last unmount, so `system df` need not walk them.
+    layers
+        .start_size_worker()
+        .context("starting the layer size worker")?;
     let (images, problems) = strata_graph::image::ImageStore::open(
         &strata_graph::layout::images(&cfg.data_root),
         layers.clone(),

@@ -13,7 +13,7 @@ fn config_json(img: &Image) -> serde_json::Value {
     serde_json::from_slice(&img.config).unwrap_or(serde_json::Value::Null)
 }
 
-fn chain(img: &Image) -> Vec<ChainId> {
+pub(crate) fn chain(img: &Image) -> Vec<ChainId> {
     let mut out = Vec::new();
     let mut parent: Option<ChainId> = None;
     for d in &img.head.rootfs.diff_ids {
@@ -32,7 +32,7 @@ fn size(d: &Daemon, img: &Image) -> u64 {
         .sum()
 }
 
-fn repo_tags(d: &Daemon, img: &Image) -> Vec<String> {
+pub(crate) fn repo_tags(d: &Daemon, img: &Image) -> Vec<String> {
     tags_of(&d.images.references(&img.id))
 }
 
@@ -196,7 +196,7 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
 }
 
 /// An image as `/images/json` and `/system/df` list it.
-fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
+pub(crate) fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
     let cfg = config_json(img);
     serde_json::json!({
         "Id": img.id.to_string(),
@@ -209,37 +209,6 @@ fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
         "Labels": cfg["config"]["Labels"].as_object().cloned().unwrap_or_default(),
         "Containers": -1,
     })
-}
-
-/// `/system/df`: images and what their layers take.
-pub async fn system_df(d: &Arc<Daemon>) -> Result<Resp, ApiError> {
-    let daemon = d.clone();
-    let (containers, volumes) = tokio::task::spawn_blocking(move || {
-        (
-            crate::containers::df_rows(&daemon),
-            crate::volumes::df_rows(&daemon),
-        )
-    })
-    .await?;
-    let layers_size: u64 = d.layers.list().iter().map(|l| l.size).sum();
-    let images: Vec<serde_json::Value> = d
-        .images
-        .list()
-        .iter()
-        .map(|img| {
-            let mut v = summary(d, img, repo_tags(d, img));
-            let id = img.id.to_string();
-            v["Containers"] = serde_json::json!(containers
-                .iter()
-                .filter(|c| c["ImageID"] == id.as_str())
-                .count());
-            v
-        })
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": [] }),
-    ))
 }
 
 /// `POST /images/create`: import from a tarball in the body (`fromSrc=-`).

@@ -10,6 +10,7 @@ mod body;
 mod build;
 pub mod client;
 mod containers;
+mod df;
 pub mod distribution;
 mod error;
 pub mod events;
@@ -381,7 +382,7 @@ async fn route(
         (&Method::GET, "/images/search") => distribution::search(&d, req, &q).await,
         (&Method::POST, "/auth") => distribution::login(&d, req).await,
         (&Method::POST, "/build") => build::build(&d, req, &q).await,
-        (&Method::GET, "/system/df") => images::system_df(&d).await,
+        (&Method::GET, "/system/df") => df::system_df(&d, &q, version).await,
         (&Method::GET, "/storage/check") => storage::check(&d, &q).await,
         (&Method::GET, "/events") => events::get(&d.events, &q),
         (&Method::GET, "/images/get") => images::save(&d, q.all("names")).await,
