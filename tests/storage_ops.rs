@@ -296,6 +296,58 @@ fn each_kind_of_damage_is_found_and_repaired() {
     }
 }
 
+/// The container layers' records in a data root (their names).
+fn container_layers(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("layers/mounts"))
+        .expect("mounts")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(String::from)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn wrong_size_counts_are_found_and_dropped() {
+    if skip_without_docker() {
+        return;
+    }
+    let mut d = prepared_store("vfs");
+    let layers = container_layers(&d.root());
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let c1 = &layers[0];
+    let count = d.root().join(format!("layers/mounts/{c1}.size"));
+    std::fs::write(&count, "999999").expect("a wrong count");
+    let gone = d.root().join("layers/mounts/0123456789abcdef.size");
+    std::fs::write(&gone, "12").expect("a count without a layer");
+    // A count is only compared with the layer by a full check; the stray one is always seen.
+    let (code, r) = check(&d.root(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(kinds(&r), ["interrupted"], "{r:#}");
+    let (code, r) = check(&d.root(), &["--full"]);
+    assert_eq!(code, 1);
+    let mut k = kinds(&r);
+    k.sort();
+    assert_eq!(k, ["interrupted", "size-count"], "{r:#}");
+    assert!(r.to_string().contains("counted 999999 bytes"), "{r:#}");
+    let (code, rep) = repair(&d.root(), &["--full"]);
+    assert_eq!(code, 0, "{rep:#}");
+    assert!(!gone.exists() && !count.exists(), "{rep:#}");
+    // The daemon measures the layer again.
+    d.restart();
+    let size: i64 = d
+        .ok(&["inspect", "-s", "-f", "{{.SizeRw}}", "c1"])
+        .trim()
+        .parse()
+        .expect("SizeRw");
+    assert!((1..999_999).contains(&size), "SizeRw {size}");
+    d.stop();
+    let (code, r) = check(&d.root(), &["--full"]);
+    assert_eq!(code, 0, "{r:#}");
+}
+
 #[test]
 fn a_stale_mount_is_found_and_unmounted() {
     if skip_without_docker() {

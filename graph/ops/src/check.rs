@@ -12,6 +12,7 @@ use strata_graph::layer::record::{
     layer_records, read_json, rw_records, LayerRecord, RecordProblem, RwRecord, LAYER_JSON,
     TAR_SPLIT,
 };
+use strata_graph::layer::{read_size_file, SIZE_SUFFIX};
 use strata_graph::{layout, LayerError, LayerStore};
 
 /// How thorough a check is.
@@ -50,6 +51,60 @@ pub struct Target<'a> {
     pub containers: &'a [ContainerFacts],
     /// Through the running daemon: operations in progress are not leftovers.
     pub live: bool,
+}
+
+/// Measures the layers of stopped containers against their counted sizes (`--full`). A
+/// container layer built on a layer whose content changed is not measured: it would differ
+/// from its image by that change, which is the image's problem, not the count's.
+fn size_counts(
+    t: &Target<'_>,
+    rw: &HashMap<String, RwRecord>,
+    records: &BTreeMap<ChainId, LayerRecord>,
+    r: &mut Report,
+) {
+    let driver = t.layers.driver();
+    let running: HashSet<&str> = t
+        .containers
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.id.as_str())
+        .collect();
+    let changed: HashSet<ChainId> = r
+        .of(Kind::ContentMismatch)
+        .filter_map(|f| f.subject.parse().ok())
+        .collect();
+    let on_changed = |mut cur: Option<ChainId>| {
+        while let Some(c) = cur {
+            if changed.contains(&c) {
+                return true;
+            }
+            cur = records.get(&c).and_then(|l| l.parent);
+        }
+        false
+    };
+    for (name, rec) in rw {
+        if running.contains(name.as_str()) || on_changed(rec.parent) {
+            continue;
+        }
+        let Some(counted) = read_size_file(&t.layers.rw_size_path(name)) else {
+            continue;
+        };
+        let parent = rec
+            .parent
+            .and_then(|p| records.get(&p))
+            .map(|p| p.cache_id.as_str());
+        match driver.diff_size(&rec.cache_id, parent) {
+            Ok(holds) if holds != counted => r.problem(
+                Kind::SizeCount,
+                format!("container layer {name}"),
+                format!("counted {counted} bytes; the layer holds {holds}"),
+            ),
+            Ok(_) => {}
+            Err(e) => r
+                .notes
+                .push(format!("could not measure container layer {name}: {e}")),
+        }
+    }
 }
 
 /// Checks a data root. `progress` hears each re-exported layer (done, total).
@@ -167,6 +222,20 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
                 e.path().display().to_string(),
                 "an interrupted removal of a container layer",
             );
+        } else if let Some(name) = file.strip_suffix(SIZE_SUFFIX) {
+            if !paths.mount_record(name).is_file() {
+                r.problem(
+                    Kind::Interrupted,
+                    e.path().display().to_string(),
+                    "the size count of a container layer that is gone",
+                );
+            } else if read_size_file(&e.path()).is_none() {
+                r.problem(
+                    Kind::SizeCount,
+                    format!("container layer {name}"),
+                    format!("{} is not a number of bytes", e.path().display()),
+                );
+            }
         }
     }
     let rw_files = rw_records(&paths).unwrap_or_else(|e| {
@@ -488,6 +557,9 @@ pub fn check(t: &Target<'_>, o: &CheckOptions, progress: &dyn Fn(usize, usize)) 
         r.verified += 1;
     }
     progress(chosen.len(), chosen.len());
+    if o.full {
+        size_counts(t, &rw, &records, &mut r);
+    }
     r
 }
 

@@ -151,6 +151,15 @@ pub fn repair(
             actions.push(format!("quarantined container layer {n}"));
         }
     }
+    // Counted sizes that are wrong (unreadable ones went when the store was opened).
+    for f in before.of(Kind::SizeCount) {
+        if let Some(name) = f.subject.strip_prefix("container layer ") {
+            if store.get_rw(name).is_some() {
+                store.forget_rw_size(name)?;
+                actions.push(format!("dropped the size count of container layer {name}"));
+            }
+        }
+    }
     let store = Arc::new(store);
 
     // Images whose layers are gone: set aside and listed to be pulled again.

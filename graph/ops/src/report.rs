@@ -45,6 +45,9 @@ pub enum Kind {
     Interrupted,
     /// A storage migration that has not finished.
     MigrationPending,
+    /// A container layer's counted size (`system df`) that is unreadable, or (with `--full`)
+    /// not what the layer holds.
+    SizeCount,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::StrayLoopDevice => "it is detached",
             Kind::StrayDevice => "it is removed",
             Kind::Interrupted => "the operation is finished or undone",
+            Kind::SizeCount => "the count is dropped; the layer is measured again",
             Kind::MigrationPending => {
                 "nothing: resume it with `strata storage migrate --to DRIVER` or undo it with `--abort`"
             }
