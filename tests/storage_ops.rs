@@ -517,6 +517,12 @@ fn migrating_vfs_overlay2_btrfs_and_back_keeps_everything() {
 
 /// An image of `n` small layers, loaded into `d`.
 fn load_layers(d: &Daemon, n: usize) {
+    let path = layers_archive(d, n, "test/many:1");
+    d.ok(&["load", "-q", "-i", path.to_str().expect("utf-8")]);
+}
+
+/// A `docker save` archive of an image `tag` of `n` small layers.
+fn layers_archive(d: &Daemon, n: usize, tag: &str) -> PathBuf {
     use strata_graph::graphtest::tars::{save_archive, TarBuilder};
     let layers: Vec<Vec<u8>> = (0..n)
         .map(|i| {
@@ -538,10 +544,10 @@ fn load_layers(d: &Daemon, n: usize) {
         ids.join(",")
     );
     let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
-    let archive = save_archive(cfg.as_bytes(), &refs, &["test/many:1"]);
-    let path = d.dir.path().join("many.tar");
+    let archive = save_archive(cfg.as_bytes(), &refs, &[tag]);
+    let path = d.dir.path().join(format!("{n}-layers.tar"));
     std::fs::write(&path, archive).expect("write");
-    d.ok(&["load", "-q", "-i", path.to_str().expect("utf-8")]);
+    path
 }
 
 /// Starts a migration that stalls after `after` layers and kills it there.
@@ -674,5 +680,17 @@ fn chains_deeper_than_dockers_limit_work_where_the_driver_can_mount_them() {
             "test/many:1",
         ]);
         assert_eq!(layers.trim(), "200");
+        if driver == "overlay2" {
+            // One layer more than the driver can mount is refused, and the store stays whole.
+            let path = layers_archive(&d, 501, "test/toodeep:1");
+            let (ok, _, err) = d.try_docker(&["load", "-q", "-i", path.to_str().expect("utf-8")]);
+            assert!(!ok && err.contains("max depth exceeded"), "{err}");
+            assert!(err.contains("501") && err.contains("(500)"), "{err}");
+            assert!(!d.try_docker(&["image", "inspect", "test/toodeep:1"]).0);
+        }
+        let mut d = d;
+        d.stop();
+        let (code, r) = check(&d.root(), &[]);
+        assert_eq!(code, 0, "{driver}: {r:#}");
     }
 }

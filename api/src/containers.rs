@@ -141,9 +141,14 @@ pub(crate) fn summary(d: &Daemon, c: &Container, size: Option<(i64, i64)>) -> Va
         "NetworkSettings": { "Networks": networks },
         "Mounts": mounts_json(c),
     });
+    // As dockerd lists them: a size of 0 is left out.
     if let Some((rw, root)) = size {
-        v["SizeRw"] = j!(rw);
-        v["SizeRootFs"] = j!(root);
+        if rw != 0 {
+            v["SizeRw"] = j!(rw);
+        }
+        if root != 0 {
+            v["SizeRootFs"] = j!(root);
+        }
     }
     v
 }

@@ -280,3 +280,93 @@ pub fn save_archive(config: &[u8], layers: &[&[u8]], tags: &[&str]) -> Vec<u8> {
     }
     w.finish().expect("finish")
 }
+
+/// One image of [`save_archive_of`]: its config, its layer tars (bottom first) and its tags.
+pub struct SavedImage<'a> {
+    pub config: Vec<u8>,
+    pub layers: Vec<&'a [u8]>,
+    pub tags: Vec<String>,
+}
+
+/// A `docker save` archive of several images; a layer they share is stored once
+/// (`<diffID hex>/layer.tar`).
+pub fn save_archive_of(images: &[SavedImage<'_>]) -> Vec<u8> {
+    let mut w = TarWriter::new(Vec::new());
+    let mut written = std::collections::HashSet::new();
+    let mut manifest = Vec::new();
+    let put = |w: &mut TarWriter<Vec<u8>>, p: &str, data: &[u8]| {
+        let hdr = Header::new(p, Kind::Regular, data.len() as u64);
+        w.append(&hdr, Some(&mut &data[..])).expect("append");
+    };
+    for img in images {
+        let cfg_name = format!("{}.json", crate::Digest::of(&img.config).hex());
+        if written.insert(cfg_name.clone()) {
+            put(&mut w, &cfg_name, &img.config);
+        }
+        let mut names = Vec::new();
+        for layer in &img.layers {
+            let name = format!("{}/layer.tar", crate::Digest::of(layer).hex());
+            if written.insert(name.clone()) {
+                put(&mut w, &name, layer);
+            }
+            names.push(name);
+        }
+        manifest
+            .push(serde_json::json!({ "Config": cfg_name, "RepoTags": img.tags, "Layers": names }));
+    }
+    put(
+        &mut w,
+        "manifest.json",
+        serde_json::Value::Array(manifest).to_string().as_bytes(),
+    );
+    w.finish().expect("finish")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_of_several_images_stores_a_shared_layer_once() {
+        let base = TarBuilder::new().file("base", b"b").build();
+        let own: Vec<Vec<u8>> = (0..2)
+            .map(|i| {
+                TarBuilder::new()
+                    .file("own", format!("{i}").as_bytes())
+                    .build()
+            })
+            .collect();
+        let images: Vec<SavedImage<'_>> = own
+            .iter()
+            .enumerate()
+            .map(|(i, l)| SavedImage {
+                config: image_config("sh", &[crate::Digest::of(&base), crate::Digest::of(l)]),
+                layers: vec![&base[..], &l[..]],
+                tags: vec![format!("t/img{i}:1")],
+            })
+            .collect();
+        let archive = save_archive_of(&images);
+        let mut names = Vec::new();
+        let mut manifest = Vec::new();
+        let mut r = crate::archive::tar::TarReader::new(&archive[..], false);
+        while let Some(e) = r.next_entry().expect("entry") {
+            let data = r.read_payload_to_vec().expect("data");
+            let name = e.display();
+            if name == "manifest.json" {
+                manifest = data;
+            }
+            names.push(name);
+        }
+        let base_name = format!("{}/layer.tar", crate::Digest::of(&base).hex());
+        assert_eq!(
+            names.iter().filter(|n| **n == base_name).count(),
+            1,
+            "{names:?}"
+        );
+        assert_eq!(names.len(), 2 + 3 + 1, "{names:?}");
+        let m: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest");
+        assert_eq!(m.as_array().map(Vec::len), Some(2));
+        assert_eq!(m[1]["Layers"][0], base_name.as_str());
+        assert_eq!(m[1]["RepoTags"][0], "t/img1:1");
+    }
+}
