@@ -12,7 +12,9 @@
 //!
 //! The answers are checked: every image and container listed, the containers that ran
 //! counted at 64 KiB or more. `cargo bench --bench df` (root, runc; dockerd from Debian's
-//! `docker.io` when installed, else Strata alone); `STRATA_BENCH_DF_N` changes the 1,000.
+//! `docker.io` when installed, else Strata alone); `STRATA_BENCH_DF_N` changes the 1,000,
+//! `STRATA_BENCH_DF_SAMPLES` the 10, and `STRATA_BENCH_DF_STRATA_ONLY=1` leaves dockerd out
+//! (to profile Strata).
 //! Results print as a Markdown table for benches/README.md.
 
 #[path = "engines.rs"]
@@ -28,7 +30,13 @@ use strata_graph::Digest;
 const RAN: usize = 100;
 /// What each of them writes.
 const WRITTEN: usize = 64 << 10;
-const SAMPLES: usize = 10;
+/// Samples of each warm measurement (`STRATA_BENCH_DF_SAMPLES`, for profiling).
+fn samples() -> usize {
+    std::env::var("STRATA_BENCH_DF_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
 
 /// One archive of `n` images `df/img<i>:1`, each a shared busybox layer and one of its own.
 fn archive(dir: &Path, n: usize) -> PathBuf {
@@ -175,8 +183,8 @@ fn measure(
     // Let Strata's size worker count the layers that ran, as it does right after they stop.
     std::thread::sleep(Duration::from_secs(2));
     df(&e, n, &ran);
-    let warm = median((0..SAMPLES).map(|_| df(&e, n, &ran)).collect());
-    let ps = median((0..SAMPLES).map(|_| ps_size(&e, n)).collect());
+    let warm = median((0..samples()).map(|_| df(&e, n, &ran)).collect());
+    let ps = median((0..samples()).map(|_| ps_size(&e, n)).collect());
     drop(e);
     let e = start(dir)?;
     // Ready: the containers are listed (without sizes). Then the cache goes.
@@ -220,7 +228,10 @@ fn main() {
         measure(&fs.mnt, &archive, n, |d| Some(engines::start_strata(d)))
             .expect("Strata always runs")
     };
-    let docker = {
+    let strata_only = std::env::var_os("STRATA_BENCH_DF_STRATA_ONLY").is_some();
+    let docker = if strata_only {
+        None
+    } else {
         let fs = fresh_fs("docker");
         measure(&fs.mnt, &archive, n, engines::start_dockerd)
     };
@@ -233,17 +244,20 @@ fn main() {
     println!("| what | dockerd 20.10 | Strata | ratio |\n|---|---|---|---|");
     for (what, s, d) in [
         (
-            "`GET /system/df` (median of 10)",
+            format!("`GET /system/df` (median of {})", samples()),
             strata.warm,
             docker.as_ref().map(|d| d.warm),
         ),
         (
-            "`GET /system/df`, first after a restart, page cache dropped",
+            "`GET /system/df`, first after a restart, page cache dropped".to_string(),
             strata.cold,
             docker.as_ref().map(|d| d.cold),
         ),
         (
-            "`GET /containers/json?all=1&size=1` (median of 10)",
+            format!(
+                "`GET /containers/json?all=1&size=1` (median of {})",
+                samples()
+            ),
             strata.ps,
             docker.as_ref().map(|d| d.ps),
         ),
@@ -255,6 +269,7 @@ fn main() {
                 ms(s),
                 d.as_secs_f64() / s.as_secs_f64()
             ),
+            None if strata_only => println!("| {what} | left out | {} | |", ms(s)),
             None => println!("| {what} | not installed | {} | |", ms(s)),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod registry;
+pub mod storage_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
