@@ -340,7 +340,6 @@ fn a_stale_mount_is_found_and_unmounted() {
     assert!(!mounted(), "repair unmounted it");
 }
 
-
 #[test]
 fn migrating_vfs_overlay2_btrfs_and_back_keeps_everything() {
     if skip_without_docker() {

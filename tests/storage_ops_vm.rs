@@ -83,17 +83,34 @@ fn leave_mounted(root: &Path, driver: &str, opts: &[&str], cache_id: &str) {
     std::mem::forget(drv);
 }
 
+/// The daemon's flags for `driver` (devicemapper's options only on devicemapper).
+fn daemon_args(driver: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--storage-driver",
+        driver,
+        "--bridge",
+        "none",
+        "--iptables=false",
+    ]
+    .map(String::from)
+    .to_vec();
+    if driver == "devicemapper" {
+        v.extend(opt_flags("--storage-opt", DM_OPTS));
+    }
+    v
+}
+
 #[test]
 fn check_repair_and_migrate_on_devicemapper() {
     if !Path::new("/dev/mapper/control").exists() {
-        eprintln!("SKIPPED: this kernel has no device-mapper; `in_the_vm` runs this test in the VM");
+        eprintln!(
+            "SKIPPED: this kernel has no device-mapper; `in_the_vm` runs this test in the VM"
+        );
         return;
     }
     assert!(common::docker_available(), "the docker CLI is missing");
     let devices = strata_devices();
-    let mut flags = opt_flags("--storage-opt", DM_OPTS);
-    flags.extend(["--bridge", "none", "--iptables=false"].map(String::from));
-    let mut d = Daemon::start_with("devicemapper", &strs(&flags));
+    let mut d = Daemon::start_with("devicemapper", &strs(&daemon_args("devicemapper")[2..]));
     d.load_busybox();
     common::cp_diff_commit_export_save(&d, "on a thin device\n");
     let want = facts(&d);
@@ -125,8 +142,12 @@ fn check_repair_and_migrate_on_devicemapper() {
     let from = opt_flags("--from-storage-opt", DM_OPTS);
     let out = migrate(&root, &[&["--to", "overlay2"][..], &strs(&from)].concat());
     assert!(out.contains("overlay2"), "{out}");
-    assert_eq!(strata_devices(), devices, "the migration left devices active");
-    with_driver(&mut d, "overlay2");
+    assert_eq!(
+        strata_devices(),
+        devices,
+        "the migration left devices active"
+    );
+    d.args = daemon_args("overlay2");
     d.restart();
     assert_eq!(facts(&d), want, "devicemapper → overlay2");
     d.stop();
@@ -135,9 +156,12 @@ fn check_repair_and_migrate_on_devicemapper() {
     assert!(!root.join("devicemapper").exists());
     assert!(loops_under(&root).is_empty(), "{:?}", loops_under(&root));
     let back = opt_flags("--storage-opt", DM_OPTS);
-    migrate(&root, &[&["--to", "devicemapper", "--remove-old"][..], &strs(&back)].concat());
+    migrate(
+        &root,
+        &[&["--to", "devicemapper", "--remove-old"][..], &strs(&back)].concat(),
+    );
     assert!(!root.join("overlay2").exists());
-    with_driver(&mut d, "devicemapper");
+    d.args = daemon_args("devicemapper");
     d.restart();
     assert_eq!(facts(&d), want, "overlay2 → devicemapper");
     d.stop();
@@ -160,7 +184,9 @@ fn zfs(args: &[&str]) -> String {
 #[test]
 fn check_repair_and_migrate_on_zfs() {
     if !Path::new("/dev/zfs").exists() || std::env::var_os("STRATA_ZFS_POOL").is_none() {
-        eprintln!("SKIPPED: no ZFS pool here (STRATA_ZFS_POOL); `in_the_vm` runs this test in the VM");
+        eprintln!(
+            "SKIPPED: no ZFS pool here (STRATA_ZFS_POOL); `in_the_vm` runs this test in the VM"
+        );
         return;
     }
     assert!(common::docker_available(), "the docker CLI is missing");
@@ -170,11 +196,16 @@ fn check_repair_and_migrate_on_zfs() {
         std::process::id()
     );
     zfs(&["create", "-o", "mountpoint=legacy", &fs]);
-    let mut d = Daemon::start_prepared("zfs", &["--bridge", "none", "--iptables=false"], &[], |dir| {
-        let root = dir.join("root");
-        std::fs::create_dir_all(&root).expect("root");
-        strata_graph::sys::mount(fs.as_bytes(), &root, b"zfs", 0, None).expect("mount");
-    });
+    let mut d = Daemon::start_prepared(
+        "zfs",
+        &["--bridge", "none", "--iptables=false"],
+        &[],
+        |dir| {
+            let root = dir.join("root");
+            std::fs::create_dir_all(&root).expect("root");
+            strata_graph::sys::mount(fs.as_bytes(), &root, b"zfs", 0, None).expect("mount");
+        },
+    );
     d.load_busybox();
     common::cp_diff_commit_export_save(&d, "in a clone\n");
     let want = facts(&d);
@@ -200,7 +231,11 @@ fn check_repair_and_migrate_on_zfs() {
     let (code, rep) = repair(&root, &[]);
     assert_eq!(code, 0, "{rep:#}");
     assert!(kinds(&rep["after"]).is_empty(), "{rep:#}");
-    assert_eq!(datasets(), before, "the orphan dataset is destroyed, nothing else");
+    assert_eq!(
+        datasets(),
+        before,
+        "the orphan dataset is destroyed, nothing else"
+    );
 
     // To vfs and back.
     migrate(&root, &["--to", "vfs"]);
@@ -237,6 +272,8 @@ fn in_the_vm() {
     }
     assert!(!vm::inside(), "inside the VM without device-mapper or ZFS");
     if !vm::run_suite_with_zfs("in_the_vm", 2) {
-        eprintln!("SKIPPED: no device-mapper or ZFS here and no VM runner (../shared/vm/run-in-vm.sh)");
+        eprintln!(
+            "SKIPPED: no device-mapper or ZFS here and no VM runner (../shared/vm/run-in-vm.sh)"
+        );
     }
 }

@@ -30,9 +30,19 @@ pub struct OptionSpec {
     pub help: &'static str,
 }
 
-/// Parsed options, keys lower-cased as dockerd does.
+/// Parsed options, keys lower-cased as dockerd does, and what opening the driver may do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StorageOpts(pub BTreeMap<String, String>);
+pub struct StorageOpts(pub BTreeMap<String, String>, pub Opening);
+
+/// What a driver may do about a previous run's leftovers when it is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Opening {
+    /// Clean up after a killed daemon (release the mounts it left), as the daemon needs.
+    #[default]
+    Recover,
+    /// Leave them for `strata storage check` to report (and `repair` to remove).
+    Inspect,
+}
 
 impl StorageOpts {
     /// Parses `key=value` strings; keys are case-insensitive.
@@ -49,7 +59,19 @@ impl StorageOpts {
             }
             map.insert(k, v.trim().to_string());
         }
-        Ok(StorageOpts(map))
+        Ok(StorageOpts(map, Opening::Recover))
+    }
+
+    /// The same options, for opening the driver to inspect a data root: leftovers of a
+    /// previous run are left in place.
+    pub fn inspecting(mut self) -> Self {
+        self.1 = Opening::Inspect;
+        self
+    }
+
+    /// Whether the driver may clean up after a previous run.
+    pub fn recovers(&self) -> bool {
+        self.1 == Opening::Recover
     }
 
     /// Checks every key against the driver's list.

@@ -125,6 +125,7 @@ impl DevmapperDriver {
     /// Opens the driver with its home at `home`: sets up or finds the pool, finishes an
     /// interrupted pool operation, makes or checks the base device.
     pub fn new(home: &Path, opts: &StorageOpts) -> DriverResult<Self> {
+        let raw_opts = opts;
         let opts = DmOptions::parse(opts)?;
         let ctl = Control::open(opts.log_level).map_err(dm_err)?;
         mkdir_all(&home.join("mnt"), 0o700).map_err(io_err(NAME, "creating home"))?;
@@ -135,8 +136,14 @@ impl DevmapperDriver {
             libc::minor(st.dev()),
             st.ino()
         );
-        // Mounts a killed daemon left: the devices under them would stay busy.
-        match strata_graph::fsutil::unmount_all_under(&home.join("mnt")) {
+        // Mounts a killed daemon left: the devices under them would stay busy. (An inspection
+        // leaves them for `strata storage check` to report.)
+        let leftovers = if raw_opts.recovers() {
+            strata_graph::fsutil::unmount_all_under(&home.join("mnt"))
+        } else {
+            Ok(Vec::new())
+        };
+        match leftovers {
             Ok(left) if !left.is_empty() => {
                 tracing::warn!(
                     count = left.len(),

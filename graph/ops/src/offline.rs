@@ -48,7 +48,8 @@ pub struct Offline {
 }
 
 impl Offline {
-    /// Locks and opens `data_root` with its driver (see [`driver_name`]).
+    /// Locks and opens `data_root` with its driver (see [`driver_name`]), which leaves what a
+    /// previous run left mounted in place.
     pub fn open(
         data_root: &Path,
         driver: Option<&str>,
@@ -59,7 +60,8 @@ impl Offline {
         }
         let lock = PidLock::data_root(data_root)?;
         let name = driver_name(data_root, driver)?;
-        let driver = strata_drivers::open(name, data_root, opts)?;
+        // What a killed daemon left mounted stays, to be reported.
+        let driver = strata_drivers::open(name, data_root, &opts.clone().inspecting())?;
         let layers = LayerStore::open_read_only(&layout::layers(data_root), driver.clone())?;
         Ok(Offline {
             data_root: data_root.to_path_buf(),

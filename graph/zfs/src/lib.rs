@@ -156,8 +156,12 @@ impl ZfsDriver {
             diff_min_objects: AtomicU64::new(DIFF_MIN_OBJECTS),
             removed: Mutex::new(HashSet::new()),
         };
-        // A killed daemon leaves its mounts.
-        unmount_all_under(&d.home.join("graph")).map_err(io_err(NAME, "unmounting leftovers"))?;
+        // A killed daemon leaves its mounts (an inspection leaves them for `strata storage
+        // check` to report).
+        if opts.recovers() {
+            unmount_all_under(&d.home.join("graph"))
+                .map_err(io_err(NAME, "unmounting leftovers"))?;
+        }
         d.load_layers()?;
         d.finish_interrupted_creates()?;
         d.destroy_removed();
