@@ -89,6 +89,13 @@ fn system_df_answers_from_counted_sizes() {
     assert_eq!(df_size_rw(&d, &idle), 0);
     let (_, inspect) = api_get(&d, &format!("/containers/{idle}/json?size=1"));
     assert_eq!(inspect["SizeRw"], 0, "{inspect}");
+    // Both CLIs read a left-out size as 0.
+    let args = ["ps", "-a", "-s", "--format", "{{.Size}}"];
+    let docker_ps = d.ok(&args);
+    assert!(docker_ps.starts_with("0B (virtual "), "{docker_ps}");
+    let strata_ps = d.strata(&args);
+    assert!(strata_ps.status.success());
+    assert_eq!(String::from_utf8_lossy(&strata_ps.stdout), docker_ps);
 
     // A run writes 100,000 bytes; after it exits, the worker counts them.
     let w = d

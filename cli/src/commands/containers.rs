@@ -788,11 +788,13 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<(), CliError> {
                 .flatten()
                 .filter_map(|n| n.as_str().map(|s| s.trim_start_matches('/').to_string()))
                 .collect();
-            let size = match (v["SizeRw"].as_f64(), v["SizeRootFs"].as_f64()) {
-                (Some(rw), Some(root)) => {
-                    format!("{} (virtual {})", human_size(rw), human_size(root))
-                }
-                _ => String::new(),
+            // The daemon leaves a size of 0 out, as dockerd does.
+            let size = if a.size {
+                let rw = v["SizeRw"].as_f64().unwrap_or(0.0);
+                let root = v["SizeRootFs"].as_f64().unwrap_or(0.0);
+                format!("{} (virtual {})", human_size(rw), human_size(root))
+            } else {
+                String::new()
             };
             json!({
                 "ID": id(v),
