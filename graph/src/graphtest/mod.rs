@@ -946,6 +946,30 @@ pub fn store_reopen_reconciles(f: Factory) {
     assert!(again.is_clean(), "second open is clean: {again:?}");
 }
 
+/// A layer set aside twice (registered again in between) keeps both records and both reasons.
+pub fn store_quarantine_keeps_every_reason(f: Factory) {
+    let env = Env::new(f);
+    let store = env.store();
+    for why in ["first reason", "second reason"] {
+        let l = store
+            .register(None, &base_tar()[..], RegisterOpts::default())
+            .expect("register");
+        store
+            .quarantine_layer(&l.chain_id, why)
+            .expect("quarantine");
+    }
+    let q = env.dir.path().join("layers/quarantine");
+    let mut reasons: Vec<String> = std::fs::read_dir(&q)
+        .expect("quarantine")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "reason"))
+        .map(|p| std::fs::read_to_string(p).expect("reason"))
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["first reason", "second reason"]);
+    assert_eq!(std::fs::read_dir(&q).expect("quarantine").count(), 4);
+}
+
 /// Container layers' sizes are counted: 0 when new, forgotten while mounted, measured again
 /// after the last unmount, kept across a reopen, and equal to what the driver measures.
 pub fn store_counts_rw_sizes(f: Factory) {
@@ -1391,7 +1415,8 @@ macro_rules! graphtest_suite {
             remove_while_mounted_fails, cleanup_leaves_no_mounts, hostile_tars_are_refused,
             store_exact_reexport, store_register_dedupes, store_concurrent_register_extracts_once,
             store_failed_apply_leaves_nothing, store_reopen_reconciles, apply_preserves_metadata,
-            hardlink_to_lower_layer, store_reports_progress, store_counts_rw_sizes);
+            hardlink_to_lower_layer, store_reports_progress, store_counts_rw_sizes,
+            store_quarantine_keeps_every_reason);
         #[test]
         #[ignore = "helper: run in a child process by crash_during_apply"]
         fn crash_child() {

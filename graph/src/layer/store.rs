@@ -420,7 +420,10 @@ impl LayerStore {
             .quarantine()
             .join(format!("{name}.{}", random_id(4)));
         rename_durable(path, &dest).map_err(io_ctx(format!("quarantining {}", path.display())))?;
-        let _ = fs::write(dest.with_extension("reason"), why);
+        // `<dest>.reason`: one per quarantined entry, even for a name set aside twice.
+        let mut reason = dest.clone().into_os_string();
+        reason.push(".reason");
+        let _ = fs::write(reason, why);
         report.quarantined.push((name.to_string(), why.to_string()));
         Ok(())
     }
