@@ -219,7 +219,11 @@ impl ImageStore {
                     *expected.entry(t).or_default() += 1;
                 }
             }
-            for c in layers.rebuild_references(&expected)? {
+            let rebuilt = layers.rebuild_references(&expected)?;
+            for (c, had, now) in &rebuilt.changed {
+                tracing::warn!(layer = %c, had, now, "layer reference count rebuilt");
+            }
+            for c in rebuilt.removed {
                 problems.push(format!(
                     "layer {c} belonged to no image (an interrupted load or pull); removed"
                 ));

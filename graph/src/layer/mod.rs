@@ -7,6 +7,6 @@ mod store;
 
 pub use rw_size::{read_size_file, SIZE_SUFFIX};
 pub use store::{
-    store_driver, Layer, LayerError, LayerExport, LayerStore, ReconcileReport, RegisterOpts,
-    RwLayer,
+    store_driver, Layer, LayerError, LayerExport, LayerStore, RebuiltReferences, ReconcileReport,
+    RegisterOpts, RwLayer,
 };

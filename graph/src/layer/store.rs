@@ -97,6 +97,15 @@ impl ReconcileReport {
     }
 }
 
+/// What [`LayerStore::rebuild_references`] changed.
+#[derive(Debug, Default, Clone)]
+pub struct RebuiltReferences {
+    /// Layers whose count changed: (layer, recorded, now).
+    pub changed: Vec<(ChainId, u64, u64)>,
+    /// Layers removed because nothing needs them any more.
+    pub removed: Vec<ChainId>,
+}
+
 /// Options of one registration.
 #[derive(Default)]
 pub struct RegisterOpts<'a> {
@@ -496,17 +505,19 @@ impl LayerStore {
 
     /// Sets every layer's reference count to what its holders say (layers missing from the map
     /// have none) and removes layers nobody needs. Only correct when the caller knows every
-    /// holder, i.e. at start-up before anything registers. Returns the removed layers.
+    /// holder, i.e. at start-up before anything registers. Says what changed; the caller
+    /// decides whether that is news (at start-up it is; in a migration it is the point).
     pub fn rebuild_references(
         &self,
         expected: &HashMap<ChainId, u64>,
-    ) -> Result<Vec<ChainId>, LayerError> {
+    ) -> Result<RebuiltReferences, LayerError> {
         let mut st = self.state();
         let mut changed = Vec::new();
+        let mut out = RebuiltReferences::default();
         for (c, e) in st.layers.iter_mut() {
             let want = expected.get(c).copied().unwrap_or(0);
             if e.rec.references != want {
-                tracing::warn!(layer = %c, had = e.rec.references, now = want, "layer reference count rebuilt");
+                out.changed.push((*c, e.rec.references, want));
                 e.rec.references = want;
                 changed.push(e.rec.clone());
             }
@@ -514,11 +525,10 @@ impl LayerStore {
         for rec in &changed {
             self.persist(rec)?;
         }
-        let mut removed = Vec::new();
         for rec in changed.iter().filter(|r| r.references == 0) {
-            removed.extend(self.collect(&mut st, rec.chain_id)?);
+            out.removed.extend(self.collect(&mut st, rec.chain_id)?);
         }
-        Ok(removed)
+        Ok(out)
     }
 
     /// Adds a reference to an existing layer.
