@@ -10,8 +10,9 @@
 //! - mounting forgets the size, and the file goes **before** the driver mounts: a size on disk
 //!   is never older than the layer's last mount. The unlink is not fsynced; the journal of
 //!   the filesystem orders it before any later write into the layer's tree;
-//! - the last unmount queues the layer to be measured again. The daemon's worker
-//!   ([`SizeWorker`]) measures it in the background; without one, the next reader does;
+//! - the last unmount queues the layer to be measured again. The daemon's worker measures it
+//!   in the background once it has settled for a moment (a `run --rm` removes its layer right
+//!   after the exit: it is never measured); without a worker, the next reader measures it;
 //! - each mount bumps a generation number: a measurement that raced with a mount is dropped.
 //!
 //! A size file is a decimal number of bytes, written to a temporary name and renamed (not
@@ -22,7 +23,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The suffix of a size file in `mounts/`.
 pub const SIZE_SUFFIX: &str = ".size";
@@ -43,8 +44,8 @@ struct Counter {
 #[derive(Default)]
 struct Sizes {
     layers: HashMap<String, Counter>,
-    /// Layers to measure, oldest first.
-    queue: VecDeque<String>,
+    /// Layers to measure, oldest first, with when they were queued.
+    queue: VecDeque<(String, Instant)>,
 }
 
 /// The counters of every container layer in a store.
@@ -77,7 +78,7 @@ impl RwSizes {
             let path = size_path(dir, &name);
             let size = read_size_file(&path);
             if size.is_none() {
-                s.queue.push_back(name.clone());
+                s.queue.push_back((name.clone(), Instant::now()));
             }
             s.layers.insert(
                 name,
@@ -143,7 +144,7 @@ impl RwSizes {
         };
         c.mounts = c.mounts.saturating_sub(1);
         if c.mounts == 0 && c.size.is_none() {
-            st.queue.push_back(name.to_string());
+            st.queue.push_back((name.to_string(), Instant::now()));
             self.wake.notify_one();
         }
     }
@@ -208,23 +209,36 @@ impl RwSizes {
             }
         }
         if c.mounts == 0 {
-            st.queue.push_back(name.to_string());
+            st.queue.push_back((name.to_string(), Instant::now()));
             self.wake.notify_one();
         }
         Ok(())
     }
 
-    /// The next layer to measure, waiting up to `timeout` for one.
-    pub fn next(&self, timeout: Duration) -> Option<String> {
+    /// The next layer to measure that has waited at least `settle` since it was queued,
+    /// waiting up to `timeout` for one.
+    pub fn next(&self, timeout: Duration, settle: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
         let mut st = self.state();
-        if st.queue.is_empty() {
+        loop {
+            let now = Instant::now();
+            let wait = match st.queue.front() {
+                Some((_, at)) if now.duration_since(*at) >= settle => {
+                    return st.queue.pop_front().map(|(name, _)| name);
+                }
+                Some((_, at)) => (*at + settle).saturating_duration_since(now),
+                None => Duration::MAX,
+            };
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                return None;
+            }
             st = self
                 .wake
-                .wait_timeout(st, timeout)
+                .wait_timeout(st, wait.min(left))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        st.queue.pop_front()
     }
 
     /// Layers waiting to be measured.
@@ -281,7 +295,7 @@ mod tests {
         assert!(!s.record("c", 1, 5).expect("record"));
         s.unmounted("c");
         assert_eq!(s.pending(), 1);
-        assert_eq!(s.next(Duration::ZERO).as_deref(), Some("c"));
+        assert_eq!(s.next(Duration::ZERO, Duration::ZERO).as_deref(), Some("c"));
         assert!(s.record("c", 1, 5).expect("record"));
         assert_eq!(s.known("c"), Known::Size(5));
         assert_eq!(read_size_file(&size_path(dir.path(), "c")), Some(5));
@@ -311,17 +325,39 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = RwSizes::load(dir.path(), ["a".to_string()]);
-            let _ = s.next(Duration::ZERO);
+            let _ = s.next(Duration::ZERO, Duration::ZERO);
             assert!(s.record("a", 0, 42).expect("record"));
         }
         std::fs::write(size_path(dir.path(), "b"), "not a number").expect("write");
         let s = RwSizes::load(dir.path(), ["a".to_string(), "b".to_string()]);
         assert_eq!(s.known("a"), Known::Size(42));
         assert!(matches!(s.known("b"), Known::Unknown { .. }));
-        assert_eq!(s.next(Duration::ZERO).as_deref(), Some("b"));
+        assert_eq!(s.next(Duration::ZERO, Duration::ZERO).as_deref(), Some("b"));
         s.removed("a");
         assert!(!size_path(dir.path(), "a").exists());
         assert!(!s.record("a", 0, 1).expect("record"));
+    }
+
+    #[test]
+    fn the_worker_waits_for_a_layer_to_settle() {
+        let (_dir, s) = sizes(&[]);
+        s.created("c");
+        s.mounting("c").expect("mount");
+        s.unmounted("c");
+        let settle = Duration::from_millis(200);
+        assert_eq!(s.next(Duration::ZERO, settle), None, "not settled yet");
+        let t = Instant::now();
+        assert_eq!(s.next(Duration::from_secs(5), settle).as_deref(), Some("c"));
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            s.next(Duration::from_millis(10), settle),
+            None,
+            "queue empty"
+        );
     }
 
     #[test]
@@ -330,10 +366,10 @@ mod tests {
         s.created("c");
         s.mounting("c").expect("mount");
         s.unmounted("c");
-        let _ = s.next(Duration::ZERO);
+        let _ = s.next(Duration::ZERO, Duration::ZERO);
         assert!(s.record("c", 1, 3).expect("record"));
         s.forget("c").expect("forget");
         assert!(!size_path(dir.path(), "c").exists());
-        assert_eq!(s.next(Duration::ZERO).as_deref(), Some("c"));
+        assert_eq!(s.next(Duration::ZERO, Duration::ZERO).as_deref(), Some("c"));
     }
 }

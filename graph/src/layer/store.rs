@@ -14,6 +14,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long the size worker lets a container layer settle after its last unmount before it
+/// measures it (a `run --rm` removes the layer meanwhile).
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Errors of the layer store.
 #[derive(Debug, thiserror::Error)]
@@ -1012,7 +1017,7 @@ impl LayerStore {
     /// Measures every container layer waiting to be measured, now; returns how many.
     pub fn measure_pending_sizes(&self) -> usize {
         let mut n = 0;
-        while let Some(name) = self.sizes.next(std::time::Duration::ZERO) {
+        while let Some(name) = self.sizes.next(Duration::ZERO, Duration::ZERO) {
             if let Err(e) = self.rw_size(&name) {
                 tracing::debug!(layer = name, "measuring a container layer: {e}");
             }
@@ -1030,7 +1035,7 @@ impl LayerStore {
             .name("layer-sizes".into())
             .spawn(move || {
                 while store.strong_count() > 0 {
-                    let Some(name) = sizes.next(std::time::Duration::from_secs(1)) else {
+                    let Some(name) = sizes.next(Duration::from_secs(1), SETTLE) else {
                         continue;
                     };
                     let Some(store) = store.upgrade() else {
