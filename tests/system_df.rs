@@ -221,6 +221,17 @@ fn system_df_answers_from_counted_sizes() {
     assert!(summary.contains("Images 2 1"), "{summary}");
     assert!(summary.contains("Containers 2 0"), "{summary}");
 
+    // Strata's CLI prints what the docker CLI prints, summary and -v.
+    for args in [&["system", "df"][..], &["system", "df", "-v"][..]] {
+        let strata = d.strata(args);
+        assert!(strata.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&strata.stdout),
+            d.ok(args),
+            "strata {args:?} differs from docker's"
+        );
+    }
+
     // Counters are kept across a restart: nothing is measured again.
     d.restart();
     assert_eq!(df_size_rw(&d, &w), again as i64);

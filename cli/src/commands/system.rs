@@ -248,7 +248,9 @@ fn df_verbose(v: &Value) -> Result<(), CliError> {
                 "Repository": repo, "Tag": tag,
                 "ID": short_id(i["Id"].as_str().unwrap_or("")),
                 "CreatedSince": ago(i["Created"].as_i64().unwrap_or(0)),
-                "Size": human_size(size), "SharedSize": human_size(shared),
+                // The docker CLI prints the shared size with 4 digits, the others with 3.
+                "Size": human_size(size),
+                "SharedSize": strata_graph::options::human_size(shared, 4),
                 "UniqueSize": human_size(size - shared),
                 "Containers": i["Containers"].as_i64().unwrap_or(0).to_string(),
             }));
@@ -318,7 +320,22 @@ fn df_verbose(v: &Value) -> Result<(), CliError> {
         ],
         &volumes,
     )?;
-    out("\nBuild cache usage: 0B\n")
+    // No build cache: its table is empty, as the docker CLI prints it.
+    out("\nBuild cache usage: 0B\n\n")?;
+    print_rows(
+        None,
+        "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
+        &[
+            ("ID", "CACHE ID"),
+            ("CacheType", "CACHE TYPE"),
+            ("Size", "SIZE"),
+            ("CreatedSince", "CREATED"),
+            ("LastUsedSince", "LAST USED"),
+            ("UsageCount", "USAGE"),
+            ("Shared", "SHARED"),
+        ],
+        &[],
+    )
 }
 
 pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
@@ -326,48 +343,61 @@ pub fn df(c: &Client, a: DfArgs) -> Result<(), CliError> {
     if a.verbose {
         return df_verbose(&v);
     }
-    let images = v["Images"].as_array().cloned().unwrap_or_default();
-    let containers = v["Containers"].as_array().cloned().unwrap_or_default();
-    let img_active = images
-        .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .count();
-    let img_size = v["LayersSize"].as_f64().unwrap_or(0.0);
-    let used: f64 = images
-        .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
-        .sum();
-    let reclaim = |r: f64, total: f64| {
-        let pct = if total > 0.0 { r * 100.0 / total } else { 0.0 };
-        format!("{} ({:.0}%)", human_size(r), pct)
+    // As the docker CLI counts (its formatter's disk usage contexts): sizes with 4 digits,
+    // whole percentages, only when the total is not 0.
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let int = |x: &Value| x.as_i64().unwrap_or(0);
+    let size = |n: i64| strata_graph::options::human_size(n as f64, 4);
+    let reclaim = |r: i64, total: i64| {
+        if total > 0 {
+            format!("{} ({}%)", size(r), r * 100 / total)
+        } else {
+            size(r)
+        }
     };
-    let ct_size: f64 = containers
+    let images = list("Images");
+    let img_total = int(&v["LayersSize"]);
+    let in_use = |i: &&Value| int(&i["Containers"]) != 0;
+    // What images in use hold of their own (shared layers are not counted).
+    let img_used: i64 = images
         .iter()
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0))
+        .filter(in_use)
+        .filter(|i| int(&i["Size"]) != -1 && int(&i["SharedSize"]) != -1)
+        .map(|i| int(&i["Size"]) - int(&i["SharedSize"]))
         .sum();
-    let ct_active = containers
+    let containers = list("Containers");
+    let active = |c: &Value| {
+        let st = c["State"].as_str().unwrap_or("");
+        ["running", "paused", "restarting"]
+            .iter()
+            .any(|a| st.contains(a))
+    };
+    let ct_total: i64 = containers.iter().map(|c| int(&c["SizeRw"])).sum();
+    let ct_reclaim: i64 = containers
         .iter()
-        .filter(|c| c["State"] == "running")
-        .count();
-    let ct_reclaim: f64 = containers
-        .iter()
-        .filter(|c| c["State"] != "running")
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0).max(0.0))
+        .filter(|c| !active(c))
+        .map(|c| int(&c["SizeRw"]))
         .sum();
-    let volumes = v["Volumes"].as_array().cloned().unwrap_or_default();
-    let vol_bytes = |x: &Value| x["UsageData"]["Size"].as_f64().unwrap_or(0.0).max(0.0);
-    let vol_used = |x: &Value| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0;
-    let vol_active = volumes.iter().filter(|x| vol_used(x)).count();
-    let vol_size: f64 = volumes.iter().map(vol_bytes).sum();
-    let vol_reclaim: f64 = volumes.iter().filter(|x| !vol_used(x)).map(vol_bytes).sum();
+    let volumes = list("Volumes");
+    let vol_size = |x: &Value| int(&x["UsageData"]["Size"]);
+    let vol_used = |x: &Value| int(&x["UsageData"]["RefCount"]) > 0;
+    let vol_total: i64 = volumes.iter().map(vol_size).filter(|n| *n != -1).sum();
+    let vol_reclaim: i64 = volumes
+        .iter()
+        .filter(|x| !vol_used(x))
+        .map(vol_size)
+        .filter(|n| *n != -1)
+        .sum();
     let rows = vec![
-        json!({ "Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(),
-            "Size": human_size(img_size), "Reclaimable": reclaim((img_size - used).max(0.0), img_size) }),
-        json!({ "Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ct_active.to_string(),
-            "Size": human_size(ct_size), "Reclaimable": reclaim(ct_reclaim, ct_size) }),
-        json!({ "Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vol_active.to_string(),
-            "Size": human_size(vol_size), "Reclaimable": reclaim(vol_reclaim, vol_size) }),
+        json!({ "Type": "Images", "TotalCount": images.len().to_string(),
+            "Active": images.iter().filter(in_use).count().to_string(),
+            "Size": size(img_total), "Reclaimable": reclaim(img_total - img_used, img_total) }),
+        json!({ "Type": "Containers", "TotalCount": containers.len().to_string(),
+            "Active": containers.iter().filter(|c| active(c)).count().to_string(),
+            "Size": size(ct_total), "Reclaimable": reclaim(ct_reclaim, ct_total) }),
+        json!({ "Type": "Local Volumes", "TotalCount": volumes.len().to_string(),
+            "Active": volumes.iter().filter(|x| vol_used(x)).count().to_string(),
+            "Size": size(vol_total), "Reclaimable": reclaim(vol_reclaim, vol_total) }),
         json!({ "Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B" }),
     ];
     print_rows(
