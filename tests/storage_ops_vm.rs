@@ -171,6 +171,20 @@ fn check_repair_and_migrate_on_devicemapper() {
     assert!(loops_under(&root).is_empty(), "{:?}", loops_under(&root));
 }
 
+/// The cache id of a base layer (one without a parent) in a stopped daemon's data root.
+fn base_cache_id(root: &Path) -> String {
+    for e in std::fs::read_dir(root.join("layers/sha256")).expect("layers") {
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(e.expect("entry").path().join("layer.json")).expect("record"),
+        )
+        .expect("record JSON");
+        if rec["parent"].is_null() {
+            return rec["cache_id"].as_str().expect("cache id").to_string();
+        }
+    }
+    panic!("no base layer in {}", root.display());
+}
+
 fn zfs(args: &[&str]) -> String {
     let out = Command::new("zfs").args(args).output().expect("zfs");
     assert!(
@@ -219,15 +233,36 @@ fn check_repair_and_migrate_on_zfs() {
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["driver"], "zfs");
 
-    // A killed daemon's mount, and a dataset no layer owns.
+    // A killed daemon's mount, a dataset no layer owns, the snapshot of an interrupted
+    // create and the dataset of an interrupted removal.
     leave_mounted(&root, "zfs", &[], &c1_cache_id(&d, &c1));
     let orphan = format!("{fs}/0123456789abcdef0123456789abcdef");
     zfs(&["create", "-o", "mountpoint=legacy", &orphan]);
+    let snapshot = format!(
+        "{fs}/{}@89abcdef0123456789abcdef01234567",
+        base_cache_id(&root)
+    );
+    zfs(&["snapshot", &snapshot]);
+    let removed = format!("{fs}/fedcba9876543210fedcba9876543210:removed");
+    zfs(&["create", "-o", "mountpoint=legacy", &removed]);
     let (code, r) = check(&root, &[]);
     assert_eq!(code, 1);
     let mut k = kinds(&r);
     k.sort();
-    assert_eq!(k, ["orphan-driver-data", "stray-mount"], "{r:#}");
+    assert_eq!(
+        k,
+        [
+            "orphan-driver-data",
+            "stray-device",
+            "stray-device",
+            "stray-mount"
+        ],
+        "{r:#}"
+    );
+    assert!(
+        r.to_string().contains(&snapshot) && r.to_string().contains(&removed),
+        "{r:#}"
+    );
     let (code, rep) = repair(&root, &[]);
     assert_eq!(code, 0, "{rep:#}");
     assert!(kinds(&rep["after"]).is_empty(), "{rep:#}");
@@ -243,11 +278,21 @@ fn check_repair_and_migrate_on_zfs() {
     d.restart();
     assert_eq!(facts(&d), want, "zfs → vfs");
     d.stop();
-    migrate(&root, &["--remove-old"]);
+    let listed = zfs(&[
+        "list",
+        "-H",
+        "-o",
+        "name,origin,clones",
+        "-t",
+        "all",
+        "-r",
+        &fs,
+    ]);
+    let said = migrate(&root, &["--remove-old"]);
     assert_eq!(
         zfs(&["list", "-H", "-o", "name", "-t", "all", "-r", &fs]).trim(),
         fs,
-        "the old driver's datasets are destroyed"
+        "the old driver's datasets are destroyed; before:\n{listed}\n{said}"
     );
     migrate(&root, &["--to", "zfs", "--remove-old"]);
     assert!(!root.join("vfs").exists());

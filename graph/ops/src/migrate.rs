@@ -507,6 +507,37 @@ fn remove_old_driver(
     remove_driver_data(data_root, driver, opts, Some(&kept), say)
 }
 
+/// Removes what the driver still holds once its layers are gone (zfs: datasets set aside
+/// until their clones went, which the last removal may not have seen go yet). Tries for a
+/// few seconds; what stays is an error, so the home is not removed from under it.
+fn remove_leftovers(d: &dyn strata_graph::Driver) -> Result<(), OpsError> {
+    for attempt in 0..10 {
+        let strays = d.strays()?;
+        if strays.is_empty() {
+            return Ok(());
+        }
+        for s in &strays {
+            if let Err(e) = d.remove_stray(s) {
+                tracing::debug!(attempt, "removing {} {}: {e}", s.kind, s.name);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let left: Vec<String> = d
+        .strays()?
+        .into_iter()
+        .map(|s| format!("{} {}", s.kind, s.name))
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(OpsError::Refused(format!(
+        "{} still holds {}; run the removal again",
+        d.name(),
+        left.join(", ")
+    )))
+}
+
 /// Removes every layer a driver holds in `data_root`, then its home and `store` (the layer
 /// store that described them).
 fn remove_driver_data(
@@ -524,6 +555,7 @@ fn remove_driver_data(
         for id in &ids {
             d.remove(id)?;
         }
+        remove_leftovers(d.as_ref())?;
         d.cleanup()?;
         drop(d);
         if !strata_graph::fsutil::entries_under(&home)

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// How long the size worker lets a container layer settle after its last unmount before it
@@ -45,6 +45,8 @@ pub enum LayerError {
     NotReferenced(ChainId),
     #[error("the layer store holds layers of the {store} storage driver, not {driver}: start with --storage-driver {store}, or move the layers with `strata storage migrate --to {driver}`")]
     OtherDriver { store: String, driver: String },
+    #[error("the layer store is shutting down")]
+    Closed,
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error(transparent)]
@@ -145,6 +147,11 @@ pub struct LayerStore {
     chain_locks: Mutex<HashMap<ChainId, Arc<Mutex<()>>>>,
     /// Container layers' size counters.
     sizes: Arc<RwSizes>,
+    /// Held (shared) while a container layer is measured, which mounts it and its parent on
+    /// most drivers; removals take it exclusively, so they never meet a measurement's mounts.
+    measuring: RwLock<()>,
+    /// Set by `cleanup`: nothing is measured any more.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl LayerStore {
@@ -176,6 +183,8 @@ impl LayerStore {
             driver,
             state: Mutex::new(State::default()),
             chain_locks: Mutex::new(HashMap::new()),
+            measuring: RwLock::new(()),
+            closed: Default::default(),
         };
         let report = store.reconcile()?;
         store.sizes = Arc::new(RwSizes::load(&store.paths.mounts(), store.rw_names()));
@@ -229,6 +238,8 @@ impl LayerStore {
             state: Mutex::new(st),
             chain_locks: Mutex::new(HashMap::new()),
             sizes: Arc::new(sizes),
+            measuring: RwLock::new(()),
+            closed: Default::default(),
         })
     }
 
@@ -516,6 +527,7 @@ impl LayerStore {
         &self,
         expected: &HashMap<ChainId, u64>,
     ) -> Result<RebuiltReferences, LayerError> {
+        let _m = self.no_measurement();
         let mut st = self.state();
         let mut changed = Vec::new();
         let mut out = RebuiltReferences::default();
@@ -732,6 +744,11 @@ impl LayerStore {
             .map_err(io_ctx("committing the layer"))
     }
 
+    /// Waits for measurements in progress and keeps new ones out while held.
+    fn no_measurement(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.measuring.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn discard(&self, tmp: &Path, cache_id: &str) {
         match self.driver.remove(cache_id) {
             Ok(()) | Err(DriverError::NotFound { .. }) => {}
@@ -745,6 +762,7 @@ impl LayerStore {
     /// Drops one reference; a layer with no references and no children is deleted, and so,
     /// in turn, are parents left unreferenced. Returns the deleted layers.
     pub fn release(&self, chain: &ChainId) -> Result<Vec<ChainId>, LayerError> {
+        let _m = self.no_measurement();
         let lock = self.chain_lock(chain);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = self.state();
@@ -975,6 +993,15 @@ impl LayerStore {
     /// Size of a container layer's changes: its counter when it is not mounted and has been
     /// measured since its last mount; otherwise measured now (and counted, when unmounted).
     pub fn rw_size(&self, name: &str) -> Result<u64, LayerError> {
+        if let Known::Size(s) = self.sizes.known(name) {
+            self.rw(name)?;
+            return Ok(s);
+        }
+        // No removal meanwhile: the layer is looked up under the same guard.
+        let _m = self.measuring.read().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LayerError::Closed);
+        }
         let (rec, pc) = self.rw(name)?;
         let (mounted, generation) = match self.sizes.known(name) {
             Known::Size(s) => return Ok(s),
@@ -1052,6 +1079,7 @@ impl LayerStore {
     /// Removes a container layer (an error while it is mounted); returns image layers that
     /// were deleted because nothing needs them any more.
     pub fn remove_rw(&self, name: &str) -> Result<Vec<ChainId>, LayerError> {
+        let _m = self.no_measurement();
         let mut st = self.state();
         let rec = st
             .mounts
@@ -1184,8 +1212,11 @@ impl LayerStore {
         Ok(self.driver.metadata(&cache)?)
     }
 
-    /// Unmounts everything; called at shutdown.
+    /// Unmounts everything; called at shutdown. A measurement in progress finishes first,
+    /// and none starts after (the driver's mounts and devices are going away).
     pub fn cleanup(&self) -> Result<(), LayerError> {
+        let _m = self.no_measurement();
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(self.driver.cleanup()?)
     }
 }

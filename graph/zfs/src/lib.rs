@@ -31,7 +31,7 @@ use strata_graph::driver::{
 };
 use strata_graph::fsutil::{mkdir_all, mount_of, unmount, unmount_all_under};
 use strata_graph::{
-    sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts,
+    sys, ApplyTarget, CreateOpts, Driver, DriverError, DriverResult, OptionSpec, StorageOpts, Stray,
 };
 
 const NAME: &str = "zfs";
@@ -76,6 +76,19 @@ fn used_objects(mnt: &Path) -> std::io::Result<u64> {
 /// The name a removed layer's dataset takes while clones still depend on it (`:` is not
 /// allowed in layer ids, so it never clashes with a layer).
 const REMOVED_SUFFIX: &str = ":removed";
+
+/// What an interrupted create left of its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CreateLeft {
+    /// A snapshot without its clone: to destroy.
+    Orphan,
+    /// The origin of a clone, not yet marked for deferred destruction.
+    Unmarked,
+}
+
+/// The kinds of [`Stray`] the driver reports.
+const STRAY_SNAPSHOT: &str = "zfs snapshot of an interrupted create";
+const STRAY_REMOVED: &str = "zfs dataset of an interrupted removal";
 
 fn zfs_err(context: impl Into<String>) -> impl FnOnce(ZfsError) -> DriverError {
     let context = context.into();
@@ -156,15 +169,15 @@ impl ZfsDriver {
             diff_min_objects: AtomicU64::new(DIFF_MIN_OBJECTS),
             removed: Mutex::new(HashSet::new()),
         };
-        // A killed daemon leaves its mounts (an inspection leaves them for `strata storage
-        // check` to report).
+        d.load_layers()?;
+        // A killed daemon leaves its mounts, half-made creates and removals. An inspection
+        // leaves them for `strata storage check` to report (see `strays`).
         if opts.recovers() {
             unmount_all_under(&d.home.join("graph"))
                 .map_err(io_err(NAME, "unmounting leftovers"))?;
+            d.finish_interrupted_creates()?;
+            d.destroy_removed();
         }
-        d.load_layers()?;
-        d.finish_interrupted_creates()?;
-        d.destroy_removed();
         Ok(d)
     }
 
@@ -212,6 +225,50 @@ impl ZfsDriver {
     /// between them leaves a snapshot `<parent>@<id>` without its clone (destroyed here) or
     /// not yet marked (marked here).
     fn finish_interrupted_creates(&self) -> DriverResult<()> {
+        for (snapshot, left) in self.interrupted_creates()? {
+            match left {
+                CreateLeft::Orphan => {
+                    tracing::info!(snapshot, "removing the snapshot of an interrupted create");
+                    cmd::zfs(&["destroy", &snapshot])
+                        .map_err(zfs_err("removing a leftover snapshot"))?;
+                }
+                CreateLeft::Unmarked => {
+                    tracing::info!(
+                        snapshot,
+                        "marking the origin snapshot of an interrupted create for deferred destruction"
+                    );
+                    cmd::zfs(&["destroy", "-d", &snapshot])
+                        .map_err(zfs_err("marking an origin snapshot"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a snapshot of `dataset` has clones that are layers, or set aside themselves
+    /// (it waits for them). A clone that is neither is on its way out: a removal that just
+    /// finished may still show it for a moment.
+    fn has_dependent_clones(&self, dataset: &str) -> bool {
+        let rows = match cmd::list(&["clones"], &["-t", "snapshot", "-r", "-d", "1", dataset]) {
+            Ok(rows) => rows,
+            // Unknown: not reported as a leftover.
+            Err(_) => return true,
+        };
+        let layers = lock(&self.layers).clone();
+        let removed = lock(&self.removed).clone();
+        let prefix = format!("{}/", self.fsname);
+        rows.iter()
+            .flat_map(|r| r[0].split(',').map(str::to_string).collect::<Vec<_>>())
+            .filter(|c| !c.is_empty() && c != "-")
+            .any(|c| {
+                removed.contains(&c)
+                    || c.strip_prefix(&prefix)
+                        .is_some_and(|id| layers.contains(id))
+            })
+    }
+
+    /// The snapshots interrupted creates left, and what is left to do about each.
+    fn interrupted_creates(&self) -> DriverResult<Vec<(String, CreateLeft)>> {
         let rows = cmd::list(
             &["name", "clones", "defer_destroy"],
             &["-t", "snapshot", "-r", "-d", "2", &self.fsname],
@@ -222,6 +279,7 @@ impl ZfsDriver {
         )))?;
         let layers = lock(&self.layers).clone();
         let prefix = format!("{}/", self.fsname);
+        let mut out = Vec::new();
         for r in rows {
             let Some((parent, child)) = r[0].strip_prefix(&prefix).and_then(|s| s.split_once('@'))
             else {
@@ -232,21 +290,12 @@ impl ZfsDriver {
             }
             let clones = r[1].split(',').any(|c| !c.is_empty() && c != "-");
             if !clones && !layers.contains(child) {
-                tracing::info!(
-                    snapshot = r[0],
-                    "removing the snapshot of an interrupted create"
-                );
-                cmd::zfs(&["destroy", &r[0]]).map_err(zfs_err("removing a leftover snapshot"))?;
+                out.push((r[0].clone(), CreateLeft::Orphan));
             } else if clones && r[2] != "on" {
-                tracing::info!(
-                    snapshot = r[0],
-                    "marking the origin snapshot of an interrupted create for deferred destruction"
-                );
-                cmd::zfs(&["destroy", "-d", &r[0]])
-                    .map_err(zfs_err("marking an origin snapshot"))?;
+                out.push((r[0].clone(), CreateLeft::Unmarked));
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     fn create_dataset(
@@ -570,6 +619,53 @@ impl Driver for ZfsDriver {
 
     fn cleanup(&self) -> DriverResult<()> {
         self.mounts.release_all(|id| self.unmount(id))
+    }
+
+    /// Snapshots of interrupted creates without their clone, and datasets of interrupted
+    /// removals (an inspecting open leaves them; a recovering one destroys them).
+    fn strays(&self) -> DriverResult<Vec<Stray>> {
+        let mut out: Vec<Stray> = self
+            .interrupted_creates()?
+            .into_iter()
+            .filter(|(_, left)| *left == CreateLeft::Orphan)
+            .map(|(name, _)| Stray {
+                kind: STRAY_SNAPSHOT.into(),
+                name,
+            })
+            .collect();
+        // A removed layer whose children still live is waiting for them, as it should.
+        let pending: Vec<String> = lock(&self.removed).iter().cloned().collect();
+        let mut removed: Vec<String> = pending
+            .into_iter()
+            .filter(|ds| !self.has_dependent_clones(ds))
+            .collect();
+        removed.sort();
+        out.extend(removed.into_iter().map(|name| Stray {
+            kind: STRAY_REMOVED.into(),
+            name,
+        }));
+        Ok(out)
+    }
+
+    fn remove_stray(&self, stray: &Stray) -> DriverResult<()> {
+        let ours = stray.name.starts_with(&format!("{}/", self.fsname));
+        match stray.kind.as_str() {
+            STRAY_SNAPSHOT if ours && stray.name.contains('@') => {
+                cmd::zfs(&["destroy", &stray.name])
+                    .map_err(zfs_err("removing a leftover snapshot"))?;
+                Ok(())
+            }
+            STRAY_REMOVED if ours && stray.name.ends_with(REMOVED_SUFFIX) => {
+                cmd::zfs(&["destroy", "-r", &stray.name])
+                    .map_err(zfs_err("destroying a removed dataset"))?;
+                lock(&self.removed).remove(&stray.name);
+                Ok(())
+            }
+            _ => Err(DriverError::Invalid {
+                driver: NAME,
+                message: format!("{} is not a leftover of this driver", stray.name),
+            }),
+        }
     }
 
     fn apply_target(&self, id: &str, _parent: Option<&str>) -> DriverResult<ApplyTarget> {
