@@ -19,7 +19,7 @@
 
 #[path = "engines.rs"]
 mod engines;
-use engines::{json_request, median, request, start, Engine};
+use engines::{json_request, median, start, Engine};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,14 +73,7 @@ fn archive(dir: &Path, n: usize) -> PathBuf {
 /// Loads the images and makes the containers; returns the IDs of those that ran.
 fn populate(e: &Engine, archive: &Path, n: usize) -> Vec<String> {
     let t = Instant::now();
-    let (status, b) = request(e, "POST", "/images/load?quiet=1", Some(archive));
-    assert_eq!(
-        status,
-        200,
-        "{}: load: {}",
-        e.name,
-        String::from_utf8_lossy(&b)
-    );
+    engines::load_image(e, archive);
     eprintln!(
         "{}: {n} images loaded in {:.1} s",
         e.name,
