@@ -8,30 +8,8 @@
 
 mod common;
 
-use common::Daemon;
-use std::path::Path;
-use std::process::Command;
+use common::zfs::{daemon_on_dataset, no_zfs, zfs};
 use strata_graph::graphtest::vm;
-
-fn no_zfs() -> Option<String> {
-    if !Path::new("/dev/zfs").exists() {
-        return Some("this kernel has no ZFS; `in_the_vm` runs this test in the VM".into());
-    }
-    if std::env::var_os("STRATA_ZFS_POOL").is_none() {
-        return Some("set STRATA_ZFS_POOL to a pool this test may use".into());
-    }
-    None
-}
-
-fn zfs(args: &[&str]) -> String {
-    let out = Command::new("zfs").args(args).output().expect("zfs");
-    assert!(
-        out.status.success(),
-        "zfs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Everything under `fs` (itself left out).
 fn all_under(fs: &str) -> Vec<String> {
@@ -52,18 +30,7 @@ fn the_daemon_works_on_zfs() {
         return;
     }
     assert!(common::docker_available(), "the docker CLI is missing");
-    let fs = format!(
-        "{}/daemon{}",
-        std::env::var("STRATA_ZFS_POOL").expect("pool"),
-        std::process::id()
-    );
-    zfs(&["create", "-o", "mountpoint=legacy", &fs]);
-    let mut d = Daemon::start_prepared("zfs", FLAGS, &[], |dir| {
-        // The data root is the dataset; the daemon's clean-up unmounts it.
-        let root = dir.join("root");
-        std::fs::create_dir_all(&root).expect("root");
-        strata_graph::sys::mount(fs.as_bytes(), &root, b"zfs", 0, None).expect("mount");
-    });
+    let (mut d, fs) = daemon_on_dataset("daemon", FLAGS);
     d.load_busybox();
     let info = d.ok(&["info", "--format", "{{.Driver}} {{json .DriverStatus}}"]);
     assert!(info.starts_with("zfs "), "{info}");

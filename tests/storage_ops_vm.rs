@@ -11,6 +11,7 @@
 mod common;
 
 use common::storage_cli::*;
+use common::zfs::{daemon_on_dataset, no_zfs, zfs};
 use common::Daemon;
 use std::path::Path;
 use std::process::Command;
@@ -185,41 +186,14 @@ fn base_cache_id(root: &Path) -> String {
     panic!("no base layer in {}", root.display());
 }
 
-fn zfs(args: &[&str]) -> String {
-    let out = Command::new("zfs").args(args).output().expect("zfs");
-    assert!(
-        out.status.success(),
-        "zfs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn check_repair_and_migrate_on_zfs() {
-    if !Path::new("/dev/zfs").exists() || std::env::var_os("STRATA_ZFS_POOL").is_none() {
-        eprintln!(
-            "SKIPPED: no ZFS pool here (STRATA_ZFS_POOL); `in_the_vm` runs this test in the VM"
-        );
+    if let Some(why) = no_zfs() {
+        eprintln!("SKIPPED: {why}");
         return;
     }
     assert!(common::docker_available(), "the docker CLI is missing");
-    let fs = format!(
-        "{}/ops{}",
-        std::env::var("STRATA_ZFS_POOL").expect("pool"),
-        std::process::id()
-    );
-    zfs(&["create", "-o", "mountpoint=legacy", &fs]);
-    let mut d = Daemon::start_prepared(
-        "zfs",
-        &["--bridge", "none", "--iptables=false"],
-        &[],
-        |dir| {
-            let root = dir.join("root");
-            std::fs::create_dir_all(&root).expect("root");
-            strata_graph::sys::mount(fs.as_bytes(), &root, b"zfs", 0, None).expect("mount");
-        },
-    );
+    let (mut d, fs) = daemon_on_dataset("ops", &["--bridge", "none", "--iptables=false"]);
     d.load_busybox();
     common::cp_diff_commit_export_save(&d, "in a clone\n");
     let want = facts(&d);

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod registry;
 pub mod storage_cli;
+pub mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
