@@ -93,7 +93,7 @@ fn images(d: &Daemon) -> Vec<Value> {
     for c in d.containers.list() {
         *users.entry(c.image).or_default() += 1;
     }
-    let chains: Vec<Vec<ChainId>> = images.iter().map(crate::images::chain).collect();
+    let chains: Vec<Vec<ChainId>> = images.iter().map(|i| i.head.chain_ids()).collect();
     let mut layer_users: HashMap<ChainId, usize> = HashMap::new();
     for chain in &chains {
         for c in chain {
@@ -104,7 +104,7 @@ fn images(d: &Daemon) -> Vec<Value> {
         .iter()
         .zip(&chains)
         .map(|(img, chain)| {
-            let mut v = crate::images::summary(d, img, crate::images::repo_tags(d, img));
+            let mut v = crate::images::summary(d, img, chain, crate::images::repo_tags(d, img));
             let shared: u64 = chain
                 .iter()
                 .filter(|c| layer_users.get(*c).is_some_and(|n| *n > 1))

@@ -7,25 +7,15 @@ use hyper::{Method, Request, StatusCode};
 use std::sync::Arc;
 use strata_graph::image::{Image, Reference};
 use strata_graph::time::{rfc3339_now, rfc3339_secs};
-use strata_graph::{chain_id, ChainId};
+use strata_graph::ChainId;
 
 fn config_json(img: &Image) -> serde_json::Value {
     serde_json::from_slice(&img.config).unwrap_or(serde_json::Value::Null)
 }
 
-pub(crate) fn chain(img: &Image) -> Vec<ChainId> {
-    let mut out = Vec::new();
-    let mut parent: Option<ChainId> = None;
-    for d in &img.head.rootfs.diff_ids {
-        let c = chain_id(parent.as_ref(), d);
-        out.push(c);
-        parent = Some(c);
-    }
-    out
-}
-
-fn size(d: &Daemon, img: &Image) -> u64 {
-    chain(img)
+/// What the layers `chain` take (sizes recorded at commit).
+fn chain_size(d: &Daemon, chain: &[ChainId]) -> u64 {
+    chain
         .iter()
         .filter_map(|c| d.layers.get(c))
         .map(|l| l.size)
@@ -187,7 +177,7 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
                 .map(|r| r.familiar())
                 .collect()
         };
-        let mut v = summary(d, &img, tags);
+        let mut v = summary(d, &img, &img.head.chain_ids(), tags);
         v["RepoDigests"] = serde_json::json!(digests);
         v["Containers"] = serde_json::json!(used.get(&img.id.to_string()).copied().unwrap_or(0));
         out.push(v);
@@ -195,8 +185,13 @@ pub async fn list(d: &Daemon, q: &Query) -> Result<Resp, ApiError> {
     Ok(json(StatusCode::OK, &serde_json::Value::Array(out)))
 }
 
-/// An image as `/images/json` and `/system/df` list it.
-pub(crate) fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json::Value {
+/// An image as `/images/json` and `/system/df` list it; `chain` is its layers' chainIDs.
+pub(crate) fn summary(
+    d: &Daemon,
+    img: &Image,
+    chain: &[ChainId],
+    tags: Vec<String>,
+) -> serde_json::Value {
     let cfg = config_json(img);
     serde_json::json!({
         "Id": img.id.to_string(),
@@ -204,7 +199,7 @@ pub(crate) fn summary(d: &Daemon, img: &Image, tags: Vec<String>) -> serde_json:
         "RepoTags": tags,
         "RepoDigests": [],
         "Created": img.head.created.as_deref().and_then(rfc3339_secs).unwrap_or(0),
-        "Size": size(d, img),
+        "Size": chain_size(d, chain),
         "SharedSize": -1,
         "Labels": cfg["config"]["Labels"].as_object().cloned().unwrap_or_default(),
         "Containers": -1,
@@ -312,7 +307,7 @@ fn inspect(d: &Daemon, img: &Image) -> serde_json::Value {
         "Architecture": img.head.architecture.clone().unwrap_or_default(),
         "Variant": cfg["variant"],
         "Os": img.head.os.clone().unwrap_or_default(),
-        "Size": size(d, img),
+        "Size": chain_size(d, &img.head.chain_ids()),
         "GraphDriver": { "Name": d.layers.driver().name(), "Data": graph },
         "RootFS": { "Type": "layers", "Layers": img.head.rootfs.diff_ids.iter().map(|x| x.to_string()).collect::<Vec<_>>() },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
@@ -321,7 +316,7 @@ fn inspect(d: &Daemon, img: &Image) -> serde_json::Value {
 
 fn history(d: &Daemon, img: &Image) -> serde_json::Value {
     let cfg = config_json(img);
-    let layers = chain(img);
+    let layers = img.head.chain_ids();
     let mut layer_iter = layers.iter();
     let mut rows = Vec::new();
     let entries = cfg["history"].as_array().cloned().unwrap_or_default();
@@ -346,7 +341,7 @@ fn history(d: &Daemon, img: &Image) -> serde_json::Value {
         }));
     }
     if rows.is_empty() {
-        rows.push(serde_json::json!({ "Id": "<missing>", "Created": 0, "CreatedBy": "", "Tags": null, "Size": size(d, img), "Comment": "" }));
+        rows.push(serde_json::json!({ "Id": "<missing>", "Created": 0, "CreatedBy": "", "Tags": null, "Size": chain_size(d, &layers), "Comment": "" }));
     }
     rows.reverse();
     if let Some(top) = rows.first_mut() {
