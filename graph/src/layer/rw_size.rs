@@ -122,18 +122,26 @@ impl RwSizes {
         c.mounts += 1;
         c.generation += 1;
         c.size = None;
-        if std::mem::take(&mut c.on_disk) {
-            match fs::remove_file(self.path(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    // Keep the file's existence in mind: the next mount tries again.
-                    c.on_disk = true;
-                    c.mounts -= 1;
-                    return Err(e);
-                }
-                _ => {}
-            }
+        if let Err(e) = self.unlink(name, c) {
+            c.mounts -= 1;
+            return Err(e);
         }
         Ok(())
+    }
+
+    /// Removes `<name>.size` if it may exist; on failure the counter still says it may, so
+    /// the next attempt tries again.
+    fn unlink(&self, name: &str, c: &mut Counter) -> io::Result<()> {
+        if !c.on_disk {
+            return Ok(());
+        }
+        match fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => {
+                c.on_disk = false;
+                Ok(())
+            }
+        }
     }
 
     /// One mount (or write) is over; after the last, the layer is queued to be measured.
@@ -202,12 +210,7 @@ impl RwSizes {
             return Ok(());
         };
         c.size = None;
-        if std::mem::take(&mut c.on_disk) {
-            match fs::remove_file(self.path(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
+        self.unlink(name, c)?;
         if c.mounts == 0 {
             st.queue.push_back((name.to_string(), Instant::now()));
             self.wake.notify_one();
